@@ -1,0 +1,158 @@
+"""`bls` and `bls_stream`: validate the request, run the denoising loop, call the stage models through BLS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+from .. import contract
+from ..pipeline.generate import Geometry, GenerationRequest, generate
+from ..pipeline.validation import InvalidInput, parse_bls_inputs
+from ..pipeline.weights import load_tokenizer
+from . import runtime
+
+
+class StageUnavailable(RuntimeError):
+    """A stage model answered with an error (or is not loaded); the message names the model."""
+
+
+class TritonStageRunner:
+    """A `StageRunner` that sends BLS requests to the stage models; tensors travel by DLPack."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.memory = {}
+        if device.type == "cuda":  # ask the stages for their outputs on our GPU: no host round trip
+            self.memory = {"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU,
+                                                                        device.index or 0)}
+
+    async def _call(self, model: str, inputs: list, output: str) -> torch.Tensor:
+        request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=[output],
+                                            **self.memory)
+        try:
+            response = await request.async_exec()
+        except Exception as exc:
+            raise StageUnavailable(f"stage model '{model}' failed or is unavailable: {exc}") from exc
+        if response.has_error():
+            raise StageUnavailable(f"stage model '{model}' failed or is unavailable: {response.error().message()}")
+        tensor = pb_utils.get_output_tensor_by_name(response, output)
+        # clone: the response's buffer is released with the response object
+        return torch.from_dlpack(tensor.to_dlpack()).to(self.device).clone()
+
+    @staticmethod
+    def _texts(prompts: list[str]):
+        return pb_utils.Tensor("text", np.array([[p.encode("utf-8")] for p in prompts], dtype=np.object_))
+
+    async def encode_clip(self, prompts):
+        return await self._call(contract.CLIP_ENCODER, [self._texts(prompts)], "pooled_prompt_embeds")
+
+    async def encode_t5(self, prompts, max_sequence_length):
+        lengths = np.full((len(prompts), 1), max_sequence_length, dtype=np.int32)
+        inputs = [self._texts(prompts), pb_utils.Tensor("max_sequence_length", lengths)]
+        return await self._call(contract.T5_ENCODER, inputs, "prompt_embeds")
+
+    async def predict(self, hidden_states, encoder_hidden_states, pooled_projections, timestep, latent_size, guidance):
+        n = hidden_states.shape[0]
+        inputs = [
+            runtime.output_tensor("hidden_states", hidden_states),
+            runtime.output_tensor("encoder_hidden_states", encoder_hidden_states),
+            runtime.output_tensor("pooled_projections", pooled_projections),
+            runtime.output_tensor("timestep", timestep.reshape(n, 1)),
+            pb_utils.Tensor("latent_size", np.tile(np.array(latent_size, dtype=np.int32), (n, 1))),
+        ]
+        if guidance is not None:
+            inputs.append(runtime.output_tensor("guidance", guidance.reshape(n, 1).float()))
+        return await self._call(contract.DIT_TRANSFORMER, inputs, "noise_pred")
+
+    async def decode(self, latents):
+        return await self._call(contract.VAE_DECODER, [runtime.output_tensor("latents", latents)], "images")
+
+
+class BlsModel:
+    """`bls`: N prompts in, images [N, 3, H, W] and seeds [N] out (DESIGN.md §2)."""
+
+    model_name = contract.BLS
+
+    @classmethod
+    def auto_complete_config(cls, auto_complete_model_config):
+        return runtime.complete_config(auto_complete_model_config, cls.model_name)
+
+    def initialize(self, args=None):
+        self.config, self.device, self.dtype, self.source = runtime.setup(args)
+        self.geometry = Geometry.from_source(self.source)
+        self.variant = self.source.variant
+        self.tokenizer_2 = load_tokenizer(self.source, "tokenizer_2")
+
+    def _t5_token_count(self, prompt: str) -> int:
+        return len(self.tokenizer_2(prompt).input_ids)
+
+    def parse(self, request) -> GenerationRequest:
+        inputs = {spec.name: runtime.input_array(request, spec.name) for spec in contract.BLS_INPUTS}
+        return parse_bls_inputs(inputs, self.variant, self._t5_token_count)
+
+    async def run(self, request: GenerationRequest, on_step=None) -> list:
+        images = await generate(request, TritonStageRunner(self.device), self.geometry, self.device, self.dtype,
+                                on_step=on_step)
+        seeds = np.array(request.seeds, dtype=np.int64)
+        return [runtime.output_tensor("images", images.float()), pb_utils.Tensor("seeds", seeds)]
+
+    def error_for(self, exc: Exception):
+        """The error response for a failed request: INVALID_ARG, UNAVAILABLE (a stage) or INTERNAL."""
+        if isinstance(exc, InvalidInput):
+            return runtime.error_response(str(exc))
+        if isinstance(exc, StageUnavailable):
+            return runtime.error_response(str(exc), pb_utils.TritonError.UNAVAILABLE)
+        return runtime.error_response(f"{self.model_name} failed: {type(exc).__name__}: {exc}",
+                                      pb_utils.TritonError.INTERNAL)
+
+    async def handle(self, request):
+        """One request → one response; never raises."""
+        try:
+            return pb_utils.InferenceResponse(output_tensors=await self.run(self.parse(request)))
+        except Exception as exc:
+            return self.error_for(exc)
+
+    async def execute(self, requests):
+        return list(await asyncio.gather(*(self.handle(r) for r in requests)))
+
+    def finalize(self):
+        pass
+
+
+class BlsStreamModel(BlsModel):
+    """`bls_stream` (decoupled): a `step`/`total_steps` response after every denoising step, then a FINAL response
+    with `images`, `seeds` and the last step."""
+
+    model_name = contract.BLS_STREAM
+
+    @classmethod
+    def auto_complete_config(cls, auto_complete_model_config):
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": True})
+        return runtime.complete_config(auto_complete_model_config, cls.model_name)
+
+    @staticmethod
+    def _progress(step: int, total: int) -> list:
+        return [pb_utils.Tensor("step", np.array([step], dtype=np.int32)),
+                pb_utils.Tensor("total_steps", np.array([total], dtype=np.int32))]
+
+    async def stream(self, request) -> None:
+        sender = request.get_response_sender()
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+        async def on_step(step: int, total: int) -> None:
+            sender.send(pb_utils.InferenceResponse(output_tensors=self._progress(step, total)))
+
+        try:
+            generation = self.parse(request)
+            outputs = await self.run(generation, on_step)
+            steps = generation.num_inference_steps
+            sender.send(pb_utils.InferenceResponse(output_tensors=outputs + self._progress(steps, steps)), flags=final)
+        except Exception as exc:
+            sender.send(self.error_for(exc), flags=final)
+
+    async def execute(self, requests):
+        await asyncio.gather(*(self.stream(r) for r in requests))
+        return None

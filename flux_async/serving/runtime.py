@@ -1,0 +1,90 @@
+"""What every Triton python model of the pipeline shares: settings, device, tensor conversion, errors, auto-complete.
+
+Imported only inside a python-backend stub (or under the test stand-in), where `triton_python_backend_utils` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+from .. import contract
+from ..pipeline.weights import WeightsSource, resolve_weights
+
+
+def parse_args(args: dict | None) -> dict:
+    """The model's config as a dict (empty when a test calls `initialize({})`)."""
+    args = args or {}
+    return json.loads(args["model_config"]) if "model_config" in args else {}
+
+
+def parameter(config: dict, key: str, env: str | None = None, default: str | None = None) -> str | None:
+    """A config.pbtxt string parameter, else an environment variable, else `default`."""
+    value = config.get("parameters", {}).get(key, {}).get("string_value")
+    if value:
+        return value
+    return os.environ.get(env, default) if env else default
+
+
+def setup(args: dict | None) -> tuple[dict, torch.device, torch.dtype, WeightsSource]:
+    """Config, device, compute dtype and weights for a model instance; also limits torch's threads."""
+    config = parse_args(args)
+    threads = int(parameter(config, "torch_threads", contract.ENV_TORCH_THREADS, "1"))
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    args = args or {}
+    kind = args.get("model_instance_kind", "CPU")
+    if kind == "GPU" and torch.cuda.is_available():
+        device = torch.device("cuda", int(args.get("model_instance_device_id", 0)))
+    else:
+        device = torch.device("cpu")
+    dtype = getattr(torch, contract.compute_dtype_name(device.type == "cuda"))
+    source = resolve_weights(parameter(config, "weights", contract.ENV_WEIGHTS))
+    return config, device, dtype, source
+
+
+def complete_config(auto_complete_model_config, model_name: str):
+    """Fill the model's inputs and outputs from `contract.py`, resolving COMPUTE tensors to this machine's dtype."""
+    compute = contract.compute_dtype_name()
+    inputs, outputs = contract.MODEL_TENSORS[model_name]
+    for spec in inputs:
+        entry = {"name": spec.name, "data_type": contract.config_datatype(spec, compute), "dims": list(spec.dims)}
+        if spec.optional:
+            entry["optional"] = True
+        auto_complete_model_config.add_input(entry)
+    for spec in outputs:
+        auto_complete_model_config.add_output({"name": spec.name, "dims": list(spec.dims),
+                                               "data_type": contract.config_datatype(spec, compute)})
+    return auto_complete_model_config
+
+
+def input_tensor(request, name: str) -> torch.Tensor | None:
+    """A numeric input as a torch tensor (zero-copy through DLPack, CPU or GPU), or None when absent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else torch.from_dlpack(tensor.to_dlpack())
+
+
+def input_array(request, name: str) -> np.ndarray | None:
+    """An input as a numpy array (BYTES and small host-side inputs), or None when absent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    return tensor.as_numpy() if tensor.is_cpu() else torch.from_dlpack(tensor.to_dlpack()).cpu().numpy()
+
+
+def output_tensor(name: str, value: torch.Tensor):
+    """A torch tensor as a Triton output (DLPack: no copy, stays on its device)."""
+    return pb_utils.Tensor.from_dlpack(name, value.contiguous())
+
+
+def error_response(message: str, code=None):
+    """A response carrying a TritonError (INVALID_ARG unless told otherwise)."""
+    code = pb_utils.TritonError.INVALID_ARG if code is None else code
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))
