@@ -13,6 +13,7 @@ from .. import contract
 PRESET_PREFIX = "preset:"
 PRESETS = {"flux1-schnell": "schnell", "flux1-dev": "dev"}
 TINY_SEED = 0
+TINY_FORMAT = 1  # bump when the tiny builder changes, so a stale cached folder is not reused
 
 
 def cache_dir() -> Path:
@@ -27,7 +28,7 @@ def default_tiny_weights(variant: str = "schnell") -> Path:
 
     from .tiny import make_tiny_flux
 
-    target = cache_dir() / f"tiny-flux-{variant}-seed{TINY_SEED}"
+    target = cache_dir() / f"tiny-flux-{variant}-seed{TINY_SEED}-v{TINY_FORMAT}"
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,7 @@
+"""`python -m flux_async`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

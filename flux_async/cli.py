@@ -1,0 +1,107 @@
+"""Command line: argument parsing and exit codes only (DESIGN.md §4).
+
+Exit codes: 0 success · 1 a threshold, verification or run-time failure · 2 bad scenario or usage · 3 target
+unreachable or server failed to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in [0, 65535] (0 = pick a free port), got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flux_async",
+                                     description="Stress and concurrency tester for FLUX.1 on Triton.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run a Triton server with the FLUX model repository until Ctrl-C")
+    serve.add_argument("--model-repository", type=Path, default=None,
+                       help="model repository (default: this checkout's triton_models/)")
+    serve.add_argument("--weights", default=None,
+                       help="FluxPipeline folder, or preset:flux1-schnell / preset:flux1-dev "
+                            "(default: the tiny pipeline, built on first use into the cache)")
+    serve.add_argument("--http-port", type=_port, default=8000, help="HTTP port (default 8000; 0 = free port)")
+    serve.add_argument("--grpc-port", type=_port, default=8001, help="gRPC port (default 8001; 0 = free port)")
+    serve.add_argument("--metrics-port", type=_port, default=8002, help="metrics port (default 8002; 0 = free port)")
+    serve.add_argument("--tritonserver", type=Path, default=None,
+                       help="tritonserver binary to use instead of the one bundled in nvidia-pytriton")
+    serve.add_argument("--model-control-mode", choices=("none", "explicit"), default="none",
+                       help="explicit: models can be unloaded/loaded through the model-control API")
+    serve.add_argument("--torch-threads", type=_positive, default=1, help="torch threads per model process")
+    serve.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for readiness")
+
+    tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
+    tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--seed", type=int, default=0, help="weights seed; the same seed gives identical bytes")
+    tiny.add_argument("--variant", choices=("schnell", "dev"), default="schnell",
+                      help="schnell: no guidance embedding; dev: guidance-embedded transformer, dynamic shift")
+    return parser
+
+
+def cmd_make_tiny_flux(args) -> int:
+    from .pipeline.tiny import make_tiny_flux
+
+    path = make_tiny_flux(args.directory, seed=args.seed, variant=args.variant)
+    print(f"wrote tiny FLUX.1-{args.variant} pipeline (seed {args.seed}) to {path}")
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from .server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
+
+    config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
+                          http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                          tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
+                          torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout)
+    server = TritonServer(config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"flux_async: starting tritonserver (model repository {config.model_repository})", flush=True)
+    try:
+        server.start()
+    except ServerError as exc:
+        print(f"flux_async: server failed to start: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if stop.is_set():
+        server.stop()
+        return EXIT_OK
+    print(f"flux_async: Triton is ready\n  HTTP     {server.http_url}\n  gRPC     {server.grpc_url}\n"
+          f"  metrics  {server.metrics_url}\n  log      {server.log_path}\nPress Ctrl-C to stop.", flush=True)
+    code = EXIT_OK
+    while not stop.wait(0.5):
+        if server.process is None or server.process.poll() is not None:
+            print(f"flux_async: tritonserver exited unexpectedly; log: {server.log_path}", file=sys.stderr)
+            code = EXIT_FAILED
+            break
+    server.stop()
+    print("flux_async: server stopped", flush=True)
+    return code
+
+
+COMMANDS = {"serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)

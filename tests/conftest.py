@@ -1,0 +1,76 @@
+"""Shared fixtures: the tiny weights, the reference FluxPipeline, and one real Triton server per test session."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A fresh tiny FLUX.1-schnell pipeline folder, built through `make-tiny-flux`'s code."""
+    from flux_async.pipeline.tiny import make_tiny_flux
+
+    return make_tiny_flux(tmp_path_factory.mktemp("weights") / "tiny-flux-schnell")
+
+
+@pytest.fixture(scope="session")
+def tiny_dev_weights(tmp_path_factory) -> Path:
+    """A tiny FLUX.1-dev pipeline (guidance embedding, dynamic shift)."""
+    from flux_async.pipeline.tiny import make_tiny_flux
+
+    return make_tiny_flux(tmp_path_factory.mktemp("weights") / "tiny-flux-dev", variant="dev")
+
+
+@pytest.fixture(scope="session")
+def reference_images(tiny_weights):
+    """`(prompt, seed, steps, guidance, height, width, max_sequence_length) -> [3, H, W]` from FluxPipeline."""
+    return make_reference(tiny_weights)
+
+
+@pytest.fixture(scope="session")
+def reference_factory():
+    """`make_reference` for other weights folders."""
+    return make_reference
+
+
+def make_reference(weights: Path):
+    """A cached function that runs `FluxPipeline.from_pretrained(weights)` for one prompt and seed."""
+    import torch
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(weights)
+    pipe.set_progress_bar_config(disable=True)
+
+    @functools.lru_cache(maxsize=None)
+    def reference(prompt: str, seed: int, steps: int = 4, guidance: float = 0.0, height: int = 128, width: int = 128,
+                  max_sequence_length: int = 256) -> np.ndarray:
+        images = pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), num_inference_steps=steps,
+                      guidance_scale=guidance, height=height, width=width, max_sequence_length=max_sequence_length,
+                      output_type="pt").images
+        return images[0].float().numpy()
+
+    reference.pipe = pipe
+    return reference
+
+
+@pytest.fixture(scope="session")
+def triton_server(tiny_weights):
+    """One real tritonserver (bundled binary) with triton_models/ on the tiny weights, on free ports; explicit model
+    control, so tests can reload a model with another config."""
+    from flux_async.server import TritonServer
+
+    with TritonServer(weights=str(tiny_weights), model_control_mode="explicit") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
