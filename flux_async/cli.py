@@ -67,7 +67,14 @@ def cmd_make_tiny_flux(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from .pipeline.weights import resolve_weights
     from .server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
+
+    try:
+        resolve_weights(args.weights)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"flux_async serve: error: --weights: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
                           http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,

@@ -13,11 +13,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from flux_async.bls_inputs import bls_inputs
+from flux_async.contract import image_tolerance
 from flux_async.images import save_png
 
 PROMPTS = ["A beautiful landscape with mountains", "A futuristic city with flying cars", "A cat playing with a ball"]
 SEEDS = [11, 22, 33]
-TOLERANCE = 1e-4  # DESIGN.md §2: max abs diff at sizes up to 256
+TOLERANCE = image_tolerance(128, 128)  # DESIGN.md §2: max abs diff 1e-4 at sizes up to 256
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,111 @@
+"""`python -m flux_async serve`: prints the endpoints when ready, serves, stops cleanly on SIGINT/SIGTERM (no orphan
+stub processes, no leaked /dev/shm segments); a server that cannot start exits 3 with the reason."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from flux_async.bls_inputs import bls_inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def triton_processes() -> set[int]:
+    """PIDs of tritonserver and python-backend stub processes on this machine."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"tritonserver" in cmdline or b"triton_python_backend_stub" in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
+def shm_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir()}
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    """Start `serve` and read its output until the endpoints are printed (or it exits)."""
+    process = subprocess.Popen([sys.executable, "-m", "flux_async", "serve", *args], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if line.startswith("Press Ctrl-C"):
+            break
+    return process, lines
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal):
+    processes_before, shm_before = triton_processes(), shm_segments()
+    process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
+                                 "--metrics-port", "0")
+    try:
+        text = "\n".join(lines)
+        assert "Triton is ready" in text, text
+        grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
+        assert re.search(r"HTTP\s+localhost:\d+", text) and re.search(r"metrics\s+http://localhost:\d+/metrics", text)
+        client = grpcclient.InferenceServerClient(grpc_url)
+        result = client.infer("bls", bls_inputs(grpcclient, ["a lighthouse"], seeds=[1], height=64, width=64,
+                                                num_inference_steps=1))
+        assert result.as_numpy("images").shape == (1, 3, 64, 64)
+    finally:
+        process.send_signal(stop_signal)
+        rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, rest
+    assert "server stopped" in rest
+    assert triton_processes() - processes_before == set(), "stub or server processes outlived serve"
+    assert shm_segments() - shm_before == set(), "serve left /dev/shm segments behind"
+
+
+def test_serve_exits_3_when_a_model_cannot_load(tmp_path, tiny_weights):
+    """A model whose model.py fails to import: exit 3, the reason and the log's tail on stderr."""
+    broken = tmp_path / "repository" / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "model.py").write_text("import flux_async_no_such_module\n")
+    (broken.parent / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 0\n'
+                                                'input [{ name: "x" data_type: TYPE_INT32 dims: [1] }]\n'
+                                                'output [{ name: "y" data_type: TYPE_INT32 dims: [1] }]\n')
+    process, lines = start_serve("--model-repository", str(broken.parent.parent), "--weights", str(tiny_weights),
+                                 "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0")
+    output = "\n".join(lines) + process.communicate(timeout=300)[0]
+    assert process.returncode == 3, output
+    assert "server failed to start" in output and "flux_async_no_such_module" in output
+
+
+def test_serve_rejects_a_missing_weights_folder_with_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "flux_async", "serve", "--weights", str(tmp_path / "nope")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "--weights" in result.stderr and "model_index.json" in result.stderr
+
+
+def test_stub_preflight_names_a_mismatched_libpython(tmp_path):
+    """The stub must load this interpreter's libpython; another build of the same version is caught before start."""
+    from flux_async.server import ServerError, bundled_server, check_stub_links, stub_environment
+
+    debian = Path(f"/usr/lib/x86_64-linux-gnu/libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0")
+    stub = bundled_server() / "backends" / "python" / "triton_python_backend_stub"
+    check_stub_links(stub, stub_environment())  # the environment serve builds passes
+    ours = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("LDLIBRARY")
+    if not debian.exists() or debian.resolve() == ours.resolve():
+        pytest.skip(f"no second libpython build at {debian} to mismatch against")
+    env = stub_environment({"PATH": os.environ["PATH"]})
+    env["LD_LIBRARY_PATH"] = f"{debian.parent}:{env['LD_LIBRARY_PATH']}"
+    with pytest.raises(ServerError, match="would load .*libpython"):
+        check_stub_links(stub, env)
