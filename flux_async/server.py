@@ -192,7 +192,7 @@ class TritonServer:
                 *(["--load-model=*"] if cfg.model_control_mode == "explicit" else []), *cfg.extra_args]
 
     def _locate(self) -> tuple[Path, Path]:
-        """(tritonserver binary, backends folder)."""
+        """(tritonserver binary, backends folder): a given binary uses the backends/ beside its bin/ folder."""
         if self.config.tritonserver:
             binary = Path(self.config.tritonserver).resolve()
             if not binary.is_file():
@@ -201,6 +201,14 @@ class TritonServer:
             return binary, backends if backends.is_dir() else bundled_server() / "backends"
         root = bundled_server()
         return root / "bin" / "tritonserver", root / "backends"
+
+    def _environment(self, binary: Path) -> dict:
+        env = stub_environment()
+        libs = binary.parent.parent / "lib"  # a server tarball carries its libraries there (benchmarks/gpu)
+        if libs.is_dir():
+            env["LD_LIBRARY_PATH"] = f"{libs}{os.pathsep}{env['LD_LIBRARY_PATH']}"
+        env.update({contract.ENV_TORCH_THREADS: str(self.config.torch_threads), **self.config.env})
+        return env
 
     def start(self) -> "TritonServer":
         """Start the server and wait until it is ready; raises `ServerError` with the reason and the log's tail."""
@@ -211,8 +219,7 @@ class TritonServer:
         if not (repository.is_dir() and any(repository.glob("*/config.pbtxt"))):
             raise ServerError(f"model repository {repository} has no model folders with a config.pbtxt")
         binary, backends = self._locate()
-        env = stub_environment()
-        env.update({contract.ENV_TORCH_THREADS: str(cfg.torch_threads), **cfg.env})
+        env = self._environment(binary)
         env[contract.ENV_WEIGHTS] = resolve_weights(cfg.weights).describe()  # builds the tiny default once, here
         check_stub_links(backends / "python" / "triton_python_backend_stub", env)
         self.http_port = cfg.http_port or free_port()

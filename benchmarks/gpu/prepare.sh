@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Prepare what the GPU machine (no package registry, Python 3.12) needs, into .whl/ (git-ignored, carried by the
+# device tool): the bundled tritonserver with the Python 3.12 stub and its libraries as one xz tarball, the wheels
+# the image lacks (diffusers, tritonclient, python-rapidjson) and the stub's numpy<2 / protobuf<7, and the tiny
+# weights. Run from the repository root after `uv sync`.
+set -euo pipefail
+out=.whl
+py=3.12
+rm -rf "$out" && mkdir -p "$out"
+site=$(uv run python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+stage=$(mktemp -d)
+mkdir -p "$stage/tritonserver/backends/python" "$stage/tritonserver/lib"
+cp -a "$site/pytriton/tritonserver/bin" "$site/pytriton/tritonserver/caches" "$stage/tritonserver/"
+cp -a "$site/pytriton/tritonserver/backends/python/." "$stage/tritonserver/backends/python/"
+cp -a "$site/pytriton/tritonserver/python_backend_stubs/$py/triton_python_backend_stub" "$stage/tritonserver/backends/python/"
+cp -a "$site/nvidia_pytriton.libs/." "$stage/tritonserver/lib/"
+rm -f "$stage"/tritonserver/lib/libpython3-*  # the 3.13 stub's; ours links the image's own libpython3.12
+tar -C "$stage" -cf - tritonserver | xz -T0 -9 > "$out/tritonserver-py$py.tar.xz"
+uv run python -m flux_async make-tiny-flux "$stage/tiny-flux" >/dev/null
+tar -C "$stage" -cf - tiny-flux | xz -T0 -9 > "$out/tiny-flux.tar.xz"
+rm -rf "$stage"
+download() {
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version $py --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform manylinux1_x86_64 -d "$out" "$@"
+}
+download "diffusers==$(uv run python -c 'import diffusers; print(diffusers.__version__)')" \
+    "tritonclient==$(uv run python -c 'import importlib.metadata as m; print(m.version("tritonclient"))')" \
+    python-rapidjson==1.25 numpy==1.26.4 protobuf==6.33.6
+du -ch "$out"/* | sort -h

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# On the GPU machine (run from the repository root, .whl/ carried): a venv whose own numpy<2 and protobuf<7 shadow
+# the image's (the python-backend stub needs them, DESIGN.md §6). It sees the image's packages (torch, transformers,
+# ...) through a folder of links appended by a .pth file, minus the image's numpy and the packages built against
+# numpy 2 that break beside numpy 1.26 (scipy first: transformers imports it when present). flux_async comes from
+# this checkout; the server tarball and the tiny weights are unpacked under /tmp.
+set -euo pipefail
+base=$(command -v python3)
+"$base" -m venv /tmp/fa
+site=$(/tmp/fa/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+image_site=$("$base" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+/tmp/fa/bin/python -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
+echo "$PWD" > "$site/flux_async_checkout.pth"
+mkdir -p /tmp/fa/image-site
+deny='^(numpy|scipy|sklearn|scikit_learn|pandas|numba|cupy|cv2|opencv|pyarrow|h5py|skimage|scikit_image|jax|jaxlib|statsmodels|tensorstore|xarray|onnxruntime)([-_.].*)?$'
+for entry in "$image_site"/*; do
+    name=$(basename "$entry")
+    [[ "$name" =~ $deny || "$name" == *.pth ]] || ln -s "$entry" "/tmp/fa/image-site/$name"
+done
+echo /tmp/fa/image-site > "$site/zz_image_site_packages.pth"
+mkdir -p /tmp/srv && tar -C /tmp/srv -xJf .whl/tritonserver-py3.12.tar.xz
+tar -C /tmp -xJf .whl/tiny-flux.tar.xz
+/tmp/fa/bin/python -c 'import numpy, torch, diffusers, transformers, tritonclient.grpc, flux_async; print("numpy", numpy.__version__, "torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
