@@ -109,3 +109,25 @@ def test_stub_preflight_names_a_mismatched_libpython(tmp_path):
     env["LD_LIBRARY_PATH"] = f"{debian.parent}:{env['LD_LIBRARY_PATH']}"
     with pytest.raises(ServerError, match="would load .*libpython"):
         check_stub_links(stub, env)
+
+
+async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
+    """The Python API: `async with TritonServer(...)` (here on a no-op model, which starts in seconds)."""
+    import tritonclient.grpc.aio as grpc_aio
+
+    from flux_async.bls_inputs import make_input
+    from flux_async.server import TritonServer
+
+    processes_before, shm_before = triton_processes(), shm_segments()
+    async with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "noop_repository",
+                            weights=str(tiny_weights)) as server:
+        client = grpc_aio.InferenceServerClient(server.grpc_url)
+        try:
+            assert await client.is_server_ready()
+            values = np.arange(4, dtype=np.float32).reshape(1, 4)
+            result = await client.infer("noop", [make_input(grpc_aio, "INPUT", values)])
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT"), values)
+        finally:
+            await client.close()
+    assert triton_processes() - processes_before == set()
+    assert shm_segments() - shm_before == set()
