@@ -100,15 +100,13 @@ def resolve_weights(spec: str | os.PathLike | None = None) -> WeightsSource:
 
 def load_module(source: WeightsSource, name: str, device, dtype):
     """Load one torch component ('text_encoder', 'text_encoder_2', 'transformer' or 'vae') on `device` in `dtype`."""
-    import torch
-
     if source.preset:
         from .tiny import build_module
 
         return build_module(name, "full", PRESETS[source.preset], seed=TINY_SEED, device=device, dtype=dtype)
     classes = _component_classes()
     module = classes[name].from_pretrained(source.folder, subfolder=name, torch_dtype=dtype)
-    return module.to(device).eval().requires_grad_(False) if isinstance(module, torch.nn.Module) else module
+    return module.to(device).eval().requires_grad_(False)
 
 
 def load_tokenizer(source: WeightsSource, name: str):

@@ -82,8 +82,9 @@ def _concat(values: list):
     return torch.cat(values) if len(values) > 1 else values[0]
 
 
-def _required(request, name: str) -> torch.Tensor:
-    value = runtime.input_tensor(request, name)
+def _required(request, name: str, read=runtime.input_tensor):
+    """A required input, read as a torch tensor (default) or with `runtime.input_array`."""
+    value = read(request, name)
     if value is None:
         raise InvalidInput(name, f"input '{name}' is required")
     return value
@@ -103,10 +104,7 @@ class ClipEncoderModel(StageModel):
     model_name, stage_class = contract.CLIP_ENCODER, ClipStage
 
     def parse(self, request):
-        raw = runtime.input_array(request, "text")
-        if raw is None:
-            raise InvalidInput("text", "input 'text' is required")
-        return (), {"text": decode_texts(raw, "text")}
+        return (), {"text": decode_texts(_required(request, "text", runtime.input_array), "text")}
 
     def run(self, key, batch):
         return {"pooled_prompt_embeds": self.stage.encode(batch["text"])}
@@ -118,17 +116,12 @@ class T5EncoderModel(StageModel):
     model_name, stage_class = contract.T5_ENCODER, T5Stage
 
     def parse(self, request):
-        raw = runtime.input_array(request, "text")
-        if raw is None:
-            raise InvalidInput("text", "input 'text' is required")
-        lengths = runtime.input_array(request, "max_sequence_length")
-        if lengths is None:
-            raise InvalidInput("max_sequence_length", "input 'max_sequence_length' is required")
-        (length,) = _same_rows("max_sequence_length", lengths)
+        texts = decode_texts(_required(request, "text", runtime.input_array), "text")
+        (length,) = _same_rows("max_sequence_length", _required(request, "max_sequence_length", runtime.input_array))
         if not contract.MIN_SEQUENCE_LENGTH <= length <= contract.MAX_SEQUENCE_LENGTH:
             raise InvalidInput("max_sequence_length", f"max_sequence_length must be in "
                                f"[{contract.MIN_SEQUENCE_LENGTH}, {contract.MAX_SEQUENCE_LENGTH}], got {length}")
-        return (int(length),), {"text": decode_texts(raw, "text")}
+        return (int(length),), {"text": texts}
 
     def run(self, key, batch):
         return {"prompt_embeds": self.stage.encode(batch["text"], key[0])}
@@ -142,10 +135,7 @@ class DitTransformerModel(StageModel):
     def parse(self, request):
         items = {name: _required(request, name)
                  for name in ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep")}
-        sizes = runtime.input_array(request, "latent_size")
-        if sizes is None:
-            raise InvalidInput("latent_size", "input 'latent_size' is required")
-        grid = _same_rows("latent_size", sizes)
+        grid = _same_rows("latent_size", _required(request, "latent_size", runtime.input_array))
         seq = items["hidden_states"].shape[1]
         if grid[0] * grid[1] != seq:
             raise InvalidInput("latent_size", f"latent_size {list(grid)} does not match hidden_states: "

@@ -234,6 +234,11 @@ def test_config_pbtxt_agrees_with_contract(pb_utils, name):
     assert [t["name"] for t in completed["input"]] == [s.name for s in inputs]
     assert [t["name"] for t in completed["output"]] == [s.name for s in outputs]
     assert all(t["data_type"] != "TYPE_INVALID" for t in completed["input"] + completed["output"])
+    if name in contract.STAGE_MODELS:
+        assert config.max_batch_size >= contract.STAGE_MAX_BATCH_SIZE and config.HasField("dynamic_batching")
+    else:
+        assert config.max_batch_size == 0
+        assert config.model_transaction_policy.decoupled == (name == contract.BLS_STREAM)
 
 
 if __name__ == "__main__":
