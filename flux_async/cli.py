@@ -50,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--torch-threads", type=_positive, default=1, help="torch threads per model process")
     serve.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for readiness")
 
+    run = commands.add_parser("run", help="replay a YAML scenario against Triton and report")
+    run.add_argument("scenario", type=Path)
+    run.add_argument("--url", default=None, help="host:port or grpc://, grpcs://, http://, https:// URL (several: "
+                                                 "comma-separated); none anywhere: an embedded server on tiny weights")
+    run.add_argument("--protocol", choices=("grpc", "grpc-stream", "http"), default=None,
+                     help="override the scenario's protocol")
+    run.add_argument("--model", default=None, help="model name (default: bls, or bls_stream for grpc-stream)")
+    run.add_argument("--report", type=Path, default=None, help="write the JSON report here")
+    run.add_argument("--hlog", type=Path, default=None, help="write an HdrHistogram interval log here")
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="cap every phase at this many seconds (a quick run of a long scenario)")
+    run.add_argument("--weights", default=None, help="weights for the embedded server (default: the tiny pipeline)")
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
     tiny.add_argument("--seed", type=int, default=0, help="weights seed; the same seed gives identical bytes")
@@ -106,7 +120,33 @@ def cmd_serve(args) -> int:
     return code
 
 
-COMMANDS = {"serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
+def cmd_run(args) -> int:
+    import asyncio
+
+    from rich.console import Console
+
+    from .runner import RunOptions, UsageError, run_scenario
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"flux_async run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
+                         duration_s=args.duration, weights=args.weights, progress=not args.no_progress)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: keep the table's columns whole
+        console = Console(width=160)
+    try:
+        _, code = asyncio.run(run_scenario(scenario, options, console))
+    except UsageError as exc:
+        print(f"flux_async run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+COMMANDS = {"run": cmd_run, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,255 @@
+"""The asyncio load engine: runs a scenario's phases in order against a target and records every result.
+
+Open-loop executors (arrival rates, bursts) send each request at its intended start time from the pacer; a request
+that would exceed the phase's `max_in_flight` at its time is counted as dropped, never sent late. Closed-loop
+executors (concurrency) keep N requests in flight; their intended start is when a worker is free. Latency is
+measured from the intended start (wrk2's correction for coordinated omission), service time from the actual send.
+Every await is bounded; `stop()` (Ctrl-C, SIGTERM) ends scheduling, lets requests in flight finish within a grace
+period, and cancels the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from . import pacer
+from .scenario import PhaseConfig, Scenario
+from .stats import Recorder
+from .targets import Outcome
+from .workload import JobSource
+
+NS = 1_000_000_000
+
+
+@dataclass
+class PhaseRun:
+    """How a phase went: timing and state the report and the progress display need."""
+
+    config: PhaseConfig
+    started_ns: int = 0
+    ended_ns: int = 0
+    scheduled: int = 0  # requests the schedule asked for (sent + dropped)
+    planned_s: float | None = None
+    finished: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def duration_s(self) -> float:
+        end = self.ended_ns or time.perf_counter_ns()
+        return max(0.0, (end - self.started_ns) / NS) if self.started_ns else 0.0
+
+
+@dataclass
+class RunResult:
+    phases: list[PhaseRun]
+    started_at: datetime
+    wall_s: float
+    interrupted: bool
+    target_url: str
+    protocol: str
+    model: str
+    notes: list[str] = field(default_factory=list)
+
+
+def phase_schedule(phase: PhaseConfig, cap_s: float | None) -> tuple[Iterator[float] | None, float | None]:
+    """(intended offsets, planned length in s) for open-loop executors; (None, length) for closed-loop ones."""
+    duration = min(x for x in (phase.duration_s, cap_s, float("inf")) if x is not None)
+    duration = None if duration == float("inf") else duration
+    stages = [pacer.Stage(s.target, s.duration_s) for s in phase.stages]
+    if phase.executor == "constant-arrival-rate":
+        return pacer.constant(phase.rate, duration, phase.requests), duration
+    if phase.executor == "poisson-arrival-rate":
+        return pacer.poisson(phase.rate, phase.seed, duration, phase.requests), duration
+    if phase.executor == "ramping-arrival-rate":
+        length = min(pacer.ramp_length(stages), cap_s or float("inf"))
+        return pacer.bounded(pacer.ramping(phase.start, stages), length, None), length
+    if phase.executor == "burst":
+        length = (phase.bursts - 1) * phase.every_s
+        bursts = phase.bursts if cap_s is None else min(phase.bursts, int(cap_s // phase.every_s) + 1)
+        return pacer.burst(phase.burst_size, phase.every_s, bursts), min(length, cap_s or length)
+    if phase.executor == "ramping-concurrency":
+        return None, min(pacer.ramp_length(stages), cap_s or float("inf"))
+    return None, duration
+
+
+class Engine:
+    """Runs `scenario` against `target`, recording into `recorder`."""
+
+    def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
+                 interval_s: float = 1.0, on_interval: Callable | None = None, grace_s: float | None = None):
+        self.scenario, self.target, self.recorder = scenario, target, recorder
+        self.max_phase_s, self.interval_s, self.on_interval = max_phase_s, interval_s, on_interval
+        self.request_timeout_s = scenario.target.request_timeout_s
+        self.grace_s = grace_s if grace_s is not None else min(self.request_timeout_s, 30.0)
+        self.jobs = JobSource(scenario.workload)
+        self.phases = [PhaseRun(p) for p in scenario.phases]
+        self.current: PhaseRun | None = None
+        self.in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._stop = asyncio.Event()
+        self._stop_count = 0
+
+    # ---- control ---------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Graceful stop; a second call cancels requests in flight at once."""
+        self._stop_count += 1
+        self._stop.set()
+        if self._stop_count > 1:
+            for task in list(self._tasks):
+                task.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def _sleep_until(self, when_ns: int) -> bool:
+        """Sleep until `when_ns` (perf_counter); False if a stop came first."""
+        delay = (when_ns - time.perf_counter_ns()) / NS
+        if delay <= 0:
+            return not self.stopping
+        try:
+            await asyncio.wait_for(self._stop.wait(), delay)
+            return False
+        except asyncio.TimeoutError:
+            return True
+
+    # ---- requests --------------------------------------------------------------------------------------------
+    async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
+        job = self.jobs.next()
+        counters = self.recorder.counters[phase.name]
+        counters.sent += 1
+        self.in_flight += 1
+        try:
+            outcome = await asyncio.wait_for(self.target.send(job), self.request_timeout_s + 5)
+        except asyncio.TimeoutError:
+            outcome = Outcome(intended_ns, time.perf_counter_ns(), False, error_kind="timeout",
+                              error=f"no answer within {self.request_timeout_s + 5:.0f} s")
+        except asyncio.CancelledError:
+            outcome = Outcome(intended_ns, time.perf_counter_ns(), False, error_kind="cancelled",
+                              error="cancelled when the run stopped")
+        finally:
+            self.in_flight -= 1
+        self._record(phase, len(job.prompts), intended_ns, outcome)
+
+    def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
+        counters, protocol = self.recorder.counters[phase.name], self.target.protocol
+        record = self.recorder.record
+        record(phase.name, "lag", protocol, prompts, (outcome.sent_ns - intended_ns) // 1000)
+        if not outcome.ok:
+            counters.errors += 1
+            counters.errors_by_kind[outcome.error_kind or "error"] += 1
+            return
+        counters.ok += 1
+        counters.images_ok += outcome.images
+        record(phase.name, "latency", protocol, prompts, (outcome.done_ns - intended_ns) // 1000)
+        record(phase.name, "service", protocol, prompts, (outcome.done_ns - outcome.sent_ns) // 1000)
+        if outcome.first_ns is not None:
+            record(phase.name, "ttfr", protocol, prompts, (outcome.first_ns - outcome.sent_ns) // 1000)
+
+    def _spawn(self, phase: PhaseRun, intended_ns: int) -> None:
+        task = asyncio.create_task(self._send(phase, intended_ns))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- executors -------------------------------------------------------------------------------------------
+    async def _open_loop(self, phase: PhaseRun, times: Iterator[float]) -> None:
+        cap = phase.config.max_in_flight
+        for offset in times:
+            intended = phase.started_ns + int(offset * NS)
+            if not await self._sleep_until(intended):
+                return
+            phase.scheduled += 1
+            if cap is not None and self.in_flight >= cap:
+                self.recorder.counters[phase.name].dropped += 1
+                continue
+            self._spawn(phase, intended)
+
+    async def _closed_loop(self, phase: PhaseRun, length_s: float | None) -> None:
+        config = phase.config
+        if config.executor == "ramping-concurrency":
+            stages = [pacer.Stage(s.target, s.duration_s) for s in config.stages]
+            workers = int(max([config.start] + [s.target for s in stages]))
+            level = lambda t: pacer.level_at(config.start, stages, t)  # noqa: E731
+        else:
+            workers, level = config.concurrency, (lambda t: config.concurrency)
+        deadline = phase.started_ns + int(length_s * NS) if length_s else None
+
+        async def worker(index: int) -> None:
+            while not self.stopping:
+                now = time.perf_counter_ns()
+                if deadline is not None and now >= deadline:
+                    return
+                if config.requests is not None and phase.scheduled >= config.requests:
+                    return
+                if index >= level((now - phase.started_ns) / NS):
+                    await self._sleep_until(now + NS // 20)
+                    continue
+                phase.scheduled += 1
+                await self._send(phase, now)
+
+        await asyncio.gather(*(worker(i) for i in range(workers)))
+
+    async def _drain(self, phase: PhaseRun) -> None:
+        """Wait for the phase's requests in flight: up to the request timeout, or the grace period once stopping."""
+        deadline = time.perf_counter_ns() + int((self.request_timeout_s + 10) * NS)
+        while self._tasks:
+            if self.stopping:
+                deadline = min(deadline, time.perf_counter_ns() + int(self.grace_s * NS))
+            remaining = (deadline - time.perf_counter_ns()) / NS
+            if remaining <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=min(remaining, 0.2))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    async def _run_phase(self, phase: PhaseRun) -> None:
+        times, length = phase_schedule(phase.config, self.max_phase_s)
+        phase.planned_s = length
+        phase.started_ns = time.perf_counter_ns()
+        self.current = phase
+        try:
+            if times is not None:
+                await self._open_loop(phase, times)
+            else:
+                await self._closed_loop(phase, length)
+        finally:
+            await self._drain(phase)
+            phase.ended_ns = time.perf_counter_ns()
+            phase.finished = not self.stopping
+
+    def _close_interval(self) -> None:
+        end = time.perf_counter_ns()
+        taken = self.recorder.take_interval()
+        if self.on_interval is not None:
+            self.on_interval(self._interval_start, end, taken)
+        self._interval_start = end
+
+    async def _intervals(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self._close_interval()
+
+    async def run(self) -> RunResult:
+        started_at, started = datetime.now(timezone.utc), time.perf_counter_ns()
+        self._interval_start = started
+        ticker = asyncio.create_task(self._intervals())
+        try:
+            for phase in self.phases:
+                if self.stopping:
+                    break
+                await self._run_phase(phase)
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            self._close_interval()
+        return RunResult(self.phases, started_at, (time.perf_counter_ns() - started) / NS, self.stopping,
+                         self.target.url, self.target.protocol, self.target.model)

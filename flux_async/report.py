@@ -1,0 +1,203 @@
+"""Reports of a run: the JSON report (DESIGN.md §5, version 1), the console table, and the HdrHistogram interval log."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .engine import RunResult
+from .scenario import Scenario
+from .stats import Counters, Recorder, stat_ms, summarize_ms
+from .thresholds import Threshold, parse_threshold
+
+REPORT_VERSION = 1
+# Without an error_rate threshold, any error fails the run (say how many are acceptable to allow some).
+IMPLICIT_ERROR_THRESHOLD = "error_rate == 0"
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def figures(recorder: Recorder, phases: set[str], duration_s: float) -> dict:
+    """The report's per-scope keys (requests … errors_by_kind) over `phases`."""
+    counters = recorder.merged_counters(phases)
+    by_prompts = {}
+    for n in recorder.prompts_counts(phases):
+        latency = recorder.merged("latency", phases, prompts=n)
+        by_prompts[str(n)] = {"ok": latency.get_total_count() if latency else 0, "latency_ms": summarize_ms(latency),
+                              "service_time_ms": summarize_ms(recorder.merged("service", phases, prompts=n))}
+    result = {
+        "duration_s": round(duration_s, 3),
+        "requests": {"sent": counters.sent, "ok": counters.ok, "errors": counters.errors, "dropped": counters.dropped},
+        "images": {"ok": counters.images_ok},
+        "throughput": {"requests_per_s": _rate(counters.ok, duration_s), "images_per_s": _rate(counters.images_ok,
+                                                                                               duration_s)},
+        "latency_ms": summarize_ms(recorder.merged("latency", phases)),
+        "service_time_ms": summarize_ms(recorder.merged("service", phases)),
+        "errors_by_kind": dict(sorted(counters.errors_by_kind.items())),
+        "schedule_lag_ms": summarize_ms(recorder.merged("lag", phases)),
+        "by_prompts_per_request": by_prompts,
+    }
+    ttfr = recorder.merged("ttfr", phases)
+    if ttfr is not None:
+        result["time_to_first_response_ms"] = summarize_ms(ttfr)
+    return result
+
+
+def _lookup(recorder: Recorder, phases: set[str], scope: dict, mismatches: int):
+    def lookup(kind: str, stat: str | None) -> float | None:
+        if stat is not None:
+            return stat_ms(recorder.merged(kind, phases), stat)
+        counters: Counters = recorder.merged_counters(phases)
+        values = {
+            "error_rate": counters.errors / counters.sent if counters.sent else None,
+            "drop_rate": counters.dropped / (counters.sent + counters.dropped) if counters.sent + counters.dropped
+            else None,
+            "images_per_s": scope["throughput"]["images_per_s"], "requests_per_s": scope["throughput"]["requests_per_s"],
+            "errors": counters.errors, "dropped": counters.dropped, "mismatches": mismatches,
+        }
+        return values[kind]
+
+    return lookup
+
+
+def _evaluate(thresholds: list[Threshold], lookup, phase: str | None = None) -> list[dict]:
+    results = []
+    for threshold in thresholds:
+        value, ok = threshold.check(lookup)
+        entry = {"expr": threshold.expr, "value": value, "ok": ok}  # value None: nothing was measured
+        if phase is not None:
+            entry["phase"] = phase
+        results.append(entry)
+    return results
+
+
+def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False) -> dict:
+    """The JSON report. Warm-up phases are reported but left out of the top-level figures."""
+    measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
+    top_phases = {p.name for p in measured}
+    verification = {"enabled": False, "checked": 0, "mismatches": 0}
+    report = {"version": REPORT_VERSION, "scenario": scenario.name,
+              "target": {"url": run.target_url, "protocol": run.protocol, "model": run.model},
+              "started_at": run.started_at.isoformat(timespec="seconds"), "duration_s": 0.0, "passed": False}
+    report.update(figures(recorder, top_phases, sum(p.duration_s for p in measured)))
+    thresholds = list(scenario.thresholds)
+    all_thresholds = thresholds + [t for p in scenario.phases for t in p.thresholds]
+    if not any(t.kind == "error_rate" for t in all_thresholds):
+        thresholds.append(parse_threshold(IMPLICIT_ERROR_THRESHOLD))
+    results = _evaluate(thresholds, _lookup(recorder, top_phases, report, 0))
+    phases = []
+    for phase in run.phases:
+        if not phase.started_ns:
+            continue
+        scope = {"name": phase.name, "executor": phase.config.executor, "warmup": phase.config.warmup,
+                 "finished": phase.finished, **figures(recorder, {phase.name}, phase.duration_s)}
+        scope["thresholds"] = _evaluate(phase.config.thresholds, _lookup(recorder, {phase.name}, scope, 0), phase.name)
+        results += scope["thresholds"]
+        phases.append(scope)
+    report.update({"phases": phases, "verification": verification, "thresholds": results,
+                   "interrupted": run.interrupted, "wall_time_s": round(run.wall_s, 3),
+                   "histogram_overflow": recorder.overflow, "embedded_server": embedded})
+    report["passed"] = (all(r["ok"] for r in results) and not run.interrupted
+                        and verification["mismatches"] == 0 and recorder.overflow == 0)
+    return report
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _ms(value: float) -> str:
+    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.1f}ms"
+
+
+def _observed(result: dict) -> str:
+    threshold = parse_threshold(result["expr"])
+    if threshold.stat is not None:
+        return _ms(result["value"])
+    if threshold.kind.endswith("_rate"):
+        return f"{result['value']:.2%}"
+    return f"{result['value']:.4g}"
+
+
+def print_summary(report: dict, console) -> None:
+    """The final table: one row per phase and the measured total, then the thresholds and the verdict."""
+    from rich.table import Table
+
+    table = Table(title=f"flux_async · {report['scenario']} · {report['target']['protocol']} "
+                        f"{report['target']['url']} · {report['target']['model']}", show_lines=False)
+    for column in ("phase", "executor", "time", "sent", "ok", "err", "drop", "req/s", "img/s", "p50", "p90", "p99",
+                   "max", "svc p50", "svc p99"):
+        table.add_column(column, justify="left" if column in ("phase", "executor") else "right")
+
+    def row(name: str, executor: str, scope: dict, style: str | None = None) -> None:
+        lat, svc, req = scope["latency_ms"], scope["service_time_ms"], scope["requests"]
+        table.add_row(name, executor, f"{scope['duration_s']:.1f}s", str(req["sent"]), str(req["ok"]),
+                      str(req["errors"]), str(req["dropped"]), f"{scope['throughput']['requests_per_s']:.2f}",
+                      f"{scope['throughput']['images_per_s']:.2f}", _ms(lat["p50"]), _ms(lat["p90"]), _ms(lat["p99"]),
+                      _ms(lat["max"]), _ms(svc["p50"]), _ms(svc["p99"]), style=style)
+
+    for phase in report["phases"]:
+        label = phase["name"] + (" (warm-up)" if phase["warmup"] and "warm" not in phase["name"].lower() else "")
+        row(label, phase["executor"], phase,
+            "dim" if phase["warmup"] else None)
+    row("total", "", report, "bold")
+    console.print(table)
+    console.print("latency: from the intended start (corrected for coordinated omission); svc: from the actual send")
+    if report["errors_by_kind"]:
+        console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
+    for result in report["thresholds"]:
+        mark = "[green]✓[/green]" if result["ok"] else "[red]✗[/red]"
+        where = f" [{result['phase']}]" if "phase" in result else ""
+        observed = "nothing measured" if result["value"] is None else f"observed {_observed(result)}"
+        console.print(f"{mark} {result['expr']}{where}  ({observed})")
+    if report["interrupted"]:
+        console.print("[yellow]interrupted: the report covers the requests made until the stop[/yellow]")
+    verdict = "[green]PASSED[/green]" if report["passed"] else "[red]FAILED[/red]"
+    console.print(f"{verdict}  {report['requests']['ok']} ok / {report['requests']['sent']} sent, "
+                  f"{report['images']['ok']} images in {report['duration_s']:.1f}s")
+
+
+class HlogWriter:
+    """An HdrHistogram interval log: one tag per phase and metric ('<phase>:<metric>'), values in microseconds.
+
+    The header is written here (hdrh's writer formats the start time wrongly): StartTime and BaseTime in seconds
+    since the epoch, interval timestamps relative to them, as `hdrh.log.HistogramLogReader` expects."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.start_epoch, self.start_ns = time.time(), time.perf_counter_ns()
+        iso = datetime.fromtimestamp(self.start_epoch, timezone.utc).isoformat(timespec="milliseconds")
+        self.file = open(self.path, "w", encoding="utf-8")
+        self.file.write(f"#[flux_async interval log: tags are <phase>:<metric>, values in microseconds]\n"
+                        f"#[Histogram log format version 1.3]\n"
+                        f"#[StartTime: {self.start_epoch:.3f} (seconds since epoch), {iso}]\n"
+                        f"#[BaseTime: {self.start_epoch:.3f} (seconds since epoch)]\n"
+                        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+        self.file.flush()
+
+    @staticmethod
+    def tag(phase: str, metric: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", phase) + ":" + metric
+
+    def write(self, start_ns: int, end_ns: int, histograms: dict) -> None:
+        """Append one interval (histograms keyed by (phase, metric)); flushed so an interrupted run keeps it."""
+        start = max(0.0, (start_ns - self.start_ns) / 1e9)
+        length = max(0.0, (end_ns - start_ns) / 1e9)
+        for (phase, metric), histogram in sorted(histograms.items()):
+            if histogram.get_total_count() == 0:
+                continue
+            payload = histogram.encode().decode("ascii")
+            self.file.write(f"Tag={self.tag(phase, metric)},{start:.3f},{length:.3f},"
+                            f"{histogram.get_max_value() / 1000:.3f},{payload}\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,421 @@
+"""YAML scenario → typed config. Executors are data; unknown keys are rejected; `load_scenario` reports every problem
+at once, each with its YAML path (k6's scenario configs are the model).
+
+    name: burst
+    target:   {url: "grpc://host:8001", protocol: grpc, model: bls, request_timeout: 300s}
+    workload: {prompts: [...], seed: 0, steps: 4, height: 256, width: 256, prompts_per_request: {1: 3, 4: 1}}
+    phases:
+      - {name: warm-up, executor: constant-concurrency, concurrency: 1, requests: 2, warmup: true}
+      - {name: bursts, executor: burst, burst_size: 6, every: 4s, bursts: 3}
+    thresholds: ["p(99) < 20s", "error_rate < 1%"]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import contract
+from .thresholds import Threshold, parse_threshold
+
+PROTOCOLS = ("grpc", "grpc-stream", "http")
+BALANCE = ("round-robin", "least-in-flight")
+EXECUTORS = ("constant-concurrency", "ramping-concurrency", "constant-arrival-rate", "poisson-arrival-rate",
+             "ramping-arrival-rate", "burst")
+
+
+class ScenarioError(ValueError):
+    """A scenario with problems; `problems` lists every one as 'path: message'."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass
+class TlsConfig:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass
+class TargetConfig:
+    urls: list[str] = field(default_factory=list)
+    protocol: str = "grpc"
+    model: str | None = None  # default: bls, or bls_stream for grpc-stream
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 30.0
+    headers: dict[str, str] = field(default_factory=dict)
+    tls: TlsConfig | None = None
+    balance: str = "round-robin"
+
+    @property
+    def model_name(self) -> str:
+        return self.model or (contract.BLS_STREAM if self.protocol == "grpc-stream" else contract.BLS)
+
+
+@dataclass
+class WorkloadConfig:
+    prompts: list[str]
+    seed: int | None = 0  # None: the server draws the seeds
+    steps: int | None = None
+    guidance: float | None = None
+    height: int | None = None
+    width: int | None = None
+    max_sequence_length: int | None = None
+    prompts_per_request: dict[int, float] = field(default_factory=lambda: {1: 1.0})  # count → weight
+
+
+@dataclass
+class RampStage:
+    target: float
+    duration_s: float
+
+
+@dataclass
+class PhaseConfig:
+    name: str
+    executor: str
+    duration_s: float | None = None
+    requests: int | None = None
+    warmup: bool = False
+    max_in_flight: int | None = None
+    concurrency: int | None = None
+    rate: float | None = None  # requests per second
+    start: float = 0.0  # ramping executors: the starting rate or concurrency
+    stages: list[RampStage] = field(default_factory=list)
+    burst_size: int | None = None
+    every_s: float | None = None
+    bursts: int | None = None
+    seed: int = 0  # poisson-arrival-rate
+    thresholds: list[Threshold] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    name: str
+    target: TargetConfig
+    workload: WorkloadConfig
+    phases: list[PhaseConfig]
+    thresholds: list[Threshold] = field(default_factory=list)
+    description: str = ""
+    source: str = "<scenario>"
+
+
+# ---- values -----------------------------------------------------------------------------------------------------
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*$")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'500ms', '2s', '1.5m', or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_rate(value: Any) -> float:
+    """'5/s', '30/m', '2' → requests per second."""
+    text = str(value).strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = re.match(r"^(\d+(?:\.\d*)?|\.\d+)\s*/\s*(ms|s|m|h)$", text)
+    if not match:
+        raise ValueError(f"must be a rate like 5/s or 30/m, got {value!r}")
+    return float(match.group(1)) / _UNITS[match.group(2)]
+
+
+class _Reader:
+    """Walks a YAML mapping, collecting every problem with its path instead of stopping at the first."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.problem(f"{path}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
+        for key in required:
+            if key not in value:
+                self.problem(f"{path}.{key}", "is required")
+        return value
+
+    def get(self, data: dict, key: str, path: str, parse, default=None, check=None, expect: str = ""):
+        """Parse data[key] with `parse`; check it with `check` (a predicate) described by `expect`."""
+        if key not in data or data[key] is None:
+            return default
+        try:
+            value = parse(data[key])
+        except (TypeError, ValueError) as exc:
+            self.problem(f"{path}.{key}", str(exc) if str(exc).startswith("must") else f"{expect}, got {data[key]!r}")
+            return default
+        if check is not None and not check(value):
+            self.problem(f"{path}.{key}", f"{expect}, got {data[key]!r}")
+            return default
+        return value
+
+    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...], default: str) -> str:
+        return self.get(data, key, path, str, default, lambda v: v in choices, f"must be one of {', '.join(choices)}")
+
+
+def _int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("not an integer")
+    return value
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number")
+    return float(value)
+
+
+def _positive_int(r: _Reader, data, key, path, default=None):
+    return r.get(data, key, path, _int, default, lambda v: v >= 1, "must be an integer >= 1")
+
+
+# ---- sections ----------------------------------------------------------------------------------------------------
+def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
+    data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
+                                        "headers", "tls", "balance"))
+    urls = data.get("urls", data.get("url"))
+    if "url" in data and "urls" in data:
+        r.problem(f"{path}.urls", "give either url or urls, not both")
+    urls = [urls] if isinstance(urls, str) else urls
+    if urls is not None and (not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls)):
+        r.problem(f"{path}.urls", "must be a URL or a list of URLs")
+        urls = None
+    headers = data.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, (str, int)) for k, v in
+                                                headers.items()):
+        r.problem(f"{path}.headers", "must map header names to strings")
+        headers = {}
+    tls = None
+    if data.get("tls") is not None:
+        tls_data = r.mapping(data["tls"], f"{path}.tls", ("ca_file", "cert_file", "key_file"))
+        tls = TlsConfig(**{k: str(v) for k, v in tls_data.items() if k in ("ca_file", "cert_file", "key_file")})
+    timeout = lambda v: v > 0  # noqa: E731
+    return TargetConfig(
+        urls=list(urls or []), protocol=r.choice(data, "protocol", path, PROTOCOLS, "grpc"),
+        model=r.get(data, "model", path, str, None, bool, "must be a model name"),
+        request_timeout_s=r.get(data, "request_timeout", path, parse_duration, 600.0, timeout, "must be > 0"),
+        connect_timeout_s=r.get(data, "connect_timeout", path, parse_duration, 30.0, timeout, "must be > 0"),
+        headers={str(k): str(v) for k, v in headers.items()}, tls=tls,
+        balance=r.choice(data, "balance", path, BALANCE, "round-robin"))
+
+
+def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
+    prompts = data.get("prompts")
+    if data.get("prompts_file") is not None:
+        if prompts is not None:
+            r.problem(f"{path}.prompts_file", "give either prompts or prompts_file, not both")
+        file = (base_dir / str(data["prompts_file"])).resolve()
+        try:
+            prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            r.problem(f"{path}.prompts_file", f"cannot read {file}: {exc}")
+            return []
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        r.problem(f"{path}.prompts", "must be a non-empty list of non-empty strings (or give prompts_file)")
+        return []
+    return prompts
+
+
+def _prompts_per_request(r: _Reader, value: Any, path: str) -> dict[int, float]:
+    if value is None:
+        return {1: 1.0}
+    if isinstance(value, int) and not isinstance(value, bool):
+        counts = {value: 1.0}
+    elif isinstance(value, dict) and set(value) == {"uniform"}:
+        bounds = value["uniform"]
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+                and bounds[0] <= bounds[1]):
+            r.problem(f"{path}.uniform", "must be [low, high] with integers low <= high")
+            return {1: 1.0}
+        counts = {n: 1.0 for n in range(bounds[0], bounds[1] + 1)}
+    elif isinstance(value, dict):
+        counts = value
+    else:
+        r.problem(path, "must be a count, {uniform: [low, high]} or a mapping count → weight")
+        return {1: 1.0}
+    for n, weight in counts.items():
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= contract.MAX_PROMPTS:
+            r.problem(f"{path}.{n}", f"prompts per request must be an integer in [1, {contract.MAX_PROMPTS}]")
+            return {1: 1.0}
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            r.problem(f"{path}.{n}", f"weight must be a number > 0, got {weight!r}")
+            return {1: 1.0}
+    return {int(n): float(w) for n, w in counts.items()}
+
+
+def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
+    data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
+                                  "max_sequence_length", "prompts_per_request"))
+    seed = data.get("seed", 0)
+    if seed == "random":
+        seed = None
+    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= contract.MAX_SEED:
+        r.problem(f"{path}.seed", f"must be an integer in [0, {contract.MAX_SEED}] or 'random', got {seed!r}")
+        seed = 0
+    height, width = data.get("height"), data.get("width")
+    if data.get("size") is not None:
+        match = re.match(r"^(\d+)x(\d+)$", str(data["size"]))
+        if not match or height is not None or width is not None:
+            r.problem(f"{path}.size", "must look like 256x256 (and then height/width are not given)")
+        else:
+            height, width = int(match.group(1)), int(match.group(2))
+    sizes = {}
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and (not isinstance(value, int) or value % contract.SIZE_MULTIPLE
+                                  or not contract.MIN_SIZE <= value <= contract.MAX_SIZE):
+            r.problem(f"{path}.{name}", f"must be a multiple of {contract.SIZE_MULTIPLE} in "
+                                        f"[{contract.MIN_SIZE}, {contract.MAX_SIZE}], got {value!r}")
+            value = None
+        sizes[name] = value
+    return WorkloadConfig(
+        prompts=_prompts(r, data, path, base_dir), seed=seed,
+        steps=r.get(data, "steps", path, _int, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
+                    f"must be an integer in [{contract.MIN_STEPS}, {contract.MAX_STEPS}]"),
+        guidance=r.get(data, "guidance", path, _number, None,
+                       lambda v: contract.MIN_GUIDANCE <= v <= contract.MAX_GUIDANCE,
+                       f"must be a number in [{contract.MIN_GUIDANCE:g}, {contract.MAX_GUIDANCE:g}]"),
+        height=sizes["height"], width=sizes["width"],
+        max_sequence_length=r.get(data, "max_sequence_length", path, _int, None,
+                                  lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
+                                  f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
+                                  f"{contract.MAX_SEQUENCE_LENGTH}]"),
+        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
+
+
+# executor → (required keys, optional keys) beyond the common ones
+_EXECUTOR_KEYS = {
+    "constant-concurrency": (("concurrency",), ()),
+    "ramping-concurrency": (("stages",), ("start",)),
+    "constant-arrival-rate": (("rate",), ()),
+    "poisson-arrival-rate": (("rate",), ("seed",)),
+    "ramping-arrival-rate": (("stages",), ("start",)),
+    "burst": (("burst_size", "every", "bursts"), ()),
+}
+_COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
+
+
+def _stages(r: _Reader, value: Any, path: str) -> list[RampStage]:
+    if not isinstance(value, list) or not value:
+        r.problem(path, "must be a non-empty list of {target, duration}")
+        return []
+    stages = []
+    for i, item in enumerate(value):
+        item = r.mapping(item, f"{path}[{i}]", ("target", "duration"), ("target", "duration"))
+        target = r.get(item, "target", f"{path}[{i}]", _number, None, lambda v: v >= 0, "must be a number >= 0")
+        duration = r.get(item, "duration", f"{path}[{i}]", parse_duration, None, lambda v: v > 0, "must be > 0")
+        if target is not None and duration is not None:
+            stages.append(RampStage(target, duration))
+    return stages
+
+
+def _phase(r: _Reader, data: Any, index: int) -> PhaseConfig | None:
+    path = f"phases[{index}]"
+    if not isinstance(data, dict):
+        r.problem(path, "must be a mapping")
+        return None
+    executor = data.get("executor")
+    if executor not in EXECUTORS:
+        r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        return None
+    required, optional = _EXECUTOR_KEYS[executor]
+    data = r.mapping(data, path, _COMMON_KEYS + required + optional, ("executor",) + required)
+    phase = PhaseConfig(name=str(data.get("name") or f"phase-{index + 1}"), executor=executor)
+    phase.duration_s = r.get(data, "duration", path, parse_duration, None, lambda v: v > 0, "must be > 0")
+    phase.requests = _positive_int(r, data, "requests", path)
+    phase.warmup = r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), False,
+                         expect="must be true or false")
+    phase.max_in_flight = _positive_int(r, data, "max_in_flight", path)
+    phase.concurrency = _positive_int(r, data, "concurrency", path)
+    phase.rate = r.get(data, "rate", path, parse_rate, None, lambda v: v > 0, "must be a rate > 0 like 5/s")
+    phase.start = r.get(data, "start", path, _number, 0.0, lambda v: v >= 0, "must be a number >= 0")
+    if "stages" in data:
+        phase.stages = _stages(r, data["stages"], f"{path}.stages")
+    phase.burst_size = _positive_int(r, data, "burst_size", path)
+    phase.every_s = r.get(data, "every", path, parse_duration, None, lambda v: v > 0, "must be > 0")
+    phase.bursts = _positive_int(r, data, "bursts", path)
+    phase.seed = r.get(data, "seed", path, _int, 0, lambda v: v >= 0, "must be an integer >= 0")
+    phase.thresholds = _thresholds(r, data.get("thresholds"), f"{path}.thresholds")
+    has_end = executor in ("burst",) or executor.startswith("ramping") or phase.duration_s or phase.requests
+    if not has_end:
+        r.problem(path, "needs a duration or a requests count")
+    if executor.startswith("ramping") and (phase.duration_s or phase.requests):
+        r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
+    if executor.endswith("concurrency") and phase.max_in_flight:
+        r.problem(f"{path}.max_in_flight", "applies to arrival-rate and burst executors; a concurrency executor "
+                                           "keeps exactly its concurrency in flight")
+    if executor == "burst" and phase.duration_s:
+        r.problem(f"{path}.duration", "a burst phase lasts bursts x every: remove duration")
+    return phase
+
+
+def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.problem(path, "must be a list of expressions like 'p(99) < 2s'")
+        return []
+    thresholds = []
+    for i, expr in enumerate(value):
+        try:
+            thresholds.append(parse_threshold(str(expr)))
+        except ValueError as exc:
+            r.problem(f"{path}[{i}]", str(exc))
+    return thresholds
+
+
+def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
+    r = _Reader()
+    base_dir = base_dir or Path.cwd()
+    data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds"),
+                     ("workload", "phases"))
+    if not isinstance(data, dict):
+        raise ScenarioError(source, r.problems)
+    phases_data = data.get("phases")
+    if phases_data is not None and (not isinstance(phases_data, list) or not phases_data):
+        r.problem("phases", "must be a non-empty list of phases")
+        phases_data = []
+    phases = [p for p in (_phase(r, item, i) for i, item in enumerate(phases_data or [])) if p is not None]
+    names = [p.name for p in phases]
+    for name in {n for n in names if names.count(n) > 1}:
+        r.problem("phases", f"phase name {name!r} is used more than once")
+    scenario = Scenario(name=str(data.get("name") or Path(source).stem), description=str(data.get("description", "")),
+                        target=_target(r, data.get("target")),
+                        workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
+                        thresholds=_thresholds(r, data.get("thresholds"), "thresholds"), source=source)
+    if r.problems:
+        raise ScenarioError(source, r.problems)
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"scenario: cannot read the file: {exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(str(path), [f"scenario: not valid YAML: {exc}"]) from None
+    return parse_scenario(data, str(path), path.parent)

@@ -1,0 +1,113 @@
+"""HDR histograms of a run, keyed by (phase, metric, protocol, prompts per request), with per-interval snapshots.
+
+Metrics, in microseconds: `latency` (done - intended start: corrected for coordinated omission), `service`
+(done - actual send), `ttfr` (first response - send, streams), `lag` (send - intended start: the tester's own
+schedule error). Values outside the histogram's range are counted in `overflow`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 h, 0.1 %
+METRICS = ("latency", "service", "ttfr", "lag")
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def summarize_ms(histogram: HdrHistogram | None) -> dict[str, float]:
+    """The report's latency keys (p50 … p999, max, mean) in milliseconds; zeros for an empty histogram."""
+    if histogram is None or histogram.get_total_count() == 0:
+        return {key: 0.0 for key in (*PERCENTILES, "max", "mean")}
+    figures = {key: histogram.get_value_at_percentile(p) / 1000 for key, p in PERCENTILES.items()}
+    figures["max"] = histogram.get_max_value() / 1000
+    figures["mean"] = histogram.get_mean_value() / 1000
+    return figures
+
+
+def stat_ms(histogram: HdrHistogram | None, stat: str) -> float | None:
+    """One statistic ('p99.9', 'mean', 'max', 'min') in ms, or None without samples."""
+    if histogram is None or histogram.get_total_count() == 0:
+        return None
+    if stat.startswith("p"):
+        return histogram.get_value_at_percentile(float(stat[1:])) / 1000
+    return {"mean": histogram.get_mean_value, "max": histogram.get_max_value,
+            "min": histogram.get_min_value}[stat]() / 1000
+
+
+@dataclass
+class Counters:
+    """What happened to the requests of one phase."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    dropped: int = 0
+    images_ok: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: "Counters") -> None:
+        self.sent += other.sent
+        self.ok += other.ok
+        self.errors += other.errors
+        self.dropped += other.dropped
+        self.images_ok += other.images_ok
+        for kind, count in other.errors_by_kind.items():
+            self.errors_by_kind[kind] += count
+
+
+class Recorder:
+    """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric)."""
+
+    def __init__(self):
+        self.histograms: dict[tuple[str, str, str, int], HdrHistogram] = {}
+        self.interval: dict[tuple[str, str], HdrHistogram] = {}
+        self.counters: dict[str, Counters] = defaultdict(Counters)
+        self.overflow = 0
+
+    def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int) -> None:
+        key = (phase, metric, protocol, prompts)
+        histogram = self.histograms.get(key)
+        if histogram is None:
+            histogram = self.histograms[key] = new_histogram()
+        value_us = max(LOWEST_US, int(value_us))
+        if not histogram.record_value(value_us):
+            self.overflow += 1
+            return
+        current = self.interval.get((phase, metric))
+        if current is None:
+            current = self.interval[(phase, metric)] = new_histogram()
+        current.record_value(value_us)
+
+    def take_interval(self) -> dict[tuple[str, str], HdrHistogram]:
+        """The histograms recorded since the last call (and start a new interval)."""
+        taken, self.interval = self.interval, {}
+        return taken
+
+    def merged(self, metric: str, phases: set[str] | None = None, protocol: str | None = None,
+               prompts: int | None = None) -> HdrHistogram | None:
+        """One histogram of `metric` over the matching keys (exact: HDR histograms add without loss)."""
+        result = None
+        for (phase, m, proto, n), histogram in self.histograms.items():
+            if m != metric or (phases is not None and phase not in phases) or (protocol and proto != protocol) \
+                    or (prompts is not None and n != prompts):
+                continue
+            if result is None:
+                result = new_histogram()
+            result.add(histogram)
+        return result
+
+    def prompts_counts(self, phases: set[str]) -> list[int]:
+        return sorted({n for (phase, metric, _, n) in self.histograms if phase in phases and metric == "latency"})
+
+    def merged_counters(self, phases: set[str]) -> Counters:
+        total = Counters()
+        for phase in phases:
+            total.add(self.counters[phase])
+        return total

@@ -1,0 +1,49 @@
+"""The requests a run sends: prompts, seeds and settings drawn reproducibly from the scenario's workload."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .scenario import WorkloadConfig
+
+
+@dataclass(frozen=True)
+class Job:
+    """One `bls` request. `seeds` is None when the server draws them."""
+
+    index: int
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...] | None
+    steps: int | None
+    guidance: float | None
+    height: int | None
+    width: int | None
+    max_sequence_length: int | None
+
+    def bls_kwargs(self) -> dict:
+        """Keyword arguments for `flux_async.bls_inputs.bls_inputs` (None = server default)."""
+        return dict(seeds=self.seeds, num_inference_steps=self.steps, guidance_scale=self.guidance,
+                    height=self.height, width=self.width, max_sequence_length=self.max_sequence_length)
+
+
+class JobSource:
+    """Request k of a run, the same for the same scenario: prompts drawn with the workload's seed, and each prompt
+    keeps one image seed for the whole run (workload seed + the prompt's index), so outputs can be checked and
+    reproduced."""
+
+    def __init__(self, workload: WorkloadConfig):
+        self.workload = workload
+        self._rng = random.Random(workload.seed if workload.seed is not None else 0)
+        self._counts, self._weights = zip(*sorted(workload.prompts_per_request.items()))
+        self._issued = 0
+
+    def next(self) -> Job:
+        w = self.workload
+        count = self._rng.choices(self._counts, weights=self._weights)[0]
+        indices = [self._rng.randrange(len(w.prompts)) for _ in range(count)]
+        seeds = None if w.seed is None else tuple(w.seed + i for i in indices)
+        job = Job(self._issued, tuple(w.prompts[i] for i in indices), seeds, w.steps, w.guidance, w.height, w.width,
+                  w.max_sequence_length)
+        self._issued += 1
+        return job
