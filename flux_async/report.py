@@ -117,6 +117,10 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.1f}ms"
 
 
+def _number(ms: float) -> str:
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
+
+
 def _observed(result: dict) -> str:
     threshold = parse_threshold(result["expr"])
     if threshold.stat is not None:
@@ -127,29 +131,31 @@ def _observed(result: dict) -> str:
 
 
 def print_summary(report: dict, console) -> None:
-    """The final table: one row per phase and the measured total, then the thresholds and the verdict."""
+    """Two tables (requests; latency), one row per phase and the measured total, then thresholds and the verdict."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"flux_async · {report['scenario']} · {report['target']['protocol']} "
-                        f"{report['target']['url']} · {report['target']['model']}", show_lines=False)
-    for column in ("phase", "executor", "time", "sent", "ok", "err", "drop", "req/s", "img/s", "p50", "p90", "p99",
-                   "max", "svc p50", "svc p99"):
-        table.add_column(column, justify="left" if column in ("phase", "executor") else "right")
-
-    def row(name: str, executor: str, scope: dict, style: str | None = None) -> None:
-        lat, svc, req = scope["latency_ms"], scope["service_time_ms"], scope["requests"]
-        table.add_row(name, executor, f"{scope['duration_s']:.1f}s", str(req["sent"]), str(req["ok"]),
-                      str(req["errors"]), str(req["dropped"]), f"{scope['throughput']['requests_per_s']:.2f}",
-                      f"{scope['throughput']['images_per_s']:.2f}", _ms(lat["p50"]), _ms(lat["p90"]), _ms(lat["p99"]),
-                      _ms(lat["max"]), _ms(svc["p50"]), _ms(svc["p99"]), style=style)
-
-    for phase in report["phases"]:
-        label = phase["name"] + (" (warm-up)" if phase["warmup"] and "warm" not in phase["name"].lower() else "")
-        row(label, phase["executor"], phase,
-            "dim" if phase["warmup"] else None)
-    row("total", "", report, "bold")
-    console.print(table)
-    console.print("latency: from the intended start (corrected for coordinated omission); svc: from the actual send")
+    title = (f"flux_async · {report['scenario']} · {report['target']['protocol']} {report['target']['url']} · "
+             f"{report['target']['model']}")
+    counts = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    latency = Table(title="latency in ms: from the intended start (corrected for coordinated omission); "
+                          "svc: service time, from the actual send", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("phase", "executor", "time", "sent", "ok", "errors", "dropped", "req/s", "img/s"):
+        counts.add_column(column, justify="left" if column in ("phase", "executor") else "right")
+    for column in ("phase", "p50", "p90", "p99", "p99.9", "max", "mean", "svc p50", "svc p99"):
+        latency.add_column(column, justify="left" if column == "phase" else "right")
+    scopes = [(p["name"] + (" (warm-up)" if p["warmup"] and "warm" not in p["name"].lower() else ""), p,
+               "dim" if p["warmup"] else None) for p in report["phases"]] + [("total", report, "bold")]
+    for label, scope, style in scopes:
+        req, lat, svc = scope["requests"], scope["latency_ms"], scope["service_time_ms"]
+        counts.add_row(label, scope.get("executor", ""), f"{scope['duration_s']:.1f}s", str(req["sent"]),
+                       str(req["ok"]), str(req["errors"]), str(req["dropped"]),
+                       f"{scope['throughput']['requests_per_s']:.2f}", f"{scope['throughput']['images_per_s']:.2f}",
+                       style=style)
+        latency.add_row(label, *(_number(lat[k]) for k in ("p50", "p90", "p99", "p999", "max", "mean")),
+                        _number(svc["p50"]), _number(svc["p99"]), style=style)
+    console.print(counts)
+    console.print(latency)
     if report["errors_by_kind"]:
         console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
     for result in report["thresholds"]:

@@ -1,0 +1,113 @@
+"""`python -m flux_async run`: every shipped scenario end to end against the real server for a few seconds, the
+embedded server, and the exit codes (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flux_async", "run", *args, "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def url_for(server, protocol: str) -> str:
+    return f"http://{server.http_url}" if protocol == "http" else f"grpc://{server.grpc_url}"
+
+
+@pytest.mark.parametrize("name, protocol", [("burst", "grpc"), ("steady", "grpc"), ("ramp", "grpc"),
+                                            ("stream", "grpc-stream"), ("http", "http")])
+def test_scenario_runs_against_the_server(name, protocol, triton_server, tmp_path):
+    report_path, hlog_path = tmp_path / "report.json", tmp_path / "run.hlog"
+    result = run_cli(f"scenarios/{name}.yaml", "--url", url_for(triton_server, protocol), "--duration", "4",
+                     "--report", str(report_path), "--hlog", str(hlog_path))
+    assert result.returncode == 0, result.stdout + result.stderr  # the shipped thresholds hold on this machine
+    report = json.loads(report_path.read_text())
+    scenario = yaml.safe_load((ROOT / "scenarios" / f"{name}.yaml").read_text())
+    assert report["scenario"] == name and report["target"]["protocol"] == protocol
+    assert report["target"]["model"] == ("bls_stream" if protocol == "grpc-stream" else "bls")
+    assert [p["name"] for p in report["phases"]] == [p["name"] for p in scenario["phases"]]
+    measured = [p for p in report["phases"] if not p["warmup"]]
+    assert report["requests"]["sent"] == sum(p["requests"]["sent"] for p in measured) > 0
+    assert report["requests"]["errors"] == 0 and report["errors_by_kind"] == {}
+    assert report["requests"]["ok"] > 0 and report["images"]["ok"] >= report["requests"]["ok"]
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
+    assert report["service_time_ms"]["p50"] <= report["latency_ms"]["p99"]
+    if protocol == "grpc-stream":
+        ttfr = report["time_to_first_response_ms"]
+        assert 0 < ttfr["p50"] < report["latency_ms"]["p50"]  # the first step arrives before the image
+    assert "flux_async · " + name in result.stdout and "PASSED" in result.stdout and report["passed"]
+    reader = HistogramLogReader(str(hlog_path), HdrHistogram(1, 3_600_000_000, 3))
+    logged = 0
+    while (histogram := reader.get_next_interval_histogram()) is not None:
+        if histogram.get_tag().endswith(":latency"):
+            logged += histogram.get_total_count()
+    assert logged == sum(p["requests"]["ok"] for p in report["phases"])
+
+
+def test_main_job_with_an_embedded_server(tmp_path):
+    """No URL anywhere: `run` starts Triton on the tiny weights, runs, reports, stops it (exit 0)."""
+    result = run_cli("scenarios/burst.yaml", "--duration", "3", "--report", str(tmp_path / "r.json"), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] and report["embedded_server"] and report["requests"]["ok"] > 0
+    assert "starting an embedded Triton server" in result.stdout
+
+
+def test_bad_scenario_exits_2_listing_every_problem(tmp_path):
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({
+        "workload": {"prompts": []}, "phases": [{"executor": "warp-speed"}], "thresholds": ["p99 < 1"]}))
+    result = run_cli(str(tmp_path / "bad.yaml"))
+    assert result.returncode == 2
+    for text in ("workload.prompts:", "phases[0].executor:", "thresholds[0]:"):
+        assert text in result.stderr, result.stderr
+
+
+def test_bad_flag_exits_2():
+    assert run_cli("scenarios/burst.yaml", "--duration", "-1").returncode == 2
+    assert run_cli("scenarios/burst.yaml", "--url", "ftp://x:1").returncode == 2
+
+
+def test_unreachable_url_exits_3():
+    result = run_cli("scenarios/steady.yaml", "--url", "grpc://127.0.0.1:1", timeout=120)
+    assert result.returncode == 3 and "unreachable" in result.stdout
+
+
+def test_failed_threshold_exits_1(tmp_path):
+    scenario = {"target": {"url": "fake://?latency=50ms"}, "workload": {"prompts": ["a"]},
+                "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 3}],
+                "thresholds": ["p(99) < 1ms"]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    result = run_cli(str(tmp_path / "s.yaml"), "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["thresholds"][0] == {"expr": "p(99) < 1ms", "value": pytest.approx(50, rel=0.5), "ok": False}
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_still_writes_its_report_and_log(tmp_path, stop_signal):
+    scenario = {"target": {"url": "fake://?latency=20ms"}, "workload": {"prompts": ["a"]},
+                "phases": [{"executor": "constant-arrival-rate", "rate": "20/s", "duration": "120s"}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    process = subprocess.Popen([sys.executable, "-m", "flux_async", "run", str(tmp_path / "s.yaml"), "--no-progress",
+                                "--report", str(tmp_path / "r.json"), "--hlog", str(tmp_path / "r.hlog")], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    process.send_signal(stop_signal)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, out + err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] and not report["passed"] and report["requests"]["ok"] > 10
+    assert "Tag=phase-1:latency" in (tmp_path / "r.hlog").read_text()
