@@ -143,7 +143,7 @@ class GrpcStreamTarget(GrpcTarget):
             yield {"model_name": self.model, "inputs": inputs}
 
         sent = time.perf_counter_ns()
-        first = None
+        first = responses = None
         try:
             responses = self.client.stream_infer(requests(), stream_timeout=self.config.request_timeout_s,
                                                  headers=self.config.headers or None)
@@ -159,6 +159,9 @@ class GrpcStreamTarget(GrpcTarget):
         except Exception as exc:
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind=_error_kind(exc),
                            error=str(exc))
+        finally:
+            if responses is not None:
+                responses.cancel()  # done with this request's stream (a no-op once the server has closed it)
 
 
 def _is_final(result) -> bool:
