@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cap every phase at this many seconds (a quick run of a long scenario)")
     run.add_argument("--weights", default=None, help="weights for the embedded server (default: the tiny pipeline)")
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    run.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+    run.add_argument("--mismatch-dir", type=Path, default=None,
+                     help="where to save mismatch PNGs (default: beside the report, <report>-mismatches/)")
 
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
@@ -134,7 +137,8 @@ def cmd_run(args) -> int:
         print(f"flux_async run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
-                         duration_s=args.duration, weights=args.weights, progress=not args.no_progress)
+                         duration_s=args.duration, weights=args.weights, progress=not args.no_progress,
+                         verify=not args.no_verify, mismatch_dir=args.mismatch_dir)
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep the table's columns whole
         console = Console(width=160)

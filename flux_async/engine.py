@@ -20,6 +20,7 @@ from . import pacer
 from .scenario import PhaseConfig, Scenario
 from .stats import Recorder
 from .targets import Outcome
+from .verify import Verifier, keep
 from .workload import JobSource
 
 NS = 1_000_000_000
@@ -83,8 +84,9 @@ class Engine:
     """Runs `scenario` against `target`, recording into `recorder`."""
 
     def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
-                 interval_s: float = 1.0, on_interval: Callable | None = None, grace_s: float | None = None):
-        self.scenario, self.target, self.recorder = scenario, target, recorder
+                 interval_s: float = 1.0, on_interval: Callable | None = None, grace_s: float | None = None,
+                 verifier: Verifier | None = None):
+        self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s, self.on_interval = max_phase_s, interval_s, on_interval
         self.request_timeout_s = scenario.target.request_timeout_s
         self.grace_s = grace_s if grace_s is not None else min(self.request_timeout_s, 30.0)
@@ -122,7 +124,7 @@ class Engine:
 
     # ---- requests --------------------------------------------------------------------------------------------
     async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
-        job = self.jobs.next()
+        job = keep(self.jobs.next(), self.verifier)
         counters = self.recorder.counters[phase.name]
         counters.sent += 1
         self.in_flight += 1
@@ -137,6 +139,8 @@ class Engine:
         finally:
             self.in_flight -= 1
         self._record(phase, len(job.prompts), intended_ns, outcome)
+        if outcome.ok and job.verify:
+            self.verifier.submit(phase.name, job, outcome)
 
     def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
         counters, protocol = self.recorder.counters[phase.name], self.target.protocol
@@ -225,6 +229,8 @@ class Engine:
             await self._drain(phase)
             phase.ended_ns = time.perf_counter_ns()
             phase.finished = not self.stopping
+            if self.verifier is not None:  # after the phase's clock: references it still needs come at low load
+                await self.verifier.settle()
 
     def _close_interval(self) -> None:
         end = time.perf_counter_ns()

@@ -76,11 +76,14 @@ def _evaluate(thresholds: list[Threshold], lookup, phase: str | None = None) -> 
     return results
 
 
-def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False) -> dict:
-    """The JSON report. Warm-up phases are reported but left out of the top-level figures."""
+def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False,
+                 verifier=None) -> dict:
+    """The JSON report. Warm-up phases are reported but left out of the top-level figures (verification counts
+    every checked image, warm-up included: a wrong image is wrong in any phase)."""
     measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
     top_phases = {p.name for p in measured}
-    verification = {"enabled": False, "checked": 0, "mismatches": 0}
+    verification = verifier.summary() if verifier is not None else {"enabled": False, "checked": 0, "mismatches": 0}
+    mismatches = verification["mismatches"]
     report = {"version": REPORT_VERSION, "scenario": scenario.name,
               "target": {"url": run.target_url, "protocol": run.protocol, "model": run.model},
               "started_at": run.started_at.isoformat(timespec="seconds"), "duration_s": 0.0, "passed": False}
@@ -89,21 +92,25 @@ def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embe
     all_thresholds = thresholds + [t for p in scenario.phases for t in p.thresholds]
     if not any(t.kind == "error_rate" for t in all_thresholds):
         thresholds.append(parse_threshold(IMPLICIT_ERROR_THRESHOLD))
-    results = _evaluate(thresholds, _lookup(recorder, top_phases, report, 0))
+    results = _evaluate(thresholds, _lookup(recorder, top_phases, report, mismatches))
     phases = []
     for phase in run.phases:
         if not phase.started_ns:
             continue
         scope = {"name": phase.name, "executor": phase.config.executor, "warmup": phase.config.warmup,
                  "finished": phase.finished, **figures(recorder, {phase.name}, phase.duration_s)}
-        scope["thresholds"] = _evaluate(phase.config.thresholds, _lookup(recorder, {phase.name}, scope, 0), phase.name)
+        if verifier is not None:
+            scope["verification"] = verifier.phase_summary(phase.name)
+        phase_mismatches = scope.get("verification", {}).get("mismatches", 0)
+        scope["thresholds"] = _evaluate(phase.config.thresholds, _lookup(recorder, {phase.name}, scope,
+                                                                           phase_mismatches), phase.name)
         results += scope["thresholds"]
         phases.append(scope)
     report.update({"phases": phases, "verification": verification, "thresholds": results,
                    "interrupted": run.interrupted, "wall_time_s": round(run.wall_s, 3),
                    "histogram_overflow": recorder.overflow, "embedded_server": embedded})
-    report["passed"] = (all(r["ok"] for r in results) and not run.interrupted
-                        and verification["mismatches"] == 0 and recorder.overflow == 0)
+    report["passed"] = (all(r["ok"] for r in results) and not run.interrupted and mismatches == 0
+                        and not verification.get("unstable_references") and recorder.overflow == 0)
     return report
 
 
@@ -156,15 +163,34 @@ def print_summary(report: dict, console) -> None:
                         _number(svc["p50"]), _number(svc["p99"]), style=style)
     console.print(counts)
     console.print(latency)
+    print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731  (one line per item, for grep)
     if report["errors_by_kind"]:
-        console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
+        print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
     for result in report["thresholds"]:
         mark = "[green]✓[/green]" if result["ok"] else "[red]✗[/red]"
         where = f" [{result['phase']}]" if "phase" in result else ""
         observed = "nothing measured" if result["value"] is None else f"observed {_observed(result)}"
-        console.print(f"{mark} {result['expr']}{where}  ({observed})")
+        print_line(f"{mark} {result['expr']}{where}  ({observed})")
+    verification = report["verification"]
+    if verification.get("enabled"):
+        worst = verification["worst"]
+        psnr = "–" if worst["min_psnr"] is None else f"{worst['min_psnr']:.1f} dB"
+        print_line(f"verification: {verification['checked']} images checked against their single runs, "
+                      f"{verification['mismatches']} mismatches (worst: similarity {worst['min_similarity']:.1%}, "
+                      f"max abs diff {worst['max_abs']:.3g}, PSNR {psnr})"
+                      + (f", {verification['unchecked']} unchecked" if verification["unchecked"] else ""))
+        for example in verification["mismatch_examples"][:5]:
+            print_line(f"[red]MISMATCH[/red] phase {example['phase']!r} request #{example['request']} item "
+                          f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
+                          f"seed {example['seed']}: {'; '.join(example['reasons'])}; max abs diff "
+                          f"{example['max_abs']:.3g}" + (f" → {Path(example['files'][0]).parent}"
+                                                        if example["files"] else ""))
+        for problem in verification["unstable_references"]:
+            print_line(f"[red]UNSTABLE[/red] {problem}")
+    elif verification.get("note"):
+        print_line(f"verification: off ({verification['note']})")
     if report["interrupted"]:
-        console.print("[yellow]interrupted: the report covers the requests made until the stop[/yellow]")
+        print_line("[yellow]interrupted: the report covers the requests made until the stop[/yellow]")
     verdict = "[green]PASSED[/green]" if report["passed"] else "[red]FAILED[/red]"
     console.print(f"{verdict}  {report['requests']['ok']} ok / {report['requests']['sent']} sent, "
                   f"{report['images']['ok']} images in {report['duration_s']:.1f}s")

@@ -14,6 +14,7 @@ from .report import HlogWriter, build_report, print_summary, write_json
 from .scenario import PROTOCOLS, Scenario
 from .stats import Recorder
 from .targets import TargetUnreachable, make_target
+from .verify import Verifier, workload_keys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -32,6 +33,19 @@ class RunOptions:
     duration_s: float | None = None
     weights: str | None = None
     progress: bool = True
+    verify: bool = True  # False: --no-verify
+    mismatch_dir: Path | None = None
+
+
+def mismatch_folder(scenario: Scenario, options: RunOptions) -> Path:
+    """Where mismatch PNGs go: --mismatch-dir, the scenario's verify.output_dir, or beside the report."""
+    if options.mismatch_dir:
+        return Path(options.mismatch_dir)
+    if scenario.verify.output_dir:
+        return Path(scenario.verify.output_dir)
+    if options.report:
+        return Path(options.report).with_name(Path(options.report).stem + "-mismatches")
+    return Path("flux_async-mismatches") / scenario.name
 
 
 def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -84,10 +98,19 @@ async def _run_against(scenario: Scenario, options: RunOptions, console, embedde
     except TargetUnreachable as exc:
         console.print(f"[red]flux_async: {exc}[/red]")
         return None, EXIT_UNREACHABLE
+    verifier = None
+    if scenario.verify.enabled and options.verify:
+        verifier = Verifier(scenario.verify, scenario.target, mismatch_folder(scenario, options))
+        await verifier.open()
+        keys = workload_keys(scenario.workload)
+        if verifier.enabled and keys:
+            console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at a "
+                          "time) …")
+            await verifier.prepare(keys)
     recorder = Recorder()
     hlog = HlogWriter(options.hlog) if options.hlog else None
     engine = Engine(scenario, target, recorder, max_phase_s=options.duration_s,
-                    on_interval=hlog.write if hlog else None)
+                    on_interval=hlog.write if hlog else None, verifier=verifier)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.stop)
@@ -103,7 +126,9 @@ async def _run_against(scenario: Scenario, options: RunOptions, console, embedde
         if hlog is not None:
             hlog.close()
         await target.close()
-    report = build_report(scenario, result, recorder, embedded=embedded)
+        if verifier is not None:
+            await verifier.close()
+    report = build_report(scenario, result, recorder, embedded=embedded, verifier=verifier)
     if options.report:
         write_json(report, options.report)
     print_summary(report, console)

@@ -72,6 +72,21 @@ class WorkloadConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """Checking each received image against its single run (the reference)."""
+
+    enabled: bool = True
+    sample_rate: float = 1.0  # the fraction of requests whose images are checked
+    pixel_tolerance: float = 1 / 255  # a pixel matches when |received - reference| <= this (one 8-bit level)
+    min_similarity: float = 0.95  # the test plan's gate: more than 95 % of pixels match
+    max_abs: float | None = None  # optional extra gates
+    min_psnr: float | None = None
+    save_mismatches: int = 5  # PNG triplets for the first N mismatches
+    output_dir: str | None = None
+    cache_dir: str | None = None  # references on disk, reused across runs (clear it when the weights change)
+
+
+@dataclass
 class RampStage:
     target: float
     duration_s: float
@@ -103,6 +118,7 @@ class Scenario:
     workload: WorkloadConfig
     phases: list[PhaseConfig]
     thresholds: list[Threshold] = field(default_factory=list)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     description: str = ""
     source: str = "<scenario>"
 
@@ -369,6 +385,24 @@ def _phase(r: _Reader, data: Any, index: int) -> PhaseConfig | None:
     return phase
 
 
+def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
+    if isinstance(data, bool):
+        return VerifyConfig(enabled=data)
+    data = r.mapping(data or {}, path, ("enabled", "sample_rate", "pixel_tolerance", "min_similarity", "max_abs",
+                                        "min_psnr", "save_mismatches", "output_dir", "cache_dir"))
+    fraction = lambda v: 0 < v <= 1  # noqa: E731
+    return VerifyConfig(
+        enabled=r.get(data, "enabled", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+                      expect="must be true or false"),
+        sample_rate=r.get(data, "sample_rate", path, _number, 1.0, fraction, "must be a fraction in (0, 1]"),
+        pixel_tolerance=r.get(data, "pixel_tolerance", path, _number, 1 / 255, lambda v: v >= 0, "must be >= 0"),
+        min_similarity=r.get(data, "min_similarity", path, _number, 0.95, fraction, "must be a fraction in (0, 1]"),
+        max_abs=r.get(data, "max_abs", path, _number, None, lambda v: v >= 0, "must be >= 0"),
+        min_psnr=r.get(data, "min_psnr", path, _number, None, lambda v: v > 0, "must be > 0 (dB)"),
+        save_mismatches=r.get(data, "save_mismatches", path, _int, 5, lambda v: v >= 0, "must be an integer >= 0"),
+        output_dir=r.get(data, "output_dir", path, str, None), cache_dir=r.get(data, "cache_dir", path, str, None))
+
+
 def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
     if value is None:
         return []
@@ -388,8 +422,8 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
     r = _Reader()
     base_dir = base_dir or Path.cwd()
-    data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds"),
-                     ("workload", "phases"))
+    data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
+                                        "verify"), ("workload", "phases"))
     if not isinstance(data, dict):
         raise ScenarioError(source, r.problems)
     phases_data = data.get("phases")
@@ -403,7 +437,8 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     scenario = Scenario(name=str(data.get("name") or Path(source).stem), description=str(data.get("description", "")),
                         target=_target(r, data.get("target")),
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
-                        thresholds=_thresholds(r, data.get("thresholds"), "thresholds"), source=source)
+                        thresholds=_thresholds(r, data.get("thresholds"), "thresholds"),
+                        verify=_verify(r, data.get("verify")), source=source)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario

@@ -43,6 +43,8 @@ class Outcome:
     first_ns: int | None = None  # first response (streams)
     error_kind: str | None = None
     error: str | None = None
+    pixels: object = None  # the images [N, 3, H, W] (numpy), kept when the job is to be verified
+    seeds: tuple[int, ...] | None = None  # the seeds the server used, when kept
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class GrpcTarget:
                                              headers=self.config.headers or None)
         except Exception as exc:  # every failure is a result, classified by kind
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=str(exc))
-        return Outcome(sent, time.perf_counter_ns(), True, images=_image_count(result))
+        return _success(sent, result, job.verify)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -153,7 +155,7 @@ class GrpcStreamTarget(GrpcTarget):
                     return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_error",
                                    error=str(error))
                 if _is_final(result):
-                    return Outcome(sent, time.perf_counter_ns(), True, images=_image_count(result), first_ns=first)
+                    return _success(sent, result, job.verify, first)
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_ended",
                            error="the stream ended without a final response")
         except Exception as exc:
@@ -175,6 +177,17 @@ def _image_count(result) -> int:
         return 0
     shape = output.shape if hasattr(output, "shape") else output["shape"]
     return int(shape[0])
+
+
+def _success(sent: int, result, keep_pixels: bool, first: int | None = None) -> Outcome:
+    """The outcome of a successful response; decodes the images only when they are to be verified."""
+    done = time.perf_counter_ns()
+    if not keep_pixels:
+        return Outcome(sent, done, True, images=_image_count(result), first_ns=first)
+    pixels = result.as_numpy("images")
+    seeds = result.as_numpy("seeds")
+    return Outcome(sent, done, True, images=0 if pixels is None else len(pixels), first_ns=first, pixels=pixels,
+                   seeds=None if seeds is None else tuple(int(s) for s in seeds))
 
 
 class HttpTarget:
@@ -231,7 +244,7 @@ class HttpTarget:
                 result = client.parse_response_body(payload, header_length=int(length) if length else None)
         except Exception as exc:
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=str(exc))
-        return Outcome(sent, time.perf_counter_ns(), True, images=_image_count(result))
+        return _success(sent, result, job.verify)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -239,8 +252,8 @@ class HttpTarget:
 
 
 class FakeTarget:
-    """No server. `fake://?latency=20ms&stall_at=2s&stall=1s`: each request takes `latency`; requests that would
-    leave during [stall_at, stall_at + stall) wait (before they are sent) until the stall ends."""
+    """No server and no images. `fake://?latency=20ms&stall_at=2s&stall=1s`: each request takes `latency`;
+    requests that would leave during [stall_at, stall_at + stall) wait (before they are sent) until the stall ends."""
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig, protocol: str):
         query = dict(urllib.parse.parse_qsl(endpoint.query))

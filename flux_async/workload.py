@@ -20,6 +20,7 @@ class Job:
     height: int | None
     width: int | None
     max_sequence_length: int | None
+    verify: bool = False  # keep the images for verification
 
     def bls_kwargs(self) -> dict:
         """Keyword arguments for `flux_async.bls_inputs.bls_inputs` (None = server default)."""

@@ -61,13 +61,16 @@ def make_reference(weights: Path):
 
 
 @pytest.fixture(scope="session")
-def triton_server(tiny_weights):
-    """One real tritonserver (bundled binary) with triton_models/ on the tiny weights, on free ports; explicit model
-    control, so tests can reload a model with another config."""
-    from flux_async.server import TritonServer
+def flux_weights(tiny_weights):
+    """The plugin's `flux_server` serves this session's fresh tiny weights."""
+    return str(tiny_weights)
 
-    with TritonServer(weights=str(tiny_weights), model_control_mode="explicit") as server:
-        yield server
+
+@pytest.fixture(scope="session")
+def triton_server(flux_server):
+    """One real tritonserver (bundled binary) with triton_models/ on the tiny weights, on free ports, shared by the
+    whole session (flux_async's pytest plugin starts it); explicit model control, so tests can swap models."""
+    return flux_server
 
 
 @pytest.fixture(scope="session")

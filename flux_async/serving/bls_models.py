@@ -75,6 +75,7 @@ class BlsModel:
     """`bls`: N prompts in, images [N, 3, H, W] and seeds [N] out (DESIGN.md §2)."""
 
     model_name = contract.BLS
+    runner_class = TritonStageRunner
 
     @classmethod
     def auto_complete_config(cls, auto_complete_model_config):
@@ -94,7 +95,7 @@ class BlsModel:
         return parse_bls_inputs(inputs, self.variant, self._t5_token_count)
 
     async def run(self, request: GenerationRequest, on_step=None) -> list:
-        images = await generate(request, TritonStageRunner(self.device), self.geometry, self.device, self.dtype,
+        images = await generate(request, self.runner_class(self.device), self.geometry, self.device, self.dtype,
                                 on_step=on_step)
         seeds = np.array(request.seeds, dtype=np.int64)
         return [runtime.output_tensor("images", images.float()), pb_utils.Tensor("seeds", seeds)]

@@ -1,0 +1,292 @@
+"""Correctness under load: every checked image is compared with its reference — the image the same server makes for
+the same (prompt, seed, steps, guidance, size) as a single-prompt request at low load.
+
+References are computed before the run for the workload's known keys (sequentially: nothing else in flight), and on
+first need for the others, after their phase has drained. The first reference is asked for twice: a server that
+cannot reproduce its own single-prompt result cannot be checked, and that is reported as a failure too.
+Comparisons run in a worker thread, off the event loop, so they do not distort the latency being measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .images import save_png
+from .scenario import TargetConfig, VerifyConfig, WorkloadConfig
+from .targets import FakeTarget, Outcome, make_target
+from .workload import Job
+
+PRECOMPUTE_LIMIT = 64  # references computed before the run at most; the rest on first need
+
+
+@dataclass(frozen=True)
+class ReferenceKey:
+    """What an image depends on (None: the server's default)."""
+
+    prompt: str
+    seed: int
+    steps: int | None
+    guidance: float | None
+    height: int | None
+    width: int | None
+    max_sequence_length: int | None
+
+    @classmethod
+    def of(cls, job: Job, item: int, seed: int) -> "ReferenceKey":
+        return cls(job.prompts[item], seed, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)
+
+    def job(self) -> Job:
+        return Job(-1, (self.prompt,), (self.seed,), self.steps, self.guidance, self.height, self.width,
+                   self.max_sequence_length, verify=True)
+
+    def digest(self, model: str) -> str:
+        return hashlib.sha256(json.dumps([model, *asdict(self).values()]).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Comparison:
+    max_abs: float
+    mean_abs: float
+    psnr: float | None  # None when identical
+    similarity: float  # fraction of pixels within the tolerance
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def compare(received: np.ndarray, reference: np.ndarray, config: VerifyConfig) -> Comparison:
+    """Compare two [3, H, W] images in [0, 1] against the configured gates."""
+    if received.shape != reference.shape:
+        return Comparison(1.0, 1.0, 0.0, 0.0, False,
+                          [f"shape {list(received.shape)} != reference {list(reference.shape)}"])
+    diff = np.abs(received.astype(np.float32) - reference.astype(np.float32))
+    mse = float(np.mean(diff.astype(np.float64) ** 2))
+    psnr = None if mse == 0 else 10 * float(np.log10(1.0 / mse))
+    within = np.all(diff <= config.pixel_tolerance, axis=0)  # a pixel matches when all its channels do
+    result = Comparison(float(diff.max()), float(diff.mean()), psnr, float(within.mean()), True)
+    if result.similarity <= config.min_similarity:
+        result.reasons.append(f"similarity {result.similarity:.1%} <= {config.min_similarity:.0%} of pixels within "
+                              f"{config.pixel_tolerance:.4g}")
+    if config.max_abs is not None and result.max_abs > config.max_abs:
+        result.reasons.append(f"max abs {result.max_abs:.4g} > {config.max_abs:.4g}")
+    if config.min_psnr is not None and psnr is not None and psnr < config.min_psnr:
+        result.reasons.append(f"PSNR {psnr:.1f} dB < {config.min_psnr:.1f} dB")
+    result.ok = not result.reasons
+    return result
+
+
+@dataclass
+class Mismatch:
+    phase: str
+    request: int
+    item: int
+    prompts_in_request: int
+    key: ReferenceKey
+    comparison: Comparison
+    files: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        c = self.comparison
+        psnr = "identical" if c.psnr is None else f"PSNR {c.psnr:.1f} dB"
+        return (f"phase {self.phase!r}, request #{self.request} item {self.item + 1}/{self.prompts_in_request}: "
+                f"prompt {self.key.prompt!r} seed {self.key.seed}: {'; '.join(c.reasons)} (max abs diff "
+                f"{c.max_abs:.4g}, mean {c.mean_abs:.4g}, {psnr})")
+
+    def as_dict(self) -> dict:
+        c = self.comparison
+        return {"phase": self.phase, "request": self.request, "item": self.item,
+                "prompts_in_request": self.prompts_in_request, "prompt": self.key.prompt, "seed": self.key.seed,
+                "max_abs": c.max_abs, "mean_abs": c.mean_abs, "psnr": c.psnr, "similarity": c.similarity,
+                "reasons": c.reasons, "files": self.files}
+
+
+def workload_keys(workload: WorkloadConfig) -> list[ReferenceKey]:
+    """The keys a workload with fixed seeds can produce (prompt i always has seed base + i)."""
+    if workload.seed is None:
+        return []
+    keys = [ReferenceKey(p, workload.seed + i, workload.steps, workload.guidance, workload.height, workload.width,
+                         workload.max_sequence_length) for i, p in enumerate(workload.prompts)]
+    return list(dict.fromkeys(keys))[:PRECOMPUTE_LIMIT]
+
+
+class Verifier:
+    """Checks images as the engine receives them; `settle()` after each phase finishes what is pending."""
+
+    def __init__(self, config: VerifyConfig, target_config: TargetConfig, output_dir: Path, seed: int = 0):
+        self.config, self.target_config, self.output_dir = config, target_config, output_dir
+        self.enabled = config.enabled
+        self.note = ""
+        self._target = None
+        self._references: dict[ReferenceKey, np.ndarray] = {}
+        self._failed_references: dict[ReferenceKey, str] = {}
+        self._pending: list[tuple[str, Job, int, ReferenceKey, np.ndarray]] = []
+        self._futures: list[asyncio.Future] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flux_async-verify")
+        self._rng = random.Random(seed)
+        self.checked: dict[str, int] = {}
+        self.mismatches: list[Mismatch] = []
+        self.mismatch_count: dict[str, int] = {}
+        self.unchecked = 0
+        self.unstable: list[str] = []
+        self.worst = {"max_abs": 0.0, "min_psnr": None, "min_similarity": 1.0}
+
+    async def open(self) -> None:
+        if not self.enabled:
+            return
+        self._target = make_target(self.target_config)
+        if isinstance(self._target, FakeTarget) or any(isinstance(t, FakeTarget)
+                                                        for t in getattr(self._target, "targets", [])):
+            self.enabled, self.note = False, "the fake target makes no images: nothing to verify"
+            return
+        await self._target.open()
+
+    def sample(self) -> bool:
+        """Whether to check the next request (the scenario's sample_rate, reproducibly)."""
+        return self.enabled and (self.config.sample_rate >= 1 or self._rng.random() < self.config.sample_rate)
+
+    # ---- references --------------------------------------------------------------------------------------------
+    def _cache_path(self, key: ReferenceKey) -> Path | None:
+        if not self.config.cache_dir:
+            return None
+        return Path(self.config.cache_dir) / f"{key.digest(self.target_config.model_name)}.npy"
+
+    async def _fetch(self, key: ReferenceKey) -> np.ndarray | None:
+        outcome: Outcome = await self._target.send(key.job())
+        if not outcome.ok or outcome.pixels is None:
+            self._failed_references[key] = f"{outcome.error_kind}: {outcome.error}"
+            return None
+        return outcome.pixels[0]
+
+    async def reference(self, key: ReferenceKey) -> np.ndarray | None:
+        """The reference image for `key`: memory, then the disk cache, then a single-prompt request."""
+        if key in self._references:
+            return self._references[key]
+        if key in self._failed_references:
+            return None
+        path = self._cache_path(key)
+        if path is not None and path.is_file():
+            image = np.load(path)
+        else:
+            image = await self._fetch(key)
+            if image is None:
+                return None
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, image)
+        self._references[key] = image
+        return image
+
+    async def prepare(self, keys: list[ReferenceKey]) -> None:
+        """Compute the references for `keys` one at a time, checking first that the server reproduces itself."""
+        if not self.enabled or not keys:
+            return
+        first = await self.reference(keys[0])
+        again = await self._fetch(keys[0]) if first is not None else None
+        if again is not None:
+            check = compare(again, first, self.config)
+            if not check.ok:
+                self.unstable.append(f"the server does not reproduce its own single-prompt image for prompt "
+                                     f"{keys[0].prompt!r} seed {keys[0].seed} ({'; '.join(check.reasons)}, max abs "
+                                     f"diff {check.max_abs:.4g}): references, and so the checks, cannot be trusted")
+        for key in keys[1:]:
+            await self.reference(key)
+
+    # ---- checks ------------------------------------------------------------------------------------------------
+    def submit(self, phase: str, job: Job, outcome: Outcome) -> None:
+        """Queue a check of every image of a successful, sampled request."""
+        if not self.enabled or outcome.pixels is None:
+            return
+        seeds = outcome.seeds or job.seeds
+        for item in range(len(job.prompts)):
+            key = ReferenceKey.of(job, item, seeds[item])
+            if key in self._references:
+                self._check(phase, job, item, key, outcome.pixels[item])
+            else:
+                self._pending.append((phase, job, item, key, outcome.pixels[item]))
+
+    def _check(self, phase: str, job: Job, item: int, key: ReferenceKey, received: np.ndarray) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, self._compare_and_save, phase, job, item, key, received)
+        self._futures.append(future)
+
+    def _compare_and_save(self, phase, job, item, key, received) -> None:
+        """In the worker thread (one, so the counts need no lock): compare, count, save the first mismatches."""
+        comparison = compare(received, self._references[key], self.config)
+        self.checked[phase] = self.checked.get(phase, 0) + 1
+        self.worst["max_abs"] = max(self.worst["max_abs"], comparison.max_abs)
+        self.worst["min_similarity"] = min(self.worst["min_similarity"], comparison.similarity)
+        if comparison.psnr is not None:
+            low = self.worst["min_psnr"]
+            self.worst["min_psnr"] = comparison.psnr if low is None else min(low, comparison.psnr)
+        if comparison.ok:
+            return
+        self.mismatch_count[phase] = self.mismatch_count.get(phase, 0) + 1
+        mismatch = Mismatch(phase, job.index, item, len(job.prompts), key, comparison)
+        if len(self.mismatches) < self.config.save_mismatches:
+            mismatch.files = self._save(len(self.mismatches) + 1, mismatch, received)
+        self.mismatches.append(mismatch)
+
+    def _save(self, number: int, mismatch: Mismatch, received: np.ndarray) -> list[str]:
+        """reference.png, received.png, difference.png (|diff| scaled so its max is white) and meta.json."""
+        folder = self.output_dir / f"mismatch-{number:02d}-{mismatch.phase}-request{mismatch.request}"
+        reference = self._references[mismatch.key]
+        diff = np.abs(received - reference) if received.shape == reference.shape else np.zeros_like(reference)
+        scale = float(diff.max()) or 1.0
+        files = [save_png(reference, folder / "reference.png"), save_png(received, folder / "received.png"),
+                 save_png(diff / scale, folder / "difference.png")]
+        meta = mismatch.as_dict() | {"difference_png_scale": scale, **asdict(mismatch.key)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        return [str(f) for f in files] + [str(folder / "meta.json")]
+
+    async def settle(self) -> None:
+        """Compute missing references (now, at low load), check what waited for them, and wait for every check."""
+        pending, self._pending = self._pending, []
+        for phase, job, item, key, received in pending:
+            if await self.reference(key) is None:
+                self.unchecked += 1
+                continue
+            self._check(phase, job, item, key, received)
+        futures, self._futures = self._futures, []
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def close(self) -> None:
+        await self.settle()
+        self._pool.shutdown(wait=True)
+        if self._target is not None:
+            await self._target.close()
+
+    # ---- results -----------------------------------------------------------------------------------------------
+    @property
+    def failed(self) -> bool:
+        return bool(self.mismatches or self.unstable)
+
+    def phase_summary(self, phase: str) -> dict:
+        return {"checked": self.checked.get(phase, 0), "mismatches": self.mismatch_count.get(phase, 0)}
+
+    def summary(self) -> dict:
+        """The report's `verification` section."""
+        return {"enabled": self.enabled, "checked": sum(self.checked.values()), "mismatches": len(self.mismatches),
+                "unchecked": self.unchecked, "references": len(self._references),
+                "reference_errors": {k.prompt + f" (seed {k.seed})": v for k, v in self._failed_references.items()},
+                "unstable_references": self.unstable, "sample_rate": self.config.sample_rate,
+                "gate": {"pixel_tolerance": self.config.pixel_tolerance, "min_similarity": self.config.min_similarity,
+                         "max_abs": self.config.max_abs, "min_psnr": self.config.min_psnr},
+                "worst": dict(self.worst), "mismatch_examples": [m.as_dict() for m in self.mismatches[:20]],
+                **({"note": self.note} if self.note else {})}
+
+
+def disabled_summary(note: str) -> dict:
+    return {"enabled": False, "checked": 0, "mismatches": 0, "note": note}
+
+
+def keep(job: Job, verifier: Verifier | None) -> Job:
+    """The job, marked for verification when the verifier samples it."""
+    return replace(job, verify=True) if verifier is not None and verifier.sample() else job

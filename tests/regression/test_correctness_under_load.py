@@ -1,0 +1,94 @@
+"""The regression suite: short scenarios through the engine's Python API against the real server, asserting
+thresholds and zero mismatches — and proof that verification catches broken batching and leaking state.
+
+Run alone: `uv run pytest tests/regression` (add --run-slow for the full-length scenario).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flux_async.testing.model_swap import swapped_model
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = ROOT / "tests" / "fixtures" / "broken_models"
+WIDE_BATCHING_WINDOW = {"dynamic_batching": {"max_queue_delay_microseconds": 100_000}}
+
+SINGLE_PROMPTS = {  # single-prompt requests only: whatever is batched, Triton batched it across requests
+    "name": "cross-request",
+    "workload": {"prompts": ["A red bicycle", "A lighthouse at dusk", "A bowl of ramen", "A snowy forest"],
+                 "seed": 77, "steps": 2, "size": "128x128"},
+    "phases": [{"name": "together", "executor": "constant-concurrency", "concurrency": 4, "requests": 16}],
+}
+
+
+async def test_burst_scenario_is_correct_under_load(run_scenario):
+    report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
+    verification = report["verification"]
+    assert report["passed"] and report["exit_code"] == 0, report["output"]
+    assert verification["enabled"] and verification["checked"] >= report["images"]["ok"] > 0
+    assert verification["mismatches"] == 0 and verification["unchecked"] == 0
+    assert {p["name"]: p["verification"]["checked"] > 0 for p in report["phases"]} == {"warm-up": True,
+                                                                                          "bursts": True}
+
+
+async def test_requests_batched_together_by_triton_are_each_correct(run_scenario, flux_server):
+    with swapped_model(flux_server.http_url, "dit_transformer", config_changes=WIDE_BATCHING_WINDOW):
+        report = await run_scenario(SINGLE_PROMPTS)
+    assert report["passed"], report["output"]
+    assert report["verification"]["checked"] == 16 and report["verification"]["mismatches"] == 0
+
+
+@pytest.mark.parametrize("bug, model, scenario", [
+    ("dit_swap", "dit_transformer", "burst"),  # batches of 2-4 prompts: items swapped
+    ("dit_cross", "dit_transformer", "single"),  # requests combined by the batcher get each other's outputs
+    ("bls_leak", "bls", "single"),  # the previous request's latents leak into the next
+])
+async def test_verification_catches_a_broken_repository(bug, model, scenario, run_scenario, flux_server):
+    window = WIDE_BATCHING_WINDOW if model == "dit_transformer" else None
+    with swapped_model(flux_server.http_url, model, BROKEN / bug / "model.py", window):
+        if scenario == "burst":
+            report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
+        else:
+            report = await run_scenario(SINGLE_PROMPTS)
+    verification = report["verification"]
+    assert not report["passed"] and report["exit_code"] == 1
+    assert verification["mismatches"] > 0, report["output"]
+    example = verification["mismatch_examples"][0]
+    assert example["prompt"] and example["seed"] >= 0 and example["similarity"] < 0.95
+    assert f"seed {example['seed']}" in report["output"] and "MISMATCH" in report["output"]
+    assert {"reference.png", "received.png", "difference.png", "meta.json"} == {Path(f).name
+                                                                                 for f in example["files"]}
+
+
+def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_path):
+    """`python -m flux_async run scenarios/burst.yaml` against a repository whose dit swaps batch items: exit 1 and
+    a message naming the prompt, the seed and the difference."""
+    with swapped_model(flux_server.http_url, "dit_transformer", BROKEN / "dit_swap" / "model.py"):
+        result = subprocess.run([sys.executable, "-m", "flux_async", "run", "scenarios/burst.yaml", "--url",
+                                 flux_server.grpc_url, "--duration", "4", "--no-progress",
+                                 "--report", str(tmp_path / "r.json")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("MISMATCH"))
+    assert "prompt '" in line and " seed " in line and "max abs diff" in line
+    assert (tmp_path / "r-mismatches").is_dir()
+
+
+@pytest.mark.slow
+async def test_full_burst_scenario(run_scenario):
+    report = await run_scenario(ROOT / "scenarios" / "burst.yaml")
+    assert report["passed"] and report["verification"]["mismatches"] == 0, report["output"]
+
+
+@pytest.mark.gpu
+async def test_gpu_batches_match_single_runs_by_psnr(run_scenario):
+    """On a GPU in bf16 images differ by rounding: gate by PSNR instead of per-pixel equality."""
+    scenario = dict(SINGLE_PROMPTS, verify={"pixel_tolerance": 0.05, "min_similarity": 0.9, "min_psnr": 35})
+    scenario["workload"] = dict(SINGLE_PROMPTS["workload"], size="1024x1024", steps=4)
+    report = await run_scenario(scenario)
+    assert report["passed"] and report["verification"]["checked"] == 16, report["output"]
