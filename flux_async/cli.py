@@ -59,13 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="model name (default: bls, or bls_stream for grpc-stream)")
     run.add_argument("--report", type=Path, default=None, help="write the JSON report here")
     run.add_argument("--hlog", type=Path, default=None, help="write an HdrHistogram interval log here")
+    run.add_argument("--plot", type=Path, default=None,
+                     help="write a PNG: latency over time, percentile spectrum, throughput, GPU memory")
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="cap every phase at this many seconds (a quick run of a long scenario)")
     run.add_argument("--weights", default=None, help="weights for the embedded server (default: the tiny pipeline)")
+    run.add_argument("--metrics-url", default=None,
+                     help="Triton's Prometheus endpoint to scrape per interval (default: the embedded server's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
     run.add_argument("--mismatch-dir", type=Path, default=None,
                      help="where to save mismatch PNGs (default: beside the report, <report>-mismatches/)")
+
+    capacity = commands.add_parser("capacity", help="find the highest rate (or concurrency) that meets an SLO")
+    capacity.add_argument("scenario", type=Path)
+    capacity.add_argument("--slo", action="append", default=[], metavar="EXPR",
+                          help="a threshold the load must meet, e.g. 'p(99) < 2s' (repeat for several; default: the "
+                               "scenario's thresholds)")
+    for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir"):
+        action = next(a for a in run._actions if flag in a.option_strings)
+        capacity.add_argument(flag, type=action.type, choices=action.choices, default=None, help=action.help)
+    capacity.add_argument("--plot", type=Path, default=None, help="write a latency-vs-throughput PNG")
+    capacity.add_argument("--mode", choices=("rate", "concurrency"), default=None)
+    capacity.add_argument("--start", type=float, default=None, help="first rate (/s) or concurrency")
+    capacity.add_argument("--max", type=float, default=None, help="highest rate or concurrency to try")
+    capacity.add_argument("--step-duration", type=float, default=None, metavar="SECONDS")
+    capacity.add_argument("--repeats", type=int, default=None, help="runs per candidate load (default 2)")
+    capacity.add_argument("--precision", type=float, default=None, help="stop bisecting within this fraction")
+    capacity.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
 
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
@@ -126,8 +147,6 @@ def cmd_serve(args) -> int:
 def cmd_run(args) -> int:
     import asyncio
 
-    from rich.console import Console
-
     from .runner import RunOptions, UsageError, run_scenario
     from .scenario import ScenarioError, load_scenario
 
@@ -137,20 +156,49 @@ def cmd_run(args) -> int:
         print(f"flux_async run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
+                         plot=args.plot,
                          duration_s=args.duration, weights=args.weights, progress=not args.no_progress,
-                         verify=not args.no_verify, mismatch_dir=args.mismatch_dir)
-    console = Console()
-    if not console.is_terminal:  # a log file or a pipe: keep the table's columns whole
-        console = Console(width=160)
+                         verify=not args.no_verify, mismatch_dir=args.mismatch_dir, metrics_url=args.metrics_url)
     try:
-        _, code = asyncio.run(run_scenario(scenario, options, console))
+        _, code = asyncio.run(run_scenario(scenario, options, _console()))
     except UsageError as exc:
         print(f"flux_async run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
 
 
-COMMANDS = {"run": cmd_run, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
+def cmd_capacity(args) -> int:
+    import asyncio
+
+    from .runner import RunOptions, UsageError, run_capacity
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"flux_async capacity: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
+                         plot=args.plot, weights=args.weights, verify=not args.no_verify,
+                         mismatch_dir=args.mismatch_dir, progress=False)
+    overrides = {"mode": args.mode, "start": args.start, "max": args.max, "step_duration_s": args.step_duration,
+                 "repeats": args.repeats, "precision": args.precision}
+    try:
+        _, code = asyncio.run(run_capacity(scenario, options, args.slo, overrides, _console()))
+    except UsageError as exc:
+        print(f"flux_async capacity: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)  # a log file or a pipe: keep tables whole
+
+
+COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from . import pacer
+from . import attribution, pacer
 from .scenario import PhaseConfig, Scenario
-from .stats import Recorder
+from .stats import Interval, Recorder
 from .targets import Outcome
 from .verify import Verifier, keep
 from .workload import JobSource
@@ -36,6 +36,7 @@ class PhaseRun:
     scheduled: int = 0  # requests the schedule asked for (sent + dropped)
     planned_s: float | None = None
     finished: bool = False
+    stages: dict | None = None  # per-model deltas of Triton's statistics (None: not available)
 
     @property
     def name(self) -> str:
@@ -84,10 +85,12 @@ class Engine:
     """Runs `scenario` against `target`, recording into `recorder`."""
 
     def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
-                 interval_s: float = 1.0, on_interval: Callable | None = None, grace_s: float | None = None,
+                 interval_s: float = 1.0, listeners: list[Callable[[Interval], None]] = (),
+                 samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
                  verifier: Verifier | None = None):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
-        self.max_phase_s, self.interval_s, self.on_interval = max_phase_s, interval_s, on_interval
+        self.max_phase_s, self.interval_s = max_phase_s, interval_s
+        self.listeners, self.samplers = list(listeners), dict(samplers or {})
         self.request_timeout_s = scenario.target.request_timeout_s
         self.grace_s = grace_s if grace_s is not None else min(self.request_timeout_s, 30.0)
         self.jobs = JobSource(scenario.workload)
@@ -125,8 +128,7 @@ class Engine:
     # ---- requests --------------------------------------------------------------------------------------------
     async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
         job = keep(self.jobs.next(), self.verifier)
-        counters = self.recorder.counters[phase.name]
-        counters.sent += 1
+        self.recorder.count(phase.name, "sent")
         self.in_flight += 1
         try:
             outcome = await asyncio.wait_for(self.target.send(job), self.request_timeout_s + 5)
@@ -143,15 +145,13 @@ class Engine:
             self.verifier.submit(phase.name, job, outcome)
 
     def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
-        counters, protocol = self.recorder.counters[phase.name], self.target.protocol
-        record = self.recorder.record
+        protocol, record, count = self.target.protocol, self.recorder.record, self.recorder.count
         record(phase.name, "lag", protocol, prompts, (outcome.sent_ns - intended_ns) // 1000)
         if not outcome.ok:
-            counters.errors += 1
-            counters.errors_by_kind[outcome.error_kind or "error"] += 1
+            count(phase.name, "errors", kind=outcome.error_kind or "error")
             return
-        counters.ok += 1
-        counters.images_ok += outcome.images
+        count(phase.name, "ok")
+        count(phase.name, "images_ok", outcome.images)
         record(phase.name, "latency", protocol, prompts, (outcome.done_ns - intended_ns) // 1000)
         record(phase.name, "service", protocol, prompts, (outcome.done_ns - outcome.sent_ns) // 1000)
         if outcome.first_ns is not None:
@@ -171,7 +171,7 @@ class Engine:
                 return
             phase.scheduled += 1
             if cap is not None and self.in_flight >= cap:
-                self.recorder.counters[phase.name].dropped += 1
+                self.recorder.count(phase.name, "dropped")
                 continue
             self._spawn(phase, intended)
 
@@ -215,9 +215,17 @@ class Engine:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
+    async def _statistics(self) -> dict | None:
+        """Triton's statistics of every model now, or None (fake target, or no answer within 10 s)."""
+        try:
+            return await asyncio.wait_for(self.target.statistics(), 10)
+        except Exception:
+            return None
+
     async def _run_phase(self, phase: PhaseRun) -> None:
         times, length = phase_schedule(phase.config, self.max_phase_s)
         phase.planned_s = length
+        before = await self._statistics()
         phase.started_ns = time.perf_counter_ns()
         self.current = phase
         try:
@@ -229,20 +237,33 @@ class Engine:
             await self._drain(phase)
             phase.ended_ns = time.perf_counter_ns()
             phase.finished = not self.stopping
+            after = await self._statistics() if before is not None else None
+            phase.stages = attribution.delta(before, after) if after is not None else None
             if self.verifier is not None:  # after the phase's clock: references it still needs come at low load
                 await self.verifier.settle()
 
-    def _close_interval(self) -> None:
+    async def _sample(self) -> dict:
+        """Readings of every sampler (GPU memory, Triton's /metrics, ...); a sampler that fails gives None."""
+        samples = {}
+        for name, sampler in self.samplers.items():
+            try:
+                samples[name] = await asyncio.wait_for(sampler(), max(self.interval_s, 1.0))
+            except Exception:
+                samples[name] = None
+        return samples
+
+    def _close_interval(self, samples: dict) -> None:
         end = time.perf_counter_ns()
-        taken = self.recorder.take_interval()
-        if self.on_interval is not None:
-            self.on_interval(self._interval_start, end, taken)
+        histograms, counters = self.recorder.take_interval()
+        interval = Interval(self._interval_start, end, histograms, counters, samples)
+        for listener in self.listeners:
+            listener(interval)
         self._interval_start = end
 
     async def _intervals(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self._close_interval()
+            self._close_interval(await self._sample())
 
     async def run(self) -> RunResult:
         started_at, started = datetime.now(timezone.utc), time.perf_counter_ns()
@@ -256,6 +277,6 @@ class Engine:
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
-            self._close_interval()
+            self._close_interval(await self._sample())
         return RunResult(self.phases, started_at, (time.perf_counter_ns() - started) / NS, self.stopping,
                          self.target.url, self.target.protocol, self.target.model)

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .attribution import first_to_queue
 from .engine import RunResult
 from .scenario import Scenario
 from .stats import Counters, Recorder, stat_ms, summarize_ms
@@ -65,7 +66,10 @@ def _lookup(recorder: Recorder, phases: set[str], scope: dict, mismatches: int):
     return lookup
 
 
-def _evaluate(thresholds: list[Threshold], lookup, phase: str | None = None) -> list[dict]:
+def evaluate(thresholds: list[Threshold], recorder: Recorder, phases: set[str], scope: dict, mismatches: int,
+             phase: str | None = None) -> list[dict]:
+    """Each threshold's observed value and verdict over `phases` (`scope`: their figures)."""
+    lookup = _lookup(recorder, phases, scope, mismatches)
     results = []
     for threshold in thresholds:
         value, ok = threshold.check(lookup)
@@ -76,8 +80,22 @@ def _evaluate(thresholds: list[Threshold], lookup, phase: str | None = None) -> 
     return results
 
 
+SPECTRUM = (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100)
+
+
+def spectrum(recorder: Recorder, phases: set[str]) -> dict[str, list[list[float]]]:
+    """[percentile, ms] pairs of the latency and service histograms, for the percentile-spectrum plot."""
+    result = {}
+    for metric in ("latency", "service"):
+        histogram = recorder.merged(metric, phases)
+        if histogram is not None and histogram.get_total_count():
+            result[metric] = [[p, stat_ms(histogram, "max" if p == 100 else f"p{p}")] for p in SPECTRUM]
+    return result
+
+
 def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False,
-                 verifier=None) -> dict:
+                 verifier=None, timeline: list | None = None, gpu: dict | None = None,
+                 metrics_url: str | None = None) -> dict:
     """The JSON report. Warm-up phases are reported but left out of the top-level figures (verification counts
     every checked image, warm-up included: a wrong image is wrong in any phase)."""
     measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
@@ -92,23 +110,28 @@ def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embe
     all_thresholds = thresholds + [t for p in scenario.phases for t in p.thresholds]
     if not any(t.kind == "error_rate" for t in all_thresholds):
         thresholds.append(parse_threshold(IMPLICIT_ERROR_THRESHOLD))
-    results = _evaluate(thresholds, _lookup(recorder, top_phases, report, mismatches))
+    results = evaluate(thresholds, recorder, top_phases, report, mismatches)
     phases = []
     for phase in run.phases:
         if not phase.started_ns:
             continue
         scope = {"name": phase.name, "executor": phase.config.executor, "warmup": phase.config.warmup,
                  "finished": phase.finished, **figures(recorder, {phase.name}, phase.duration_s)}
+        if phase.stages is not None:
+            scope["stages"] = phase.stages
+            scope["first_to_queue"] = first_to_queue(phase.stages)
         if verifier is not None:
             scope["verification"] = verifier.phase_summary(phase.name)
         phase_mismatches = scope.get("verification", {}).get("mismatches", 0)
-        scope["thresholds"] = _evaluate(phase.config.thresholds, _lookup(recorder, {phase.name}, scope,
-                                                                           phase_mismatches), phase.name)
+        scope["thresholds"] = evaluate(phase.config.thresholds, recorder, {phase.name}, scope, phase_mismatches,
+                                       phase.name)
         results += scope["thresholds"]
         phases.append(scope)
     report.update({"phases": phases, "verification": verification, "thresholds": results,
                    "interrupted": run.interrupted, "wall_time_s": round(run.wall_s, 3),
-                   "histogram_overflow": recorder.overflow, "embedded_server": embedded})
+                   "histogram_overflow": recorder.overflow, "embedded_server": embedded,
+                   "spectrum": spectrum(recorder, top_phases), "timeline": timeline or [],
+                   "gpu": gpu or {"available": False, "reason": "not sampled"}, "metrics_url": metrics_url})
     report["passed"] = (all(r["ok"] for r in results) and not run.interrupted and mismatches == 0
                         and not verification.get("unstable_references") and recorder.overflow == 0)
     return report
@@ -122,6 +145,26 @@ def write_json(report: dict, path: str | Path) -> None:
 
 def _ms(value: float) -> str:
     return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.1f}ms"
+
+
+def stage_table(phase: dict):
+    """Per-model figures from Triton's statistics for one phase (ms per request)."""
+    from rich import box
+    from rich.table import Table
+
+    slowest = phase.get("first_to_queue")
+    title = f"stages in {phase['name']!r} (Triton statistics, ms per request)" + (
+        f" · queues first: {slowest}" if slowest else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("model", "requests", "executions", "avg batch", "batch sizes", "queue", "input", "infer",
+                   "output"):
+        table.add_column(column, justify="left" if column in ("model", "batch sizes") else "right")
+    for model, f in phase["stages"].items():
+        sizes = " ".join(f"{size}×{count}" for size, count in f["batch_sizes"].items())
+        table.add_row(model, str(f["requests"]), str(f["executions"]), f"{f['avg_batch_size']:.2f}", sizes,
+                      _number(f["queue_ms"]), _number(f["compute_input_ms"]), _number(f["compute_infer_ms"]),
+                      _number(f["compute_output_ms"]), style="bold red" if model == slowest else None)
+    return table
 
 
 def _number(ms: float) -> str:
@@ -163,6 +206,9 @@ def print_summary(report: dict, console) -> None:
                         _number(svc["p50"]), _number(svc["p99"]), style=style)
     console.print(counts)
     console.print(latency)
+    for phase in report["phases"]:
+        if phase.get("stages") and not phase["warmup"]:
+            console.print(stage_table(phase))
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731  (one line per item, for grep)
     if report["errors_by_kind"]:
         print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
@@ -219,11 +265,11 @@ class HlogWriter:
     def tag(phase: str, metric: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]", "_", phase) + ":" + metric
 
-    def write(self, start_ns: int, end_ns: int, histograms: dict) -> None:
-        """Append one interval (histograms keyed by (phase, metric)); flushed so an interrupted run keeps it."""
-        start = max(0.0, (start_ns - self.start_ns) / 1e9)
-        length = max(0.0, (end_ns - start_ns) / 1e9)
-        for (phase, metric), histogram in sorted(histograms.items()):
+    def write(self, interval) -> None:
+        """Append one interval's histograms; flushed so an interrupted run keeps it."""
+        start = max(0.0, (interval.start_ns - self.start_ns) / 1e9)
+        length = max(0.0, (interval.end_ns - interval.start_ns) / 1e9)
+        for (phase, metric), histogram in sorted(interval.histograms.items()):
             if histogram.get_total_count() == 0:
                 continue
             payload = histogram.encode().decode("ascii")

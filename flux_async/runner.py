@@ -1,18 +1,23 @@
-"""`run`: a scenario from start to report — the embedded server when no URL is given, the target, the engine, live
-progress, signals, and the outputs. Returns the report and the exit code (DESIGN.md §4)."""
+"""`run` and `capacity` from start to exit code: the embedded server when no URL is given, the target, the
+references, the engine (or the capacity search), live progress, signals, and the outputs (DESIGN.md §4)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .engine import Engine
+from .gpu import GpuSampler
+from .metrics import MetricsScraper
 from .progress import show_progress
 from .report import HlogWriter, build_report, print_summary, write_json
 from .scenario import PROTOCOLS, Scenario
 from .stats import Recorder
+from .timeline import Timeline
 from .targets import TargetUnreachable, make_target
 from .verify import Verifier, workload_keys
 
@@ -30,11 +35,13 @@ class RunOptions:
     model: str | None = None
     report: Path | None = None
     hlog: Path | None = None
+    plot: Path | None = None
     duration_s: float | None = None
     weights: str | None = None
     progress: bool = True
     verify: bool = True  # False: --no-verify
     mismatch_dir: Path | None = None
+    metrics_url: str | None = None
 
 
 def mismatch_folder(scenario: Scenario, options: RunOptions) -> Path:
@@ -64,72 +71,166 @@ def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
     return replace(scenario, target=target)
 
 
-async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict | None, int]:
-    """Run and report; (report, exit code). The report is written even when the run is interrupted."""
+class Abort(Exception):
+    """The run cannot start; `code` is the exit code (the message was printed)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Session:
+    """What a run or a capacity search works with: the scenario (URLs filled in), the opened target, the verifier
+    with its references, and whether the server is embedded."""
+
+    scenario: Scenario
+    target: object
+    verifier: Verifier | None
+    embedded: bool
+
+
+@asynccontextmanager
+async def session(scenario: Scenario, options: RunOptions, console):
+    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after."""
     scenario = apply_overrides(scenario, options)
-    server = None
-    if not scenario.target.urls:
-        from .server import ServerError, TritonServer
-
-        console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
-        server = TritonServer(weights=options.weights)
+    async with AsyncExitStack() as stack:
+        embedded = not scenario.target.urls
+        if embedded:
+            scenario = await _embedded_server(scenario, options, console, stack)
         try:
-            await asyncio.to_thread(server.start)
-        except ServerError as exc:
-            console.print(f"[red]flux_async: the embedded server failed to start:[/red] {exc}")
-            return None, EXIT_UNREACHABLE
-        address = server.http_url if scenario.target.protocol == "http" else server.grpc_url
-        scenario = replace(scenario, target=replace(scenario.target, urls=[address]))
-    try:
-        return await _run_against(scenario, options, console, embedded=server is not None)
-    finally:
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+            target = make_target(scenario.target)
+        except ValueError as exc:
+            console.print(f"[red]flux_async: target.urls: {exc}[/red]")
+            raise Abort(EXIT_USAGE) from None
+        try:
+            await target.open()
+        except TargetUnreachable as exc:
+            console.print(f"[red]flux_async: {exc}[/red]")
+            raise Abort(EXIT_UNREACHABLE) from None
+        stack.push_async_callback(target.close)
+        verifier = None
+        if scenario.verify.enabled and options.verify:
+            verifier = Verifier(scenario.verify, scenario.target, mismatch_folder(scenario, options))
+            stack.push_async_callback(verifier.close)
+            await verifier.open()
+            keys = workload_keys(scenario.workload)
+            if verifier.enabled and keys:
+                console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at "
+                              "a time) …")
+                await verifier.prepare(keys)
+        yield Session(scenario, target, verifier, embedded)
 
 
-async def _run_against(scenario: Scenario, options: RunOptions, console, embedded: bool) -> tuple[dict | None, int]:
+async def _embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack) -> Scenario:
+    from .server import ServerError, TritonServer
+
+    console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
+    server = TritonServer(weights=options.weights)
     try:
-        target = make_target(scenario.target)
-    except ValueError as exc:
-        console.print(f"[red]flux_async: target.urls: {exc}[/red]")
-        return None, EXIT_USAGE
-    try:
-        await target.open()
-    except TargetUnreachable as exc:
-        console.print(f"[red]flux_async: {exc}[/red]")
-        return None, EXIT_UNREACHABLE
-    verifier = None
-    if scenario.verify.enabled and options.verify:
-        verifier = Verifier(scenario.verify, scenario.target, mismatch_folder(scenario, options))
-        await verifier.open()
-        keys = workload_keys(scenario.workload)
-        if verifier.enabled and keys:
-            console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at a "
-                          "time) …")
-            await verifier.prepare(keys)
-    recorder = Recorder()
-    hlog = HlogWriter(options.hlog) if options.hlog else None
-    engine = Engine(scenario, target, recorder, max_phase_s=options.duration_s,
-                    on_interval=hlog.write if hlog else None, verifier=verifier)
+        await asyncio.to_thread(server.start)
+    except ServerError as exc:
+        console.print(f"[red]flux_async: the embedded server failed to start:[/red] {exc}")
+        raise Abort(EXIT_UNREACHABLE) from None
+    stack.push_async_callback(asyncio.to_thread, server.stop)
+    address = server.http_url if scenario.target.protocol == "http" else server.grpc_url
+    return replace(scenario, target=replace(
+        scenario.target, urls=[address], metrics_url=scenario.target.metrics_url or server.metrics_url))
+
+
+@contextmanager
+def stop_on_signals(stop):
+    """SIGINT and SIGTERM call `stop` (graceful; a second one cancels) while the block runs."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, engine.stop)
-    progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
+        loop.add_signal_handler(sig, stop)
     try:
-        result = await engine.run()
+        yield
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict | None, int]:
+    """Run and report; (report, exit code). The report is written even when the run is interrupted."""
+    if not scenario.phases:
+        raise UsageError(f"{scenario.source} has no phases: `run` needs some (a capacity-only scenario is for "
+                         "`capacity`)")
+    try:
+        async with session(scenario, options, console) as s:
+            return await _run(s, options, console)
+    except Abort as abort:
+        return None, abort.code
+
+
+async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
+    scenario, target, verifier = s.scenario, s.target, s.verifier
+    recorder, timeline = Recorder(), Timeline()
+    hlog = HlogWriter(options.hlog) if options.hlog else None
+    gpu = GpuSampler()
+    metrics_url = options.metrics_url or scenario.target.metrics_url
+    samplers = ({"gpu": gpu} if gpu.available else {}) | ({"metrics": MetricsScraper(metrics_url)} if metrics_url
+                                                          else {})
+    engine = Engine(scenario, target, recorder, max_phase_s=options.duration_s, samplers=samplers,
+                    listeners=[timeline.add] + ([hlog.write] if hlog else []), verifier=verifier)
+    progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
+    try:
+        with stop_on_signals(engine.stop):
+            result = await engine.run()
+    finally:
         if progress is not None:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
         if hlog is not None:
             hlog.close()
-        await target.close()
-        if verifier is not None:
-            await verifier.close()
-    report = build_report(scenario, result, recorder, embedded=embedded, verifier=verifier)
+        if "metrics" in samplers:
+            await samplers["metrics"].close()
+    if verifier is not None:
+        await verifier.settle()
+    gpu_summary = {"available": gpu.available, "reason": gpu.reason}
+    report = build_report(scenario, result, recorder, embedded=s.embedded, verifier=verifier,
+                          timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url)
     if options.report:
         write_json(report, options.report)
+    if options.plot:
+        from .plots import plot_run
+
+        plot_run(report, options.plot)
     print_summary(report, console)
+    return report, EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
+                       console) -> tuple[dict | None, int]:
+    """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
+    from .capacity import CapacitySearch, capacity_report, describe_capacity
+    from .thresholds import parse_threshold
+
+    expressions = slo or [t.expr for t in scenario.thresholds]
+    if not expressions:
+        raise UsageError("give the SLO with --slo EXPR (e.g. --slo 'p(99) < 2s'), or thresholds in the scenario")
+    for expr in expressions:
+        try:
+            parse_threshold(expr)
+        except ValueError as exc:
+            raise UsageError(f"--slo: {exc}") from None
+    config = replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
+    started_at = datetime.now(timezone.utc)
+    try:
+        async with session(scenario, options, console) as s:
+            search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
+            with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
+                section = await search.run()
+            if s.verifier is not None:
+                await s.verifier.settle()
+            report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
+    except Abort as abort:
+        return None, abort.code
+    if options.report:
+        write_json(report, options.report)
+    if options.plot:
+        from .plots import plot_capacity
+
+        plot_capacity(report, options.plot)
+    describe_capacity(report, console)
     return report, EXIT_OK if report["passed"] else EXIT_FAILED

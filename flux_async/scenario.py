@@ -53,6 +53,7 @@ class TargetConfig:
     headers: dict[str, str] = field(default_factory=dict)
     tls: TlsConfig | None = None
     balance: str = "round-robin"
+    metrics_url: str | None = None  # Triton's Prometheus endpoint, scraped per interval
 
     @property
     def model_name(self) -> str:
@@ -84,6 +85,21 @@ class VerifyConfig:
     save_mismatches: int = 5  # PNG triplets for the first N mismatches
     output_dir: str | None = None
     cache_dir: str | None = None  # references on disk, reused across runs (clear it when the weights change)
+
+
+@dataclass
+class CapacityConfig:
+    """How `capacity` searches (the scenario's `capacity:` section; command-line flags override it)."""
+
+    mode: str = "rate"  # "rate": constant arrival rate; "concurrency": constant concurrency
+    start: float = 1.0
+    max: float = 64.0
+    step_duration_s: float = 20.0
+    min_requests: int = 20  # rate mode: a step lasts long enough for this many requests
+    repeats: int = 2
+    precision: float = 0.1
+    max_in_flight: int = 64  # rate mode: requests over this many in flight are dropped
+    warmup: bool = True  # one step at the start load first, not counted
 
 
 @dataclass
@@ -119,6 +135,7 @@ class Scenario:
     phases: list[PhaseConfig]
     thresholds: list[Threshold] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
     description: str = ""
     source: str = "<scenario>"
 
@@ -209,7 +226,7 @@ def _positive_int(r: _Reader, data, key, path, default=None):
 # ---- sections ----------------------------------------------------------------------------------------------------
 def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
-                                        "headers", "tls", "balance"))
+                                        "headers", "tls", "balance", "metrics_url"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -233,7 +250,9 @@ def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
         request_timeout_s=r.get(data, "request_timeout", path, parse_duration, 600.0, timeout, "must be > 0"),
         connect_timeout_s=r.get(data, "connect_timeout", path, parse_duration, 30.0, timeout, "must be > 0"),
         headers={str(k): str(v) for k, v in headers.items()}, tls=tls,
-        balance=r.choice(data, "balance", path, BALANCE, "round-robin"))
+        balance=r.choice(data, "balance", path, BALANCE, "round-robin"),
+        metrics_url=r.get(data, "metrics_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
+                          "must be an http:// or https:// URL"))
 
 
 def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
@@ -403,6 +422,28 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
         output_dir=r.get(data, "output_dir", path, str, None), cache_dir=r.get(data, "cache_dir", path, str, None))
 
 
+def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
+    data = r.mapping(data or {}, path, ("mode", "start", "max", "step_duration", "min_requests", "repeats",
+                                        "precision", "max_in_flight", "warmup"))
+    mode = r.choice(data, "mode", path, ("rate", "concurrency"), "rate")
+    positive = lambda v: v > 0  # noqa: E731
+    config = CapacityConfig(
+        mode=mode, start=r.get(data, "start", path, _number, 1.0, positive, "must be > 0"),
+        max=r.get(data, "max", path, _number, 64.0, positive, "must be > 0"),
+        step_duration_s=r.get(data, "step_duration", path, parse_duration, 20.0, positive, "must be > 0"),
+        min_requests=r.get(data, "min_requests", path, _int, 20, lambda v: v >= 1, "must be an integer >= 1"),
+        repeats=r.get(data, "repeats", path, _int, 2, lambda v: v >= 1, "must be an integer >= 1"),
+        precision=r.get(data, "precision", path, _number, 0.1, lambda v: 0 < v < 1, "must be in (0, 1)"),
+        max_in_flight=r.get(data, "max_in_flight", path, _int, 64, lambda v: v >= 1, "must be an integer >= 1"),
+        warmup=r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+                     expect="must be true or false"))
+    if config.max < config.start:
+        r.problem(f"{path}.max", f"must be >= start ({config.start:g}), got {config.max:g}")
+    if mode == "concurrency" and (config.start != int(config.start) or config.max != int(config.max)):
+        r.problem(path, "in concurrency mode start and max are whole numbers of requests in flight")
+    return config
+
+
 def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
     if value is None:
         return []
@@ -423,10 +464,12 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     r = _Reader()
     base_dir = base_dir or Path.cwd()
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
-                                        "verify"), ("workload", "phases"))
+                                        "verify", "capacity"), ("workload",))
     if not isinstance(data, dict):
         raise ScenarioError(source, r.problems)
     phases_data = data.get("phases")
+    if phases_data is None and "capacity" not in data:
+        r.problem("scenario.phases", "is required (only a scenario with a capacity section may leave it out)")
     if phases_data is not None and (not isinstance(phases_data, list) or not phases_data):
         r.problem("phases", "must be a non-empty list of phases")
         phases_data = []
@@ -438,7 +481,8 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         target=_target(r, data.get("target")),
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
                         thresholds=_thresholds(r, data.get("thresholds"), "thresholds"),
-                        verify=_verify(r, data.get("verify")), source=source)
+                        verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
+                        source=source)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario

@@ -62,6 +62,17 @@ class Counters:
             self.errors_by_kind[kind] += count
 
 
+@dataclass
+class Interval:
+    """One interval of a run: histograms per (phase, metric), counters per phase, and sampler readings."""
+
+    start_ns: int
+    end_ns: int
+    histograms: dict[tuple[str, str], HdrHistogram]
+    counters: dict[str, Counters]
+    samples: dict = field(default_factory=dict)
+
+
 class Recorder:
     """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric)."""
 
@@ -69,7 +80,15 @@ class Recorder:
         self.histograms: dict[tuple[str, str, str, int], HdrHistogram] = {}
         self.interval: dict[tuple[str, str], HdrHistogram] = {}
         self.counters: dict[str, Counters] = defaultdict(Counters)
+        self.interval_counters: dict[str, Counters] = defaultdict(Counters)
         self.overflow = 0
+
+    def count(self, phase: str, field_name: str, amount: int = 1, kind: str | None = None) -> None:
+        """Add to a counter of the phase, cumulative and for the current interval."""
+        for counters in (self.counters[phase], self.interval_counters[phase]):
+            setattr(counters, field_name, getattr(counters, field_name) + amount)
+            if kind is not None:
+                counters.errors_by_kind[kind] += amount
 
     def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int) -> None:
         key = (phase, metric, protocol, prompts)
@@ -85,10 +104,11 @@ class Recorder:
             current = self.interval[(phase, metric)] = new_histogram()
         current.record_value(value_us)
 
-    def take_interval(self) -> dict[tuple[str, str], HdrHistogram]:
-        """The histograms recorded since the last call (and start a new interval)."""
-        taken, self.interval = self.interval, {}
-        return taken
+    def take_interval(self) -> tuple[dict[tuple[str, str], HdrHistogram], dict[str, Counters]]:
+        """The histograms and counters recorded since the last call (and start a new interval)."""
+        histograms, self.interval = self.interval, {}
+        counters, self.interval_counters = dict(self.interval_counters), defaultdict(Counters)
+        return histograms, counters
 
     def merged(self, metric: str, phases: set[str] | None = None, protocol: str | None = None,
                prompts: int | None = None) -> HdrHistogram | None:

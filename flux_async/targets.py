@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from . import attribution
 from .bls_inputs import bls_inputs
 from .scenario import TargetConfig, parse_duration
 from .workload import Job
@@ -117,6 +118,11 @@ class GrpcTarget:
         headers = self.config.headers or None
         live = await self.client.is_server_live(headers=headers)
         return live, await self.client.is_model_ready(self.model, headers=headers)
+
+    async def statistics(self) -> dict[str, dict]:
+        """Triton's statistics extension for every model (see attribution.py)."""
+        payload = await self.client.get_inference_statistics(headers=self.config.headers or None, as_json=True)
+        return attribution.normalize(payload)
 
     async def send(self, job: Job) -> Outcome:
         inputs = bls_inputs(self._module, job.prompts, **job.bls_kwargs())
@@ -225,6 +231,11 @@ class HttpTarget:
         async with self.session.get(f"{self.base}/v2/models/{self.model}/ready") as ready:
             return True, ready.status == 200
 
+    async def statistics(self) -> dict[str, dict]:
+        async with self.session.get(f"{self.base}/v2/models/stats") as response:
+            response.raise_for_status()
+            return attribution.normalize(await response.json())
+
     async def send(self, job: Job) -> Outcome:
         client = self._module.InferenceServerClient
         body, json_size = client.generate_request_body(bls_inputs(self._module, job.prompts, **job.bls_kwargs()),
@@ -271,6 +282,9 @@ class FakeTarget:
     async def open(self) -> None:
         self._started = time.perf_counter()
 
+    async def statistics(self) -> None:
+        return None  # no server
+
     async def send(self, job: Job) -> Outcome:
         if self.stall_at_s is not None:
             elapsed = time.perf_counter() - self._started
@@ -301,6 +315,10 @@ class BalancedTarget:
 
     async def open(self) -> None:
         await asyncio.gather(*(t.open() for t in self.targets))
+
+    async def statistics(self) -> dict[str, dict] | None:
+        snapshots = await asyncio.gather(*(t.statistics() for t in self.targets))
+        return None if any(s is None for s in snapshots) else attribution.merge(snapshots)
 
     async def send(self, job: Job) -> Outcome:
         if self.policy == "least-in-flight":

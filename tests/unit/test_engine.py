@@ -148,7 +148,7 @@ async def test_hlog_is_readable_by_hdrhistogram(tmp_path):
     s = scenario([{"name": "a", "executor": "constant-arrival-rate", "rate": "50/s", "duration": "1.5s"},
                   {"name": "b", "executor": "constant-concurrency", "concurrency": 2, "requests": 10}])
     writer = HlogWriter(tmp_path / "run.hlog")
-    _, _, recorder, _ = await run(s, interval_s=0.5, on_interval=writer.write)
+    _, _, recorder, _ = await run(s, interval_s=0.5, listeners=[writer.write])
     writer.close()
     reader = HistogramLogReader(str(tmp_path / "run.hlog"), HdrHistogram(1, 3_600_000_000, 3))
     counts: dict[str, int] = {}

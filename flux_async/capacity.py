@@ -1,0 +1,196 @@
+"""`capacity`: the highest arrival rate (or concurrency) that meets an SLO.
+
+The search doubles the load from `start` until a step fails (or `max` is reached), then bisects between the last
+passing and the first failing load until they are within `precision`. Each candidate runs `repeats` times (a
+third run breaks a tie): one lucky or unlucky step does not decide. A step passes when every SLO expression holds,
+no image mismatches, and — unless the SLO says otherwise — under 1 % of requests fail or are dropped; in rate mode the
+completed requests must also keep up with 95 % of the offered rate (a backlog that grows shows there first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from .engine import Engine
+from .report import evaluate, figures
+from .scenario import CapacityConfig, PhaseConfig, Scenario
+from .stats import Recorder
+from .thresholds import Threshold, parse_threshold
+
+IMPLICIT = {"error_rate": "error_rate < 1%", "drop_rate": "drop_rate < 1%"}
+KEEP_UP = 0.95  # rate mode: a step passes only if it completes at least 95 % of the offered rate
+
+
+def slo_thresholds(expressions: list[str], mode: str) -> list[Threshold]:
+    """The SLO as thresholds, plus the implicit error and drop budgets (1 %) when the SLO names none."""
+    thresholds = [parse_threshold(e) for e in expressions]
+    for kind, expr in IMPLICIT.items():
+        if kind == "drop_rate" and mode != "rate":
+            continue
+        if not any(t.kind == kind for t in thresholds):
+            thresholds.append(parse_threshold(expr))
+    return thresholds + [parse_threshold("mismatches == 0")]
+
+
+class CapacitySearch:
+    """Runs the steps against an opened target; `steps` keeps every run's figures."""
+
+    def __init__(self, scenario: Scenario, target, config: CapacityConfig, slo: list[str], verifier=None,
+                 console=None):
+        self.scenario, self.target, self.config, self.verifier, self.console = (scenario, target, config, verifier,
+                                                                                 console)
+        self.slo_expressions = slo
+        self.thresholds = slo_thresholds(slo, config.mode)
+        self.steps: list[dict] = []
+        self._index = 0
+
+    def _phase(self, load: float, name: str) -> PhaseConfig:
+        duration = self.config.step_duration_s
+        if self.config.mode == "rate":
+            duration = max(duration, self.config.min_requests / load)
+            return PhaseConfig(name=name, executor="constant-arrival-rate", rate=load, duration_s=duration,
+                               max_in_flight=self.config.max_in_flight)
+        return PhaseConfig(name=name, executor="constant-concurrency", concurrency=int(load), duration_s=duration)
+
+    async def _step(self, load: float, repeat: int, warmup: bool = False) -> dict:
+        self._index += 1
+        name = f"warm-up-{load:g}" if warmup else f"step-{self._index}"
+        phase = self._phase(load, name)
+        recorder = Recorder()
+        engine = Engine(replace(self.scenario, phases=[phase]), self.target, recorder, verifier=self.verifier)
+        self.engine = engine
+        run = await engine.run()
+        scope = figures(recorder, {name}, run.phases[0].duration_s)
+        verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
+        thresholds = list(self.thresholds)
+        if self.config.mode == "rate":  # keeping up: a backlog that grows within the step shows here first
+            thresholds.append(parse_threshold(f"requests_per_s >= {KEEP_UP * load:.6g}"))
+        results = evaluate(thresholds, recorder, {name}, scope, verification["mismatches"])
+        step = {"step": self._index, "mode": self.config.mode, "load": load, "repeat": repeat,
+                "warmup": warmup, **scope, "achieved_requests_per_s": scope["throughput"]["requests_per_s"],
+                "verification": verification, "slo": results, "passed": all(r["ok"] for r in results),
+                "stages": run.phases[0].stages, "interrupted": run.interrupted}
+        if self.config.mode == "rate":
+            step["rate_per_s"] = load
+        else:
+            step["concurrency"] = int(load)
+        self.steps.append(step)
+        if self.console is not None:
+            self.console.print(describe_step(step), soft_wrap=True)
+        return step
+
+    async def _candidate(self, load: float) -> bool:
+        """Run `load` `repeats` times; if the runs disagree, one more decides (majority)."""
+        votes = [(await self._step(load, r + 1))["passed"] for r in range(self.config.repeats)]
+        if len(set(votes)) > 1 and len(votes) % 2 == 0:
+            votes.append((await self._step(load, len(votes) + 1))["passed"])
+        return sum(votes) * 2 > len(votes)
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.steps) and self.steps[-1]["interrupted"]
+
+    async def run(self) -> dict:
+        """Search; returns the report's `capacity` section."""
+        cfg = self.config
+        integer = cfg.mode == "concurrency"
+        if cfg.warmup:
+            await self._step(cfg.start, 1, warmup=True)
+        low, high, load = None, None, cfg.start
+        while not self.stopped:
+            if not await self._candidate(load):
+                high = load
+                break
+            low = load
+            if load >= cfg.max:
+                break
+            load = min(load * 2, cfg.max)
+        while low is not None and high is not None and not self.stopped:
+            if (high - low) / low <= cfg.precision or (integer and high - low <= 1):
+                break
+            middle = (low + high) / 2
+            middle = round(middle) if integer else middle
+            if await self._candidate(middle):
+                low = middle
+            else:
+                high = middle
+        return self._summary(low, high)
+
+    def _summary(self, low: float | None, high: float | None) -> dict:
+        passing = [s for s in self.steps if not s["warmup"] and s["load"] == low and s["passed"]]
+        knee = max(passing, key=lambda s: s["achieved_requests_per_s"]) if passing else None
+        if self.config.mode == "rate":
+            max_rate = float(low or 0.0)
+        else:
+            max_rate = knee["achieved_requests_per_s"] if knee else 0.0
+        bound = "not found: the first load already fails" if low is None else (
+            f"at least {low:g}: the search stopped at max" if high is None else "the SLO")
+        latency_limits = [t.limit for t in self.thresholds if t.stat is not None and t.kind == "latency"]
+        return {"mode": self.config.mode, "max_rate_per_s": max_rate,
+                **({"max_concurrency": int(low) if low else 0} if self.config.mode == "concurrency" else {}),
+                "max_images_per_s": knee["throughput"]["images_per_s"] if knee else 0.0,
+                "lowest_failing_load": high, "bounded_by": bound,
+                "slo": [t.expr for t in self.thresholds], "slo_limits_ms": latency_limits, "knee": knee,
+                "steps": self.steps, "interrupted": self.stopped,
+                "settings": {"start": self.config.start, "max": self.config.max,
+                             "step_duration_s": self.config.step_duration_s, "repeats": self.config.repeats,
+                             "precision": self.config.precision, "max_in_flight": self.config.max_in_flight}}
+
+
+def describe_step(step: dict) -> str:
+    unit = "/s" if step["mode"] == "rate" else " in flight"
+    lat = step["latency_ms"]
+    verdict = "[green]PASS[/green]" if step["passed"] else "[red]FAIL[/red]"
+    failed = [r["expr"] for r in step["slo"] if not r["ok"]]
+    return (f"{'warm-up' if step['warmup'] else 'step ' + str(step['step'])}: {step['load']:g}{unit} "
+            f"(run {step['repeat']}) → {step['achieved_requests_per_s']:.2f} req/s, "
+            f"{step['throughput']['images_per_s']:.2f} img/s, p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, "
+            f"errors {step['requests']['errors']}, dropped {step['requests']['dropped']}, mismatches "
+            f"{step['verification']['mismatches']} → {verdict}" + (f" ({', '.join(failed)})" if failed else ""))
+
+
+def capacity_report(scenario: Scenario, target, section: dict, started_at: datetime, verifier=None) -> dict:
+    """The capacity JSON: the run report's identity keys, `capacity`, and the verification summary."""
+    return {"version": 1, "kind": "capacity", "scenario": scenario.name,
+            "target": {"url": target.url, "protocol": target.protocol, "model": target.model},
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "passed": section["max_rate_per_s"] > 0 and not section["interrupted"],
+            "capacity": section,
+            "verification": verifier.summary() if verifier else {"enabled": False, "checked": 0, "mismatches": 0}}
+
+
+def describe_capacity(report: dict, console) -> None:
+    """The step table and the verdict."""
+    from rich import box
+    from rich.table import Table
+
+    section = report["capacity"]
+    unit = "rate /s" if section["mode"] == "rate" else "concurrency"
+    table = Table(title=f"capacity search · {report['scenario']} · SLO: {' and '.join(section['slo'])}",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("step", unit, "run", "req/s", "img/s", "p50 ms", "p99 ms", "errors", "dropped", "mismatches",
+                   "SLO"):
+        table.add_column(column, justify="right")
+    knee = section.get("knee")
+    for step in section["steps"]:
+        lat = step["latency_ms"]
+        table.add_row("warm-up" if step["warmup"] else str(step["step"]), f"{step['load']:g}", str(step["repeat"]),
+                      f"{step['achieved_requests_per_s']:.2f}", f"{step['throughput']['images_per_s']:.2f}",
+                      f"{lat['p50']:.0f}", f"{lat['p99']:.0f}", str(step["requests"]["errors"]),
+                      str(step["requests"]["dropped"]), str(step["verification"]["mismatches"]),
+                      "pass" if step["passed"] else "FAIL",
+                      style="bold green" if knee is not None and step["step"] == knee["step"] else
+                      ("dim" if step["warmup"] else None))
+    console.print(table)
+    if section["mode"] == "rate":
+        headline = f"capacity: {section['max_rate_per_s']:.3g} requests/s"
+    else:
+        headline = (f"capacity: {section.get('max_concurrency', 0)} in flight, "
+                    f"{section['max_rate_per_s']:.3g} requests/s")
+    console.print(f"{'[green]' if report['passed'] else '[red]'}{headline}"
+                  f"{'[/green]' if report['passed'] else '[/red]'} ({section['max_images_per_s']:.3g} images/s) "
+                  f"under {' and '.join(section['slo'])}; bounded by {section['bounded_by']}"
+                  + (f"; the first failing load: {section['lowest_failing_load']:g}"
+                     if section["lowest_failing_load"] is not None else ""), soft_wrap=True)

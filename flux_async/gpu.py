@@ -1,0 +1,36 @@
+"""GPU sampling with pynvml (NVML): memory used and utilization per GPU, or a clear reason why there is none."""
+
+from __future__ import annotations
+
+
+class GpuSampler:
+    """Reads every visible GPU; `available` is False (and `reason` says why) on a machine without one."""
+
+    def __init__(self):
+        self.available, self.reason, self._handles = False, "", []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            self._nvml = pynvml
+            self.available = count > 0
+            self.reason = "" if count else "NVML found no GPU"
+        except Exception as exc:  # no driver, no library: a CPU machine
+            self.reason = f"no GPU: {type(exc).__name__}: {exc}".strip()
+
+    def sample(self) -> list[dict]:
+        """[{index, name, memory_used_bytes, memory_total_bytes, utilization_pct}] for each GPU ([] without)."""
+        readings = []
+        for index, handle in enumerate(self._handles):
+            memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+            utilization = self._nvml.nvmlDeviceGetUtilizationRates(handle)
+            name = self._nvml.nvmlDeviceGetName(handle)
+            readings.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
+                             "memory_used_bytes": int(memory.used), "memory_total_bytes": int(memory.total),
+                             "utilization_pct": int(utilization.gpu)})
+        return readings
+
+    async def __call__(self) -> list[dict]:
+        return self.sample()

@@ -1,0 +1,53 @@
+"""Triton's Prometheus /metrics, scraped once per interval: the nv_inference_* counters (as deltas per model)
+and the nv_gpu_* gauges."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+            "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
+            "nv_inference_request_duration_us")
+GAUGES = ("nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage")
+
+
+def parse(text: str) -> dict[str, dict[str, float]]:
+    """{metric: {model or gpu uuid: value}} for the families we keep (counters summed over their other labels)."""
+    values: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name not in COUNTERS + GAUGES:
+                continue
+            key = sample.labels.get("model") or sample.labels.get("gpu_uuid") or ""
+            bucket = values.setdefault(sample.name, {})
+            bucket[key] = bucket.get(key, 0.0) + float(sample.value)
+    return values
+
+
+class MetricsScraper:
+    """An async sampler: each call returns the counters' change since the previous call and the gauges' values."""
+
+    def __init__(self, url: str):
+        self.url, self._previous, self._session = url, None, None
+
+    async def __call__(self) -> dict:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        async with self._session.get(self.url) as response:
+            response.raise_for_status()
+            current = parse(await response.text())
+        previous, self._previous = self._previous, current
+        result = {name: current.get(name, {}) for name in GAUGES if name in current}
+        if previous is not None:
+            for name in COUNTERS:
+                now, then = current.get(name, {}), previous.get(name, {})
+                changed = {key: now[key] - then.get(key, 0.0) for key in now if now[key] != then.get(key, 0.0)}
+                if changed:
+                    result[name] = changed
+        return result
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,64 @@
+"""`capacity`: the search finds a known capacity; the command writes its JSON and plot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from flux_async.runner import RunOptions, run_capacity
+from flux_async.scenario import parse_scenario
+from flux_async.server import TritonServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"
+
+
+@pytest.fixture(scope="module")
+def sleeper_server(tiny_weights):
+    with TritonServer(model_repository=SLEEPER, weights=str(tiny_weights)) as server:
+        yield server
+
+
+async def test_search_finds_one_over_the_service_time(sleeper_server, tmp_path):
+    """One instance, 100 ms per request: the capacity is 10 requests/s; the search must land within ±15 %."""
+    scenario = parse_scenario({
+        "name": "sleeper", "target": {"url": sleeper_server.grpc_url, "model": "sleeper"},
+        "workload": {"prompts": ["a"], "size": "64x64"}, "verify": False,
+        "capacity": {"start": 2, "max": 40, "step_duration": "3s", "min_requests": 10, "repeats": 1,
+                     "precision": 0.05, "warmup": False}})
+    report, code = await run_capacity(scenario, RunOptions(report=tmp_path / "c.json"), ["p(99) < 300ms"], {},
+                                      Console(file=open(tmp_path / "out.txt", "w"), width=160))
+    capacity = report["capacity"]
+    assert code == 0 and report["passed"]
+    assert 8.5 <= capacity["max_rate_per_s"] <= 11.5, capacity["max_rate_per_s"]
+    assert capacity["bounded_by"] == "the SLO" and capacity["lowest_failing_load"] > capacity["max_rate_per_s"]
+    loads = [s["load"] for s in capacity["steps"]]
+    assert loads[:4] == [2, 4, 8, 16]  # doubling until the first failure, then bisection
+    assert capacity["knee"]["passed"] and capacity["knee"]["load"] == capacity["max_rate_per_s"]
+    assert json.loads((tmp_path / "c.json").read_text())["capacity"]["max_rate_per_s"] == capacity["max_rate_per_s"]
+
+
+def test_capacity_command_prints_steps_and_writes_json_and_plot(triton_server, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", "scenarios/capacity.yaml", "--slo",
+                             "p(99) < 2s", "--url", triton_server.grpc_url, "--step-duration", "2", "--repeats", "1",
+                             "--max", "4", "--report", str(tmp_path / "cap.json"), "--plot", str(tmp_path / "cap.png")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "cap.json").read_text())
+    capacity = report["capacity"]
+    assert capacity["max_rate_per_s"] > 0 and capacity["steps"] and capacity["slo"][0] == "p(99) < 2s"
+    assert all({"rate_per_s", "latency_ms", "throughput", "passed", "stages"} <= set(s) for s in capacity["steps"])
+    assert "capacity search" in result.stdout and "capacity: " in result.stdout
+    assert (tmp_path / "cap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_capacity_without_an_slo_is_a_usage_error(tmp_path):
+    (tmp_path / "s.yaml").write_text("workload: {prompts: [a]}\ncapacity: {start: 1}\n")
+    result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", str(tmp_path / "s.yaml")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--slo" in result.stderr
