@@ -29,6 +29,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _worker(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"must be INDEX/COUNT with INDEX < COUNT, got {text!r}")
+    return int(index), int(count)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flux_async",
                                      description="Stress and concurrency tester for FLUX.1 on Triton.")
@@ -68,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Triton's Prometheus endpoint to scrape per interval (default: the embedded server's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+    run.add_argument("--workers", type=_positive, default=1,
+                     help="load-generator processes sharing the load; their histograms merge exactly")
+    run.add_argument("--worker", type=_worker, default=None, help=argparse.SUPPRESS)  # i/N: set by --workers
     run.add_argument("--mismatch-dir", type=Path, default=None,
                      help="where to save mismatch PNGs (default: beside the report, <report>-mismatches/)")
 
@@ -87,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--repeats", type=int, default=None, help="runs per candidate load (default 2)")
     capacity.add_argument("--precision", type=float, default=None, help="stop bisecting within this fraction")
     capacity.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+
+    report = commands.add_parser("report", help="work with saved results")
+    report_commands = report.add_subparsers(dest="report_command", required=True, metavar="SUBCOMMAND")
+    merge = report_commands.add_parser("merge", help="merge .hlog files of several agents exactly")
+    merge.add_argument("files", type=Path, nargs="+")
+    merge.add_argument("--output", type=Path, default=None, help="write the combined .hlog here")
+    merge.add_argument("--json", type=Path, default=None, help="write the per-tag percentiles as JSON here")
 
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
@@ -159,8 +176,17 @@ def cmd_run(args) -> int:
                          plot=args.plot,
                          duration_s=args.duration, weights=args.weights, progress=not args.no_progress,
                          verify=not args.no_verify, mismatch_dir=args.mismatch_dir, metrics_url=args.metrics_url)
+    options.worker = args.worker
     try:
-        _, code = asyncio.run(run_scenario(scenario, options, _console()))
+        if args.workers > 1:
+            from .workers import WorkerSplitError, run_workers
+
+            try:
+                _, code = asyncio.run(run_workers(scenario, args.scenario, args.workers, options, _console()))
+            except WorkerSplitError as exc:
+                raise UsageError(f"--workers {args.workers}: {exc}") from None
+        else:
+            _, code = asyncio.run(run_scenario(scenario, options, _console()))
     except UsageError as exc:
         print(f"flux_async run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -191,6 +217,36 @@ def cmd_capacity(args) -> int:
     return code
 
 
+def cmd_report(args) -> int:
+    import json
+
+    from .merge import merge_logs, summary, write_log
+
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"flux_async report merge: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    merged = merge_logs(args.files)
+    if not merged.totals:
+        print("flux_async report merge: error: the files hold no interval histograms", file=sys.stderr)
+        return EXIT_USAGE
+    figures = summary(merged)
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"merged {len(args.files)} logs (ms)", box=box.SIMPLE_HEAD)
+    for column in ("tag", "count", "p50", "p90", "p99", "p999", "max", "mean"):
+        table.add_column(column, justify="left" if column == "tag" else "right")
+    for tag, f in figures.items():
+        table.add_row(tag, str(f["count"]), *(f"{f[k]:.2f}" for k in ("p50", "p90", "p99", "p999", "max", "mean")))
+    _console().print(table)
+    if args.output:
+        write_log(merged, args.output)
+    if args.json:
+        args.json.write_text(json.dumps({"files": merged.files, "tags": figures}, indent=2) + "\n")
+    return EXIT_OK
+
+
 def _console():
     from rich.console import Console
 
@@ -198,7 +254,7 @@ def _console():
     return console if console.is_terminal else Console(width=160)  # a log file or a pipe: keep tables whole
 
 
-COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
+COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "report": cmd_report, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
 
 
 def main(argv: list[str] | None = None) -> int:

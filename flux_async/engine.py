@@ -87,13 +87,13 @@ class Engine:
     def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
                  interval_s: float = 1.0, listeners: list[Callable[[Interval], None]] = (),
                  samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
-                 verifier: Verifier | None = None):
+                 verifier: Verifier | None = None, job_stream: int = 0):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s = max_phase_s, interval_s
         self.listeners, self.samplers = list(listeners), dict(samplers or {})
         self.request_timeout_s = scenario.target.request_timeout_s
         self.grace_s = grace_s if grace_s is not None else min(self.request_timeout_s, 30.0)
-        self.jobs = JobSource(scenario.workload)
+        self.jobs = JobSource(scenario.workload, stream=job_stream)
         self.phases = [PhaseRun(p) for p in scenario.phases]
         self.current: PhaseRun | None = None
         self.in_flight = 0

@@ -15,11 +15,13 @@ def parse(text: str) -> dict[str, dict[str, float]]:
     """{metric: {model or gpu uuid: value}} for the families we keep (counters summed over their other labels)."""
     values: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
+        if family.name not in COUNTERS + GAUGES:
+            continue
         for sample in family.samples:
-            if sample.name not in COUNTERS + GAUGES:
+            if sample.name not in (family.name, family.name + "_total"):  # the parser names counters *_total
                 continue
             key = sample.labels.get("model") or sample.labels.get("gpu_uuid") or ""
-            bucket = values.setdefault(sample.name, {})
+            bucket = values.setdefault(family.name, {})
             bucket[key] = bucket.get(key, 0.0) + float(sample.value)
     return values
 

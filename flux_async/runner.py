@@ -42,6 +42,7 @@ class RunOptions:
     verify: bool = True  # False: --no-verify
     mismatch_dir: Path | None = None
     metrics_url: str | None = None
+    worker: tuple[int, int] | None = None  # (index, count): this process runs one share of a --workers run
 
 
 def mismatch_folder(scenario: Scenario, options: RunOptions) -> Path:
@@ -97,7 +98,7 @@ async def session(scenario: Scenario, options: RunOptions, console):
     async with AsyncExitStack() as stack:
         embedded = not scenario.target.urls
         if embedded:
-            scenario = await _embedded_server(scenario, options, console, stack)
+            scenario = await embedded_server(scenario, options, console, stack)
         try:
             target = make_target(scenario.target)
         except ValueError as exc:
@@ -122,7 +123,7 @@ async def session(scenario: Scenario, options: RunOptions, console):
         yield Session(scenario, target, verifier, embedded)
 
 
-async def _embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack) -> Scenario:
+async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack) -> Scenario:
     from .server import ServerError, TritonServer
 
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
@@ -165,6 +166,10 @@ async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tupl
 
 async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     scenario, target, verifier = s.scenario, s.target, s.verifier
+    if options.worker is not None:
+        from .workers import divide
+
+        scenario = divide(scenario, *options.worker)
     recorder, timeline = Recorder(), Timeline()
     hlog = HlogWriter(options.hlog) if options.hlog else None
     gpu = GpuSampler()
@@ -172,7 +177,8 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     samplers = ({"gpu": gpu} if gpu.available else {}) | ({"metrics": MetricsScraper(metrics_url)} if metrics_url
                                                           else {})
     engine = Engine(scenario, target, recorder, max_phase_s=options.duration_s, samplers=samplers,
-                    listeners=[timeline.add] + ([hlog.write] if hlog else []), verifier=verifier)
+                    listeners=[timeline.add] + ([hlog.write] if hlog else []), verifier=verifier,
+                    job_stream=options.worker[0] if options.worker else 0)
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
     try:
         with stop_on_signals(engine.stop):
@@ -190,6 +196,11 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     gpu_summary = {"available": gpu.available, "reason": gpu.reason}
     report = build_report(scenario, result, recorder, embedded=s.embedded, verifier=verifier,
                           timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url)
+    if options.worker is not None:
+        from .workers import encode_histograms
+
+        report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
+        report["histograms"] = encode_histograms(recorder)
     if options.report:
         write_json(report, options.report)
     if options.plot:

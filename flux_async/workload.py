@@ -33,9 +33,9 @@ class JobSource:
     keeps one image seed for the whole run (workload seed + the prompt's index), so outputs can be checked and
     reproduced."""
 
-    def __init__(self, workload: WorkloadConfig):
-        self.workload = workload
-        self._rng = random.Random(workload.seed if workload.seed is not None else 0)
+    def __init__(self, workload: WorkloadConfig, stream: int = 0):
+        self.workload = workload  # stream: another draw of prompts from the same seed (one per --workers process)
+        self._rng = random.Random((workload.seed or 0) * 1_000_003 + stream)
         self._counts, self._weights = zip(*sorted(workload.prompts_per_request.items()))
         self._issued = 0
 

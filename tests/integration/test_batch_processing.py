@@ -90,3 +90,42 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(pytest.main([__file__, *sys.argv[1:]]))
+
+
+@pytest.mark.gpu
+def test_batch_memory_efficiency(http, artifacts):
+    """The plan's T005 memory test: GPU memory (pynvml, whole device) at 1024², batches of 1, 2, 4 and 8 prompts.
+    Caching allocators keep what they took, so batches run in increasing size and the growth per added image is
+    compared: linear growth means every extra image costs about the same."""
+    import threading
+    import time
+
+    from flux_async.gpu import GpuSampler
+
+    sampler = GpuSampler()
+    assert sampler.available, sampler.reason
+
+    def used() -> int:
+        return sum(g["memory_used_bytes"] for g in sampler.sample())
+
+    peaks = {}
+    for n in (1, 2, 4, 8):
+        peak, done = [used()], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak.append(used())
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        infer(http, httpclient, [f"test prompt {i}" for i in range(n)], list(range(n)), height=1024, width=1024)
+        done.set()
+        watcher.join()
+        peaks[n] = max(peak)
+    per_image = {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**20 for a, b in ((1, 2), (2, 4), (4, 8))}
+    (artifacts / "batch_memory.json").write_text(json.dumps({"peak_bytes": peaks, "mib_per_added_image": per_image},
+                                                            indent=2))
+    growth = list(per_image.values())
+    assert all(g >= 0 for g in growth), per_image
+    assert max(growth) <= 2 * max(min(growth), 1.0), f"memory per added image is not about constant: {per_image}"

@@ -111,3 +111,54 @@ def test_interrupted_run_still_writes_its_report_and_log(tmp_path, stop_signal):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["interrupted"] and not report["passed"] and report["requests"]["ok"] > 10
     assert "Tag=phase-1:latency" in (tmp_path / "r.hlog").read_text()
+
+
+def test_workers_share_the_load_and_merge_exactly(tmp_path):
+    """--workers 2: every phase's load split in two processes; the merged report counts everything once, and its
+    percentiles equal those of the merged interval logs (HDR histograms add exactly)."""
+    from flux_async.merge import merge_logs
+    from flux_async.stats import summarize_ms
+
+    scenario = {"target": {"url": "fake://?latency=10ms"}, "workload": {"prompts": ["a", "b"]},
+                "phases": [{"name": "steady", "executor": "constant-arrival-rate", "rate": "40/s", "duration": "2s"},
+                           {"name": "closed", "executor": "constant-concurrency", "concurrency": 4,
+                            "requests": 40}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    result = run_cli(str(tmp_path / "s.yaml"), "--workers", "2", "--report", str(tmp_path / "r.json"),
+                     "--hlog", str(tmp_path / "r.hlog"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["workers"] == 2
+    assert [(p["name"], p["requests"]["sent"]) for p in report["phases"]] == [("steady", 80), ("closed", 40)]
+    merged = merge_logs([tmp_path / "r.hlog"])
+    latency = merged.totals["steady:latency"]
+    latency.add(merged.totals["closed:latency"])
+    assert latency.get_total_count() == report["requests"]["ok"] == 120
+    assert summarize_ms(latency) == report["latency_ms"]
+
+
+def test_workers_refuse_a_load_too_small_to_split(tmp_path):
+    scenario = {"target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
+                "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 4}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    result = run_cli(str(tmp_path / "s.yaml"), "--workers", "2")
+    assert result.returncode == 2 and "cannot be split over 2 workers" in result.stderr
+
+
+def test_report_merge_command(tmp_path):
+    scenario = {"target": {"url": "fake://?latency=5ms"}, "workload": {"prompts": ["a"]},
+                "phases": [{"name": "p", "executor": "constant-concurrency", "concurrency": 2, "requests": 30}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    for agent in ("a", "b"):
+        assert run_cli(str(tmp_path / "s.yaml"), "--hlog", str(tmp_path / f"{agent}.hlog")).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "flux_async", "report", "merge", str(tmp_path / "a.hlog"),
+                             str(tmp_path / "b.hlog"), "--output", str(tmp_path / "m.hlog"), "--json",
+                             str(tmp_path / "m.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["tags"]["p:latency"]["count"] == 60 and "p:latency" in result.stdout
+    reader = HistogramLogReader(str(tmp_path / "m.hlog"), HdrHistogram(1, 3_600_000_000, 3))
+    count = 0
+    while (histogram := reader.get_next_interval_histogram()) is not None:
+        count += histogram.get_total_count() if histogram.get_tag() == "p:latency" else 0
+    assert count == 60

@@ -1,0 +1,235 @@
+"""`run --workers N`: N load-generator processes share a scenario's load, and their results merge exactly.
+
+Each worker runs the scenario with 1/N of every phase's load (rates, concurrency, burst sizes, request counts and
+in-flight caps divided; Poisson seeds and prompt draws varied per worker) and writes its report with its raw HDR
+histograms; the parent adds the histograms (exactly: HDR histograms add without loss), sums the counters and the
+verification, and writes one report, one merged .hlog and the plot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from .engine import PhaseRun, RunResult
+from .merge import merge_logs, write_log
+from .scenario import RampStage, Scenario
+from .stats import Counters, Recorder, new_histogram, stat_ms
+
+
+class WorkerSplitError(ValueError):
+    """The scenario's load cannot be split over that many workers."""
+
+
+def _share(total: int, index: int, count: int, what: str) -> int:
+    if total < count:
+        raise WorkerSplitError(f"{what} {total} cannot be split over {count} workers (each needs at least 1)")
+    return total // count + (1 if index < total % count else 0)
+
+
+def divide(scenario: Scenario, index: int, count: int) -> Scenario:
+    """Worker `index`'s share (of `count`) of every phase's load."""
+    phases = []
+    for phase in scenario.phases:
+        where = f"phase {phase.name!r}:"
+        share: dict = {"seed": phase.seed + index}
+        if phase.rate is not None:
+            share["rate"] = phase.rate / count
+        if phase.executor.startswith("ramping"):
+            share["start"] = phase.start / count
+            share["stages"] = [RampStage(s.target / count, s.duration_s) for s in phase.stages]
+        if phase.concurrency is not None:
+            share["concurrency"] = _share(phase.concurrency, index, count, f"{where} concurrency")
+        if phase.burst_size is not None:
+            share["burst_size"] = _share(phase.burst_size, index, count, f"{where} burst_size")
+        if phase.requests is not None:
+            share["requests"] = _share(phase.requests, index, count, f"{where} requests")
+        if phase.max_in_flight is not None:
+            share["max_in_flight"] = _share(phase.max_in_flight, index, count, f"{where} max_in_flight")
+        phases.append(replace(phase, **share))
+    return replace(scenario, phases=phases)
+
+
+def encode_histograms(recorder: Recorder) -> dict[str, str]:
+    """The recorder's cumulative histograms, for the parent to add up: {'phase\\tmetric\\tprotocol\\tn': payload}."""
+    return {"\t".join(map(str, key)): histogram.encode().decode("ascii")
+            for key, histogram in recorder.histograms.items()}
+
+
+def _decode_into(recorder: Recorder, encoded: dict[str, str]) -> None:
+    for key, payload in encoded.items():
+        phase, metric, protocol, prompts = key.split("\t")
+        target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts)), new_histogram())
+        target.decode_and_add(payload)
+
+
+class MergedVerification:
+    """The workers' verification summaries, combined (what `build_report` asks of a verifier)."""
+
+    def __init__(self, reports: list[dict]):
+        parts = [r["verification"] for r in reports]
+        self.enabled = any(p.get("enabled") for p in parts)
+        self._phases: dict[str, dict] = {}
+        for report in reports:
+            for phase in report["phases"]:
+                total = self._phases.setdefault(phase["name"], {"checked": 0, "mismatches": 0})
+                for key in total:
+                    total[key] += phase.get("verification", {}).get(key, 0)
+        worsts = [p["worst"] for p in parts if p.get("worst")]
+        psnrs = [w["min_psnr"] for w in worsts if w.get("min_psnr") is not None]
+        self._summary = {
+            "enabled": self.enabled, "workers": len(parts),
+            **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
+            "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
+            "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
+            "sample_rate": parts[0].get("sample_rate") if parts else None, "gate": parts[0].get("gate", {}),
+            "worst": {"max_abs": max((w["max_abs"] for w in worsts), default=0.0),
+                      "min_psnr": min(psnrs) if psnrs else None,
+                      "min_similarity": min((w["min_similarity"] for w in worsts), default=1.0)},
+            "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
+
+    def summary(self) -> dict:
+        return self._summary
+
+    def phase_summary(self, phase: str) -> dict:
+        return self._phases.get(phase, {"checked": 0, "mismatches": 0})
+
+
+def merge_reports(scenario: Scenario, reports: list[dict], hlogs: list[Path], embedded: bool) -> dict:
+    """One report from the workers': histograms added, counters summed, phase times the longest worker's."""
+    from .report import build_report
+
+    recorder = Recorder()
+    for report in reports:
+        _decode_into(recorder, report["histograms"])
+        for phase in report["phases"]:
+            counters = Counters(phase["requests"]["sent"], phase["requests"]["ok"], phase["requests"]["errors"],
+                                phase["requests"]["dropped"], phase["images"]["ok"])
+            counters.errors_by_kind.update(phase["errors_by_kind"])
+            recorder.counters[phase["name"]].add(counters)
+        recorder.overflow += report.get("histogram_overflow", 0)
+    runs = []
+    for config in scenario.phases:
+        scopes = [p for r in reports for p in r["phases"] if p["name"] == config.name]
+        if not scopes:
+            continue
+        run = PhaseRun(config, started_ns=1, ended_ns=1 + int(max(s["duration_s"] for s in scopes) * 1e9),
+                       finished=all(s["finished"] for s in scopes))
+        run.stages = scopes[0].get("stages")  # server-wide statistics: every worker sees the same deltas
+        runs.append(run)
+    first = reports[0]
+    result = RunResult(runs, _started_at(first), max(r["wall_time_s"] for r in reports),
+                       any(r["interrupted"] for r in reports), first["target"]["url"], first["target"]["protocol"],
+                       first["target"]["model"])
+    merged = build_report(scenario, result, recorder, embedded=embedded, verifier=MergedVerification(reports),
+                          timeline=_timeline(hlogs), gpu=first.get("gpu"), metrics_url=first.get("metrics_url"))
+    merged["workers"] = len(reports)
+    return merged
+
+
+def _started_at(report: dict):
+    from datetime import datetime
+
+    return datetime.fromisoformat(report["started_at"])
+
+
+def _timeline(hlogs: list[Path]) -> list[dict]:
+    """Per-second rows from the workers' interval logs (latency, service and lag percentiles; completed requests)."""
+    existing = [p for p in hlogs if p.is_file()]
+    if not existing:
+        return []
+    merged = merge_logs(existing)
+    if not merged.intervals:
+        return []
+    base = min(start for start, _, _, _ in merged.intervals)
+    buckets: dict[int, dict[str, object]] = {}
+    for start, _, tag, histogram in merged.intervals:
+        metric = tag.rsplit(":", 1)[-1]
+        bucket = buckets.setdefault(int(start - base), {})
+        bucket.setdefault(metric, new_histogram()).add(histogram)
+    rows = []
+    for second in sorted(buckets):
+        bucket = buckets[second]
+        row = {"t": float(second), "dt": 1.0}
+        latency = bucket.get("latency")
+        row["ok"] = latency.get_total_count() if latency else 0
+        row["requests_per_s"] = float(row["ok"])
+        for metric in ("latency", "service", "lag"):
+            for stat in ("p50", "p99"):
+                row[f"{metric}_{stat}_ms"] = stat_ms(bucket.get(metric), stat)
+        rows.append(row)
+    return rows
+
+
+def worker_command(scenario_path: Path, index: int, count: int, url: str, options, folder: Path) -> list[str]:
+    command = [sys.executable, "-m", "flux_async", "run", str(scenario_path), "--worker", f"{index}/{count}",
+               "--url", url, "--no-progress", "--report", str(folder / f"worker-{index}.json"),
+               "--hlog", str(folder / f"worker-{index}.hlog"),
+               "--mismatch-dir", str((options.mismatch_dir or folder / "mismatches") / f"worker-{index}")]
+    for flag, value in (("--protocol", options.protocol), ("--model", options.model),
+                        ("--duration", options.duration_s), ("--metrics-url", options.metrics_url)):
+        if value is not None:
+            command += [flag, str(value)]
+    if not options.verify:
+        command.append("--no-verify")
+    return command
+
+
+async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict | None, int]:
+    """Start the embedded server if needed, run `count` workers, merge and report."""
+    from .report import print_summary, write_json
+    from .runner import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server
+
+    for index in range(count):
+        divide(scenario, index, count)  # raises WorkerSplitError before anything starts
+    scenario = apply_overrides(scenario, options)
+    folder = Path(tempfile.mkdtemp(prefix="flux_async_workers_"))
+    async with AsyncExitStack() as stack:
+        embedded = not scenario.target.urls
+        if embedded:
+            try:
+                scenario = await embedded_server(scenario, options, console, stack)
+            except Abort as abort:
+                return None, abort.code
+        url = ",".join(scenario.target.urls)
+        console.print(f"flux_async: {count} workers against {url} …")
+        processes = [await asyncio.create_subprocess_exec(*worker_command(scenario_path, i, count, url, options,
+                                                                          folder))
+                     for i in range(count)]
+        loop = asyncio.get_running_loop()
+
+        def forward(sig=signal.SIGINT):
+            for process in processes:
+                if process.returncode is None:
+                    process.send_signal(sig)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, forward, sig)
+        try:
+            codes = await asyncio.gather(*(p.wait() for p in processes))
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    paths = [folder / f"worker-{i}.json" for i in range(count)]
+    if any(code == EXIT_UNREACHABLE for code in codes) or not all(p.is_file() for p in paths):
+        console.print(f"[red]flux_async: a worker could not run (exit codes {codes}); logs in {folder}[/red]")
+        return None, max(codes)
+    reports = [json.loads(p.read_text()) for p in paths]
+    hlogs = [folder / f"worker-{i}.hlog" for i in range(count)]
+    report = merge_reports(scenario, reports, hlogs, embedded)
+    if options.report:
+        write_json(report, options.report)
+    if options.hlog:
+        write_log(merge_logs([h for h in hlogs if h.is_file()]), options.hlog)
+    if options.plot:
+        from .plots import plot_run
+
+        plot_run(report, options.plot)
+    print_summary(report, console)
+    return report, EXIT_OK if report["passed"] else EXIT_FAILED
