@@ -161,60 +161,50 @@ def cmd_serve(args) -> int:
     return code
 
 
-def cmd_run(args) -> int:
+def _scenario_command(args, name: str, make) -> int:
+    """Load the scenario (exit 2 listing every problem) and run `make(scenario)`'s coroutine; usage errors exit 2."""
     import asyncio
 
-    from .runner import RunOptions, UsageError, run_scenario
+    from .runner import UsageError
     from .scenario import ScenarioError, load_scenario
+    from .workers import WorkerSplitError
 
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        print(f"flux_async run: {exc}", file=sys.stderr)
+        print(f"flux_async {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
-                         plot=args.plot,
-                         duration_s=args.duration, weights=args.weights, progress=not args.no_progress,
-                         verify=not args.no_verify, mismatch_dir=args.mismatch_dir, metrics_url=args.metrics_url)
-    options.worker = args.worker
     try:
-        if args.workers > 1:
-            from .workers import WorkerSplitError, run_workers
-
-            try:
-                _, code = asyncio.run(run_workers(scenario, args.scenario, args.workers, options, _console()))
-            except WorkerSplitError as exc:
-                raise UsageError(f"--workers {args.workers}: {exc}") from None
-        else:
-            _, code = asyncio.run(run_scenario(scenario, options, _console()))
-    except UsageError as exc:
-        print(f"flux_async run: error: {exc}", file=sys.stderr)
+        _, code = asyncio.run(make(scenario))
+    except (UsageError, WorkerSplitError) as exc:
+        print(f"flux_async {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
 
 
+def cmd_run(args) -> int:
+    from .runner import RunOptions, run_scenario
+    from .workers import run_workers
+
+    options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
+                         plot=args.plot, duration_s=args.duration, weights=args.weights,
+                         progress=not args.no_progress, verify=not args.no_verify, mismatch_dir=args.mismatch_dir,
+                         metrics_url=args.metrics_url, worker=args.worker)
+    if args.workers > 1:
+        return _scenario_command(args, "run", lambda s: run_workers(s, args.scenario, args.workers, options,
+                                                                    _console()))
+    return _scenario_command(args, "run", lambda s: run_scenario(s, options, _console()))
+
+
 def cmd_capacity(args) -> int:
-    import asyncio
+    from .runner import RunOptions, run_capacity
 
-    from .runner import RunOptions, UsageError, run_capacity
-    from .scenario import ScenarioError, load_scenario
-
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(f"flux_async capacity: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
                          plot=args.plot, weights=args.weights, verify=not args.no_verify,
                          mismatch_dir=args.mismatch_dir, progress=False)
     overrides = {"mode": args.mode, "start": args.start, "max": args.max, "step_duration_s": args.step_duration,
                  "repeats": args.repeats, "precision": args.precision}
-    try:
-        _, code = asyncio.run(run_capacity(scenario, options, args.slo, overrides, _console()))
-    except UsageError as exc:
-        print(f"flux_async capacity: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return code
+    return _scenario_command(args, "capacity", lambda s: run_capacity(s, options, args.slo, overrides, _console()))
 
 
 def cmd_report(args) -> int:

@@ -70,6 +70,10 @@ def plot_run(report: dict, path: str | Path) -> Path:
         gpu_ax.text(0.5, 0.5, report.get("gpu", {}).get("reason") or "no GPU", ha="center", va="center", wrap=True,
                     fontsize=9)
     fig.suptitle(f"flux_async · {report['scenario']} · {report['target']['protocol']} {report['target']['url']}")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +104,4 @@ def plot_capacity(report: dict, path: str | Path) -> Path:
            xlabel="achieved throughput (requests/s)", ylabel="latency (ms)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

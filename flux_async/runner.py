@@ -201,13 +201,18 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
 
         report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
         report["histograms"] = encode_histograms(recorder)
+    from .plots import plot_run
+
+    return finish(report, options, plot_run, print_summary, console)
+
+
+def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[dict, int]:
+    """Write the JSON and the plot when asked, print the summary; (report, exit code)."""
     if options.report:
         write_json(report, options.report)
     if options.plot:
-        from .plots import plot_run
-
-        plot_run(report, options.plot)
-    print_summary(report, console)
+        plot(report, options.plot)
+    describe(report, console)
     return report, EXIT_OK if report["passed"] else EXIT_FAILED
 
 
@@ -237,11 +242,6 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
             report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
     except Abort as abort:
         return None, abort.code
-    if options.report:
-        write_json(report, options.report)
-    if options.plot:
-        from .plots import plot_capacity
+    from .plots import plot_capacity
 
-        plot_capacity(report, options.plot)
-    describe_capacity(report, console)
-    return report, EXIT_OK if report["passed"] else EXIT_FAILED
+    return finish(report, options, plot_capacity, describe_capacity, console)

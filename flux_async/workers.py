@@ -183,8 +183,8 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
 
 async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict | None, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
-    from .report import print_summary, write_json
-    from .runner import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server
+    from .report import print_summary
+    from .runner import EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server, finish
 
     for index in range(count):
         divide(scenario, index, count)  # raises WorkerSplitError before anything starts
@@ -223,13 +223,8 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     reports = [json.loads(p.read_text()) for p in paths]
     hlogs = [folder / f"worker-{i}.hlog" for i in range(count)]
     report = merge_reports(scenario, reports, hlogs, embedded)
-    if options.report:
-        write_json(report, options.report)
     if options.hlog:
         write_log(merge_logs([h for h in hlogs if h.is_file()]), options.hlog)
-    if options.plot:
-        from .plots import plot_run
+    from .plots import plot_run
 
-        plot_run(report, options.plot)
-    print_summary(report, console)
-    return report, EXIT_OK if report["passed"] else EXIT_FAILED
+    return finish(report, options, plot_run, print_summary, console)

@@ -24,7 +24,8 @@ def problems(data) -> list[str]:
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_scenarios_are_valid(path):
     scenario = load_scenario(path)
-    assert scenario.phases and scenario.workload.prompts and scenario.thresholds
+    assert scenario.workload.prompts and scenario.thresholds
+    assert scenario.phases or path.name == "capacity.yaml"  # a capacity scenario needs no phases
 
 
 def test_every_problem_is_reported_at_once_with_its_path():
@@ -62,6 +63,17 @@ def test_missing_sections_and_duplicate_phase_names():
     found = problems({"phases": [MINIMAL["phases"][0] | {"name": "a"}, MINIMAL["phases"][0] | {"name": "a"}]})
     assert "scenario.workload: is required" in found
     assert "phases: phase name 'a' is used more than once" in found
+    assert problems({"workload": {"prompts": ["a"]}}) == [
+        "scenario.phases: is required (only a scenario with a capacity section may leave it out)"]
+
+
+def test_capacity_section():
+    capacity = parse_scenario({"workload": {"prompts": ["a"]}, "capacity": {"mode": "concurrency", "start": 1,
+                                                                             "max": 8, "step_duration": "5s"}}).capacity
+    assert (capacity.mode, capacity.start, capacity.max, capacity.step_duration_s) == ("concurrency", 1, 8, 5.0)
+    found = problems({"workload": {"prompts": ["a"]}, "capacity": {"start": 4, "max": 2, "precision": 2}})
+    assert "capacity.max: must be >= start (4), got 2" in found
+    assert any(p.startswith("capacity.precision: must be in (0, 1)") for p in found)
 
 
 def test_executor_specific_rules():
