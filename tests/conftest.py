@@ -61,9 +61,11 @@ def make_reference(weights: Path):
 
 
 @pytest.fixture(scope="session")
-def flux_weights(tiny_weights):
-    """The plugin's `flux_server` serves this session's fresh tiny weights."""
-    return str(tiny_weights)
+def flux_weights(request):
+    """The plugin's `flux_server` serves this session's fresh tiny weights (unless it is given a running server)."""
+    if request.config.getoption("--flux-http-url"):
+        return None
+    return str(request.getfixturevalue("tiny_weights"))
 
 
 @pytest.fixture(scope="session")

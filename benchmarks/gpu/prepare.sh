@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare what the GPU machine (no package registry, Python 3.12) needs, into .whl/ (git-ignored, carried by the
 # device tool): the bundled tritonserver with the Python 3.12 stub and its libraries as one xz tarball, the wheels
-# the image lacks (diffusers, tritonclient, python-rapidjson) and the stub's numpy<2 / protobuf<7, and the tiny
+# the image lacks (diffusers, tritonclient, python-rapidjson, hdrhistogram, pytest-asyncio) and the stub's numpy<2 /
+# protobuf<7, and the tiny
 # weights. Run from the repository root after `uv sync`.
 set -euo pipefail
 out=.whl
@@ -26,5 +27,8 @@ download() {
 }
 download "diffusers==$(uv run python -c 'import diffusers; print(diffusers.__version__)')" \
     "tritonclient==$(uv run python -c 'import importlib.metadata as m; print(m.version("tritonclient"))')" \
-    python-rapidjson==1.25 numpy==1.26.4 protobuf==6.33.6
+    python-rapidjson==1.25 numpy==1.26.4 protobuf==6.33.6 \
+    "pytest-asyncio==$(uv run python -c 'import importlib.metadata as m; print(m.version("pytest-asyncio"))')" \
+    "hdrhistogram==$(uv run python -c 'import importlib.metadata as m; print(m.version("hdrhistogram"))')" \
+    "pbr==$(uv run python -c 'import importlib.metadata as m; print(m.version("pbr"))')"
 du -ch "$out"/* | sort -h

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On the GPU machine, after setup_device.sh: serve triton_models/ on the tiny weights (bf16 on the GPU) with the
+# carried server, then run the tests marked gpu against it. Writes the server log and test output to $1.
+set -uo pipefail
+out=${1:-/tmp/gpu-tests}
+mkdir -p "$out"
+/tmp/fa/bin/python -m flux_async serve --tritonserver /tmp/srv/tritonserver/bin/tritonserver --weights /tmp/tiny-flux \
+    --http-port 18000 --grpc-port 18001 --metrics-port 18002 --model-control-mode explicit > "$out/serve.log" 2>&1 &
+for _ in $(seq 1 240); do grep -q "Press Ctrl-C" "$out/serve.log" && break; sleep 1; done
+/tmp/fa/bin/python -m pytest -p no:cacheprovider -p flux_async.testing.pytest_plugin --run-gpu -m gpu -rs -v --flux-http-url localhost:18000 \
+    --flux-grpc-url localhost:18001 tests/integration/test_gpu_memory.py tests/regression 2>&1 | tee "$out/pytest.log"
+cp test-artifacts/batch_memory.json "$out/" 2>/dev/null
+kill -INT %1; wait
