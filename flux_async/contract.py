@@ -27,6 +27,11 @@ MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 64, 2048, 16
 MIN_SEQUENCE_LENGTH, MAX_SEQUENCE_LENGTH = 1, 512
 MAX_SEED = 2**63 - 1
 
+# Memory budget of one bls request: prompts x height x width. The default allows 8 images of 1024² (or 2 of 2048²);
+# set the bls parameter max_pixels_per_request or FLUX_ASYNC_MAX_PIXELS to what the deployment's GPU holds.
+DEFAULT_MAX_PIXELS_PER_REQUEST = 8 * 1024 * 1024
+ENV_MAX_PIXELS = "FLUX_ASYNC_MAX_PIXELS"
+
 DEFAULT_STEPS = 4
 DEFAULT_SIZE = 1024
 # Defaults that depend on the weights: "dev" (guidance-embedded transformer) or "schnell".

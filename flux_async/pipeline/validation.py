@@ -81,8 +81,10 @@ def _seeds(raw: np.ndarray | None, count: int) -> tuple[int, ...]:
 
 
 def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
-                     t5_token_count: Callable[[str], int]) -> GenerationRequest:
-    """Check every `bls` input against DESIGN.md §2 and fill the defaults; raises `InvalidInput` on the first problem."""
+                     t5_token_count: Callable[[str], int],
+                     max_pixels: int = c.DEFAULT_MAX_PIXELS_PER_REQUEST) -> GenerationRequest:
+    """Check every `bls` input against DESIGN.md §2 and fill the defaults; raises `InvalidInput` on the first problem.
+    A request over the memory budget (prompts x height x width > `max_pixels`) is rejected before any work."""
     prompts = _prompts(inputs.get("prompt"))
     steps = _in_range("num_inference_steps", _scalar(inputs, "num_inference_steps", c.DEFAULT_STEPS),
                       c.MIN_STEPS, c.MAX_STEPS)
@@ -101,6 +103,12 @@ def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
                         _scalar(inputs, "max_sequence_length", c.DEFAULT_SEQUENCE_LENGTH[variant]),
                         c.MIN_SEQUENCE_LENGTH, c.MAX_SEQUENCE_LENGTH)
     seeds = _seeds(inputs.get("seed"), len(prompts))
+    pixels = len(prompts) * sizes["height"] * sizes["width"]
+    if pixels > max_pixels:
+        raise InvalidInput("prompt", f"prompt, height, width: {len(prompts)} prompts x {sizes['height']}x"
+                           f"{sizes['width']} = {pixels:,} pixels exceeds this server's memory budget of "
+                           f"{max_pixels:,} pixels per request (bls parameter max_pixels_per_request or "
+                           f"{c.ENV_MAX_PIXELS}): send fewer prompts or a smaller size")
     for i, prompt in enumerate(prompts):
         tokens = t5_token_count(prompt)
         if tokens > seq_len:

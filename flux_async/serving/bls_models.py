@@ -86,13 +86,15 @@ class BlsModel:
         self.geometry = Geometry.from_source(self.source)
         self.variant = self.source.variant
         self.tokenizer_2 = load_tokenizer(self.source, "tokenizer_2")
+        self.max_pixels = int(runtime.parameter(self.config, "max_pixels_per_request", contract.ENV_MAX_PIXELS,
+                                                str(contract.DEFAULT_MAX_PIXELS_PER_REQUEST)))
 
     def _t5_token_count(self, prompt: str) -> int:
         return len(self.tokenizer_2(prompt).input_ids)
 
     def parse(self, request) -> GenerationRequest:
         inputs = {spec.name: runtime.input_array(request, spec.name) for spec in contract.BLS_INPUTS}
-        return parse_bls_inputs(inputs, self.variant, self._t5_token_count)
+        return parse_bls_inputs(inputs, self.variant, self._t5_token_count, self.max_pixels)
 
     async def run(self, request: GenerationRequest, on_step=None) -> list:
         images = await generate(request, self.runner_class(self.device), self.geometry, self.device, self.dtype,

@@ -55,6 +55,13 @@ class StageModel:
         batch = {name: _concat([items[name] for _, items in members]) for name in members[0][1]}
         try:
             outputs = self.run(key, batch)
+        except torch.cuda.OutOfMemoryError as exc:  # this batch fails; the cache is freed and the model keeps serving
+            torch.cuda.empty_cache()
+            message = (f"{self.model_name} ran out of GPU memory for a batch of {sum(sizes)} item(s) of "
+                       f"{len(members)} request(s): {exc}")
+            for index, _ in members:
+                responses[index] = runtime.error_response(message, pb_utils.TritonError.UNAVAILABLE)
+            return
         except Exception as exc:  # one failing batch answers its own requests; the model keeps serving
             for index, _ in members:
                 responses[index] = runtime.error_response(f"{self.model_name} failed: {type(exc).__name__}: {exc}",

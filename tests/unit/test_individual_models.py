@@ -216,6 +216,34 @@ def test_bls_dev_variant_uses_guidance_and_matches_flux_pipeline(pb_utils, model
             python_backend.serve_in_process(name, model)
 
 
+def test_out_of_memory_fails_the_batch_and_the_model_keeps_serving(pb_utils, models, pipe, monkeypatch):
+    model, calls = models["dit_transformer"], []
+    original = model.stage.predict
+
+    def predict_once_out_of_memory(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
+        return original(*args)
+
+    monkeypatch.setattr(model.stage, "predict", predict_once_out_of_memory)
+    [failed] = model.execute([request(pb_utils, **dit_inputs(pipe))])
+    assert failed.has_error() and failed.error().code() == pb_utils.TritonError.UNAVAILABLE
+    assert "dit_transformer ran out of GPU memory for a batch of 1 item(s)" in failed.error().message()
+    [served] = model.execute([request(pb_utils, **dit_inputs(pipe))])
+    assert not served.has_error()
+
+
+def test_bls_rejects_a_request_over_the_memory_budget(pb_utils, models, monkeypatch):
+    monkeypatch.setattr(models["bls"], "max_pixels", 2 * 128 * 128)
+    [response] = asyncio.run(models["bls"].execute([bls_request(pb_utils, ["a", "b", "c"], [1, 2, 3])]))
+    assert response.has_error() and response.error().code() == pb_utils.TritonError.INVALID_ARG
+    assert ("3 prompts x 128x128 = 49,152 pixels exceeds this server's memory budget of 32,768 pixels"
+            in response.error().message())
+    [ok] = asyncio.run(models["bls"].execute([bls_request(pb_utils, ["a", "b"], [1, 2])]))
+    assert not ok.has_error()
+
+
 @pytest.mark.parametrize("name", contract.ALL_MODELS)
 def test_config_pbtxt_agrees_with_contract(pb_utils, name):
     """auto_complete_config accepts each config.pbtxt (drift between it and contract.py fails the load)."""
