@@ -71,10 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="cap every phase at this many seconds (a quick run of a long scenario)")
     run.add_argument("--weights", default=None, help="weights for the embedded server (default: the tiny pipeline)")
+    run.add_argument("--model-repository", type=Path, default=None,
+                     help="model repository for the embedded server (default: triton_models/)")
     run.add_argument("--metrics-url", default=None,
                      help="Triton's Prometheus endpoint to scrape per interval (default: the embedded server's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+    run.add_argument("--allow-faults", action="store_true",
+                     help="run the scenario's faults (they unload models, slow or kill the server)")
+    run.add_argument("--control-url", default=None,
+                     help="Triton's HTTP endpoint for model control (faults), when the target is gRPC")
     run.add_argument("--workers", type=_positive, default=1,
                      help="load-generator processes sharing the load; their histograms merge exactly")
     run.add_argument("--worker", type=_worker, default=None, help=argparse.SUPPRESS)  # i/N: set by --workers
@@ -189,7 +195,8 @@ def cmd_run(args) -> int:
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
                          plot=args.plot, duration_s=args.duration, weights=args.weights,
                          progress=not args.no_progress, verify=not args.no_verify, mismatch_dir=args.mismatch_dir,
-                         metrics_url=args.metrics_url, worker=args.worker)
+                         metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
+                         control_url=args.control_url, model_repository=args.model_repository)
     if args.workers > 1:
         return _scenario_command(args, "run", lambda s: run_workers(s, args.scenario, args.workers, options,
                                                                     _console()))

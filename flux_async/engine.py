@@ -57,7 +57,7 @@ class RunResult:
     target_url: str
     protocol: str
     model: str
-    notes: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
 
 
 def phase_schedule(phase: PhaseConfig, cap_s: float | None) -> tuple[Iterator[float] | None, float | None]:
@@ -87,10 +87,14 @@ class Engine:
     def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
                  interval_s: float = 1.0, listeners: list[Callable[[Interval], None]] = (),
                  samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
-                 verifier: Verifier | None = None, job_stream: int = 0):
+                 verifier: Verifier | None = None, job_stream: int = 0, observers: list[Callable] = (),
+                 lost_after_s: float | None = 5.0):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s = max_phase_s, interval_s
         self.listeners, self.samplers = list(listeners), dict(samplers or {})
+        self.observers = list(observers)  # called with (phase, job, outcome) as each request ends
+        self.lost_after_s = lost_after_s  # stop when the target is not live this long (None: never)
+        self.stop_reason: str | None = None
         self.request_timeout_s = scenario.target.request_timeout_s
         self.grace_s = grace_s if grace_s is not None else min(self.request_timeout_s, 30.0)
         self.jobs = JobSource(scenario.workload, stream=job_stream)
@@ -102,8 +106,9 @@ class Engine:
         self._stop_count = 0
 
     # ---- control ---------------------------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped by a signal") -> None:
         """Graceful stop; a second call cancels requests in flight at once."""
+        self.stop_reason = self.stop_reason or reason
         self._stop_count += 1
         self._stop.set()
         if self._stop_count > 1:
@@ -141,6 +146,8 @@ class Engine:
         finally:
             self.in_flight -= 1
         self._record(phase, len(job.prompts), intended_ns, outcome)
+        for observer in self.observers:
+            observer(phase.name, job, outcome)
         if outcome.ok and job.verify:
             self.verifier.submit(phase.name, job, outcome)
 
@@ -265,18 +272,35 @@ class Engine:
             await asyncio.sleep(self.interval_s)
             self._close_interval(await self._sample())
 
+    async def _watchdog(self) -> None:
+        """Stop the run when the target stops answering its liveness check for `lost_after_s` (a dead server)."""
+        down_since = None
+        while True:
+            await asyncio.sleep(1.0)
+            if await self.target.live():
+                down_since = None
+                continue
+            down_since = down_since or time.perf_counter()
+            if time.perf_counter() - down_since >= self.lost_after_s:
+                self.stop(f"target lost: {self.target.url} did not answer its liveness check for "
+                          f"{self.lost_after_s:g} s")
+                return
+
     async def run(self) -> RunResult:
         started_at, started = datetime.now(timezone.utc), time.perf_counter_ns()
         self._interval_start = started
         ticker = asyncio.create_task(self._intervals())
+        watchdog = asyncio.create_task(self._watchdog()) if self.lost_after_s else None
         try:
             for phase in self.phases:
                 if self.stopping:
                     break
                 await self._run_phase(phase)
         finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            for task in (ticker, watchdog):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (ticker, watchdog) if t is not None), return_exceptions=True)
             self._close_interval(await self._sample())
         return RunResult(self.phases, started_at, (time.perf_counter_ns() - started) / NS, self.stopping,
-                         self.target.url, self.target.protocol, self.target.model)
+                         self.target.url, self.target.protocol, self.target.model, self.stop_reason)

@@ -95,7 +95,7 @@ def spectrum(recorder: Recorder, phases: set[str]) -> dict[str, list[list[float]
 
 def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False,
                  verifier=None, timeline: list | None = None, gpu: dict | None = None,
-                 metrics_url: str | None = None) -> dict:
+                 metrics_url: str | None = None, faults: list | None = None) -> dict:
     """The JSON report. Warm-up phases are reported but left out of the top-level figures (verification counts
     every checked image, warm-up included: a wrong image is wrong in any phase)."""
     measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
@@ -128,12 +128,16 @@ def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embe
         results += scope["thresholds"]
         phases.append(scope)
     report.update({"phases": phases, "verification": verification, "thresholds": results,
-                   "interrupted": run.interrupted, "wall_time_s": round(run.wall_s, 3),
+                   "interrupted": run.interrupted, "stop_reason": run.stop_reason,
+                   "wall_time_s": round(run.wall_s, 3),
                    "histogram_overflow": recorder.overflow, "embedded_server": embedded,
                    "spectrum": spectrum(recorder, top_phases), "timeline": timeline or [],
                    "gpu": gpu or {"available": False, "reason": "not sampled"}, "metrics_url": metrics_url})
+    if faults is not None:
+        report["faults"] = faults
     report["passed"] = (all(r["ok"] for r in results) and not run.interrupted and mismatches == 0
-                        and not verification.get("unstable_references") and recorder.overflow == 0)
+                        and not verification.get("unstable_references") and recorder.overflow == 0
+                        and not any(f["error"] for f in faults or []))
     return report
 
 
@@ -217,6 +221,17 @@ def print_summary(report: dict, console) -> None:
         where = f" [{result['phase']}]" if "phase" in result else ""
         observed = "nothing measured" if result["value"] is None else f"observed {_observed(result)}"
         print_line(f"{mark} {result['expr']}{where}  ({observed})")
+    for fault in report.get("faults", []):
+        what = f"{fault['action']} {fault['model'] or 'server'}"
+        if fault["applied_s"] is None:
+            print_line(f"[red]FAULT[/red] {what}: not applied ({fault['error']})")
+            continue
+        recovery = "no success after it" if fault.get("recovery_s") is None else f"recovered {fault['recovery_s']:.2f}s"
+        kinds = ", ".join(f"{k} × {v}" for k, v in fault.get("errors_by_kind_in_window", {}).items()) or "none"
+        print_line(f"FAULT {what} from {fault['applied_s']:.1f}s to {fault['reverted_s']:.1f}s: "
+                   f"{fault.get('requests_in_window', 0)} requests ended in the window, errors {kinds}; revert took "
+                   f"{fault['revert_took_s']:.1f}s, {recovery} after the revert began"
+                   + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
     verification = report["verification"]
     if verification.get("enabled"):
         worst = verification["worst"]
@@ -236,7 +251,8 @@ def print_summary(report: dict, console) -> None:
     elif verification.get("note"):
         print_line(f"verification: off ({verification['note']})")
     if report["interrupted"]:
-        print_line("[yellow]interrupted: the report covers the requests made until the stop[/yellow]")
+        print_line(f"[yellow]interrupted ({report['stop_reason']}): the report covers the requests made until the "
+                   "stop[/yellow]")
     verdict = "[green]PASSED[/green]" if report["passed"] else "[red]FAILED[/red]"
     console.print(f"{verdict}  {report['requests']['ok']} ok / {report['requests']['sent']} sent, "
                   f"{report['images']['ok']} images in {report['duration_s']:.1f}s")

@@ -43,6 +43,9 @@ class RunOptions:
     mismatch_dir: Path | None = None
     metrics_url: str | None = None
     worker: tuple[int, int] | None = None  # (index, count): this process runs one share of a --workers run
+    allow_faults: bool = False
+    control_url: str | None = None
+    model_repository: Path | None = None  # for the embedded server (default: triton_models/)
 
 
 def mismatch_folder(scenario: Scenario, options: RunOptions) -> Path:
@@ -67,6 +70,8 @@ def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
         target = replace(target, urls=[u.strip() for u in options.url.split(",") if u.strip()])
     if options.model:
         target = replace(target, model=options.model)
+    if options.control_url:
+        target = replace(target, control_url=options.control_url)
     if options.duration_s is not None and options.duration_s <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {options.duration_s}")
     return replace(scenario, target=target)
@@ -89,6 +94,7 @@ class Session:
     target: object
     verifier: Verifier | None
     embedded: bool
+    server: object = None  # the embedded TritonServer
 
 
 @asynccontextmanager
@@ -96,9 +102,9 @@ async def session(scenario: Scenario, options: RunOptions, console):
     """Start the embedded server if no URL is given, open the target, prepare the references; clean up after."""
     scenario = apply_overrides(scenario, options)
     async with AsyncExitStack() as stack:
-        embedded = not scenario.target.urls
+        embedded, server = not scenario.target.urls, None
         if embedded:
-            scenario = await embedded_server(scenario, options, console, stack)
+            scenario, server = await embedded_server(scenario, options, console, stack)
         try:
             target = make_target(scenario.target)
         except ValueError as exc:
@@ -120,14 +126,18 @@ async def session(scenario: Scenario, options: RunOptions, console):
                 console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at "
                               "a time) …")
                 await verifier.prepare(keys)
-        yield Session(scenario, target, verifier, embedded)
+        yield Session(scenario, target, verifier, embedded, server)
 
 
-async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack) -> Scenario:
+async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack):
+    """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server)."""
     from .server import ServerError, TritonServer
 
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
-    server = TritonServer(weights=options.weights)
+    from .server import DEFAULT_REPOSITORY
+
+    server = TritonServer(weights=options.weights, model_control_mode="explicit" if scenario.faults else "none",
+                          model_repository=options.model_repository or DEFAULT_REPOSITORY)
     try:
         await asyncio.to_thread(server.start)
     except ServerError as exc:
@@ -136,7 +146,8 @@ async def embedded_server(scenario: Scenario, options: RunOptions, console, stac
     stack.push_async_callback(asyncio.to_thread, server.stop)
     address = server.http_url if scenario.target.protocol == "http" else server.grpc_url
     return replace(scenario, target=replace(
-        scenario.target, urls=[address], metrics_url=scenario.target.metrics_url or server.metrics_url))
+        scenario.target, urls=[address], metrics_url=scenario.target.metrics_url or server.metrics_url,
+        control_url=scenario.target.control_url or f"http://{server.http_url}")), server
 
 
 @contextmanager
@@ -157,11 +168,26 @@ async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tupl
     if not scenario.phases:
         raise UsageError(f"{scenario.source} has no phases: `run` needs some (a capacity-only scenario is for "
                          "`capacity`)")
+    check_faults(apply_overrides(scenario, options), options)
     try:
         async with session(scenario, options, console) as s:
             return await _run(s, options, console)
     except Abort as abort:
         return None, abort.code
+
+
+def check_faults(scenario: Scenario, options: RunOptions) -> None:
+    """Faults change the server: they run only with --allow-faults, and kill-server only on the embedded server."""
+    if not scenario.faults:
+        return
+    if not options.allow_faults:
+        raise UsageError(f"{scenario.source} lists faults, which change the server: pass --allow-faults to run them")
+    if any(f.action == "kill-server" for f in scenario.faults) and scenario.target.urls:
+        raise UsageError("faults: kill-server needs the embedded server (give no URL)")
+    control = scenario.target.control_url or (scenario.target.protocol == "http" and scenario.target.urls)
+    if scenario.target.urls and not control:
+        raise UsageError("faults need Triton's HTTP endpoint for model control: set target.control_url "
+                         "(e.g. http://host:8000)")
 
 
 async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
@@ -176,13 +202,31 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     metrics_url = options.metrics_url or scenario.target.metrics_url
     samplers = ({"gpu": gpu} if gpu.available else {}) | ({"metrics": MetricsScraper(metrics_url)} if metrics_url
                                                           else {})
+    injector = None
+    if scenario.faults:
+        from .faults import FaultInjector, ServerControl
+
+        control = scenario.target.control_url or f"http://{scenario.target.urls[0].split('://')[-1]}"
+        injector = FaultInjector(scenario.faults, ServerControl(control, s.server))
     engine = Engine(scenario, target, recorder, max_phase_s=options.duration_s, samplers=samplers,
                     listeners=[timeline.add] + ([hlog.write] if hlog else []), verifier=verifier,
-                    job_stream=options.worker[0] if options.worker else 0)
+                    job_stream=options.worker[0] if options.worker else 0,
+                    observers=[injector.observe] if injector else [],
+                    lost_after_s=None if any(f.action == "kill-server" for f in scenario.faults) else
+                    min(5.0, scenario.target.request_timeout_s))
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
     try:
         with stop_on_signals(engine.stop):
-            result = await engine.run()
+            if injector is None:
+                result = await engine.run()
+            else:
+                ended = asyncio.Event()
+                faults = asyncio.create_task(injector.run(ended))
+                try:
+                    result = await engine.run()
+                finally:
+                    ended.set()
+                    await faults
     finally:
         if progress is not None:
             progress.cancel()
@@ -195,7 +239,8 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
         await verifier.settle()
     gpu_summary = {"available": gpu.available, "reason": gpu.reason}
     report = build_report(scenario, result, recorder, embedded=s.embedded, verifier=verifier,
-                          timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url)
+                          timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url,
+                          faults=injector.summary() if injector else None)
     if options.worker is not None:
         from .workers import encode_histograms
 

@@ -54,6 +54,7 @@ class TargetConfig:
     tls: TlsConfig | None = None
     balance: str = "round-robin"
     metrics_url: str | None = None  # Triton's Prometheus endpoint, scraped per interval
+    control_url: str | None = None  # Triton's HTTP endpoint for model control (fault injection)
 
     @property
     def model_name(self) -> str:
@@ -136,6 +137,7 @@ class Scenario:
     thresholds: list[Threshold] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    faults: list = field(default_factory=list)  # [faults.FaultConfig]
     description: str = ""
     source: str = "<scenario>"
 
@@ -226,7 +228,7 @@ def _positive_int(r: _Reader, data, key, path, default=None):
 # ---- sections ----------------------------------------------------------------------------------------------------
 def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
-                                        "headers", "tls", "balance", "metrics_url"))
+                                        "headers", "tls", "balance", "metrics_url", "control_url"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -252,6 +254,8 @@ def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
         headers={str(k): str(v) for k, v in headers.items()}, tls=tls,
         balance=r.choice(data, "balance", path, BALANCE, "round-robin"),
         metrics_url=r.get(data, "metrics_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
+                          "must be an http:// or https:// URL"),
+        control_url=r.get(data, "control_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
                           "must be an http:// or https:// URL"))
 
 
@@ -444,6 +448,34 @@ def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     return config
 
 
+def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
+    from .faults import ACTIONS, MODEL_CLASSES, FaultConfig
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.problem(path, "must be a list of {action, at, duration, ...}")
+        return []
+    faults = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        item = r.mapping(item, where, ("action", "model", "at", "duration", "delay"), ("action", "at", "duration"))
+        action = r.choice(item, "action", where, ACTIONS, "unload")
+        model = item.get("model")
+        if action in ("unload", "slow") and model not in MODEL_CLASSES:
+            r.problem(f"{where}.model", f"must be one of {', '.join(MODEL_CLASSES)}, got {model!r}")
+        if action == "kill-server" and model is not None:
+            r.problem(f"{where}.model", "kill-server takes no model")
+        delay = r.get(item, "delay", where, parse_duration, 0.0, lambda v: v > 0, "must be > 0")
+        if action == "slow" and not delay:
+            r.problem(f"{where}.delay", "is required for slow (e.g. 300ms)")
+        faults.append(FaultConfig(action, r.get(item, "at", where, parse_duration, 0.0, lambda v: v >= 0,
+                                                "must be >= 0"),
+                                  r.get(item, "duration", where, parse_duration, 1.0, lambda v: v > 0, "must be > 0"),
+                                  model, delay))
+    return faults
+
+
 def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
     if value is None:
         return []
@@ -464,7 +496,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     r = _Reader()
     base_dir = base_dir or Path.cwd()
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
-                                        "verify", "capacity"), ("workload",))
+                                        "verify", "capacity", "faults"), ("workload",))
     if not isinstance(data, dict):
         raise ScenarioError(source, r.problems)
     phases_data = data.get("phases")
@@ -482,7 +514,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
                         thresholds=_thresholds(r, data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
-                        source=source)
+                        faults=_faults(r, data.get("faults")), source=source)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario

@@ -279,6 +279,24 @@ class TritonServer:
         for leftover in Path("/dev/shm").glob(self.shm_prefix + "*"):
             leftover.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """Kill the server and its stubs at once (SIGKILL to the process group), as a crash would; ports are kept."""
+        process, self.process = self.process, None
+        if process is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+        for leftover in Path("/dev/shm").glob(self.shm_prefix + "*"):
+            leftover.unlink(missing_ok=True)
+
+    def restart(self) -> "TritonServer":
+        """Start again on the same ports (after `kill` or `stop`)."""
+        self.config.http_port, self.config.grpc_port = self.http_port, self.grpc_port
+        self.config.metrics_port = self.metrics_port
+        return self.start()
+
     def __enter__(self) -> "TritonServer":
         return self.start()
 

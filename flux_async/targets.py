@@ -106,11 +106,21 @@ class GrpcTarget:
 
     async def open(self) -> None:
         import tritonclient.grpc.aio as grpc_aio
+        from tritonclient.grpc import KeepAliveOptions
 
         tls = self.config.tls
+        keepalive = KeepAliveOptions()
+        channel_args = [  # tritonclient's own defaults, plus a short reconnect backoff: a restarted server is used
+            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),  # at once
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
         self.client = grpc_aio.InferenceServerClient(
             self.endpoint.address, ssl=self.endpoint.tls, root_certificates=tls.ca_file if tls else None,
-            private_key=tls.key_file if tls else None, certificate_chain=tls.cert_file if tls else None)
+            private_key=tls.key_file if tls else None, certificate_chain=tls.cert_file if tls else None,
+            channel_args=channel_args)
         self._module = grpc_aio
         await _check_ready(self, self._ready)
 
@@ -118,6 +128,14 @@ class GrpcTarget:
         headers = self.config.headers or None
         live = await self.client.is_server_live(headers=headers)
         return live, await self.client.is_model_ready(self.model, headers=headers)
+
+    async def live(self) -> bool:
+        """Whether the server answers its liveness check (bounded by the connect timeout)."""
+        try:
+            return await asyncio.wait_for(self.client.is_server_live(headers=self.config.headers or None),
+                                          min(self.config.connect_timeout_s, 5))
+        except Exception:
+            return False
 
     async def statistics(self) -> dict[str, dict]:
         """Triton's statistics extension for every model (see attribution.py)."""
@@ -231,6 +249,14 @@ class HttpTarget:
         async with self.session.get(f"{self.base}/v2/models/{self.model}/ready") as ready:
             return True, ready.status == 200
 
+    async def live(self) -> bool:
+        try:
+            async with self.session.get(f"{self.base}/v2/health/live",
+                                        timeout=min(self.config.connect_timeout_s, 5)) as response:
+                return response.status == 200
+        except Exception:
+            return False
+
     async def statistics(self) -> dict[str, dict]:
         async with self.session.get(f"{self.base}/v2/models/stats") as response:
             response.raise_for_status()
@@ -285,6 +311,9 @@ class FakeTarget:
     async def statistics(self) -> None:
         return None  # no server
 
+    async def live(self) -> bool:
+        return True
+
     async def send(self, job: Job) -> Outcome:
         if self.stall_at_s is not None:
             elapsed = time.perf_counter() - self._started
@@ -315,6 +344,9 @@ class BalancedTarget:
 
     async def open(self) -> None:
         await asyncio.gather(*(t.open() for t in self.targets))
+
+    async def live(self) -> bool:
+        return any(await asyncio.gather(*(t.live() for t in self.targets)))
 
     async def statistics(self) -> dict[str, dict] | None:
         snapshots = await asyncio.gather(*(t.statistics() for t in self.targets))
