@@ -143,6 +143,13 @@ class DitTransformerModel(StageModel):
         items = {name: _required(request, name)
                  for name in ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep")}
         grid = _same_rows("latent_size", _required(request, "latent_size", runtime.input_array))
+        config = self.stage.transformer.config
+        for name, axis, expected in (("hidden_states", 2, config.in_channels),
+                                     ("encoder_hidden_states", 2, config.joint_attention_dim),
+                                     ("pooled_projections", 1, config.pooled_projection_dim)):
+            if items[name].shape[axis] != expected:
+                raise InvalidInput(name, f"{name} must have {expected} channels (this transformer's), got "
+                                         f"{items[name].shape[axis]}")
         seq = items["hidden_states"].shape[1]
         if grid[0] * grid[1] != seq:
             raise InvalidInput("latent_size", f"latent_size {list(grid)} does not match hidden_states: "
@@ -168,6 +175,9 @@ class VaeDecoderModel(StageModel):
 
     def parse(self, request):
         latents = _required(request, "latents")
+        channels = self.stage.vae.config.latent_channels
+        if latents.shape[1] != channels:
+            raise InvalidInput("latents", f"latents must have {channels} channels (this VAE's), got {latents.shape[1]}")
         return tuple(latents.shape[1:]), {"latents": latents}
 
     def run(self, key, batch):
