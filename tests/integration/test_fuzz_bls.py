@@ -38,7 +38,7 @@ def bls_requests(draw):
     if mutation == "dtype":
         name = draw(st.sampled_from([n for n in names if n != "prompt"] or ["height"]))
         arrays[name] = np.array([7.0], dtype=np.float64)
-    elif mutation == "shape" and len(names) > 1:
+    elif mutation == "shape" and [n for n in names if n not in ("prompt", "seed")]:
         name = draw(st.sampled_from([n for n in names if n not in ("prompt", "seed")]))
         arrays[name] = np.repeat(arrays[name], 2)
     elif mutation == "missing":
