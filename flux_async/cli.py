@@ -167,10 +167,24 @@ def cmd_serve(args) -> int:
     return code
 
 
+def run_async(coroutine):
+    """Run on uvloop when it is installed (faster timers and sockets: less client CPU per request), else asyncio;
+    FLUX_ASYNC_LOOP=asyncio forces the standard loop."""
+    import asyncio
+    import os
+
+    if os.environ.get("FLUX_ASYNC_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+
+            return uvloop.run(coroutine)
+        except ImportError:
+            pass
+    return asyncio.run(coroutine)
+
+
 def _scenario_command(args, name: str, make) -> int:
     """Load the scenario (exit 2 listing every problem) and run `make(scenario)`'s coroutine; usage errors exit 2."""
-    import asyncio
-
     from .runner import UsageError
     from .scenario import ScenarioError, load_scenario
     from .workers import WorkerSplitError
@@ -181,7 +195,7 @@ def _scenario_command(args, name: str, make) -> int:
         print(f"flux_async {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        _, code = asyncio.run(make(scenario))
+        _, code = run_async(make(scenario))
     except (UsageError, WorkerSplitError) as exc:
         print(f"flux_async {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

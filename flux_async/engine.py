@@ -11,6 +11,7 @@ period, and cancels the rest.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from .verify import Verifier, keep
 from .workload import JobSource
 
 NS = 1_000_000_000
+EARLY_S = 0.0005  # a request may leave this much before its intended time (half the loop's timer resolution)
 
 
 @dataclass
@@ -58,6 +60,23 @@ class RunResult:
     protocol: str
     model: str
     stop_reason: str | None = None
+
+
+if hasattr(asyncio, "timeout"):  # Python 3.11+: a timer on the running task, no extra task per request
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def _deadline(seconds: float):
+        task = asyncio.current_task()
+        handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            raise TimeoutError() from None
+        finally:
+            handle.cancel()
 
 
 def phase_schedule(phase: PhaseConfig, cap_s: float | None) -> tuple[Iterator[float] | None, float | None]:
@@ -103,6 +122,7 @@ class Engine:
         self.in_flight = 0
         self._tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
+        self._stop_requested = False
         self._stop_count = 0
 
     # ---- control ---------------------------------------------------------------------------------------------
@@ -110,6 +130,7 @@ class Engine:
         """Graceful stop; a second call cancels requests in flight at once."""
         self.stop_reason = self.stop_reason or reason
         self._stop_count += 1
+        self._stop_requested = True  # read by the pacing thread
         self._stop.set()
         if self._stop_count > 1:
             for task in list(self._tasks):
@@ -120,15 +141,16 @@ class Engine:
         return self._stop.is_set()
 
     async def _sleep_until(self, when_ns: int) -> bool:
-        """Sleep until `when_ns` (perf_counter); False if a stop came first."""
-        delay = (when_ns - time.perf_counter_ns()) / NS
-        if delay <= 0:
-            return not self.stopping
-        try:
-            await asyncio.wait_for(self._stop.wait(), delay)
-            return False
-        except asyncio.TimeoutError:
-            return True
+        """Sleep until `when_ns` (perf_counter); False if a stop came first (noticed within 0.25 s).
+
+        Event-loop timers have a resolution of 1 ms (uvloop rounds to the nearest ms): a request whose time is less
+        than half of that away is due now, so it leaves at most 0.5 ms early instead of being spun for."""
+        while not self.stopping:
+            delay = (when_ns - time.perf_counter_ns()) / NS
+            if delay <= EARLY_S:
+                return True
+            await asyncio.sleep(min(delay, 0.25))  # a plain timer: no task per request
+        return False
 
     # ---- requests --------------------------------------------------------------------------------------------
     async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
@@ -136,8 +158,9 @@ class Engine:
         self.recorder.count(phase.name, "sent")
         self.in_flight += 1
         try:
-            outcome = await asyncio.wait_for(self.target.send(job), self.request_timeout_s + 5)
-        except asyncio.TimeoutError:
+            async with _deadline(self.request_timeout_s + 5):  # targets time out first; this bounds a stuck one
+                outcome = await self.target.send(job)
+        except (asyncio.TimeoutError, TimeoutError):
             outcome = Outcome(intended_ns, time.perf_counter_ns(), False, error_kind="timeout",
                               error=f"no answer within {self.request_timeout_s + 5:.0f} s")
         except asyncio.CancelledError:
@@ -153,7 +176,7 @@ class Engine:
 
     def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
         protocol, record, count = self.target.protocol, self.recorder.record, self.recorder.count
-        record(phase.name, "lag", protocol, prompts, (outcome.sent_ns - intended_ns) // 1000)
+        record(phase.name, "lag", protocol, prompts, max(0, outcome.sent_ns - intended_ns) // 1000)  # early: 0
         if not outcome.ok:
             count(phase.name, "errors", kind=outcome.error_kind or "error")
             return
@@ -171,16 +194,42 @@ class Engine:
 
     # ---- executors -------------------------------------------------------------------------------------------
     async def _open_loop(self, phase: PhaseRun, times: Iterator[float]) -> None:
+        """A pacing thread sleeps (with the OS's sub-millisecond timers, not the event loop's 1 ms ones) until each
+        intended time and hands the request to the loop, which sends it or, over the in-flight cap, drops it."""
+        loop, done = asyncio.get_running_loop(), asyncio.Event()
         cap = phase.config.max_in_flight
-        for offset in times:
-            intended = phase.started_ns + int(offset * NS)
-            if not await self._sleep_until(intended):
-                return
+
+        def dispatch(intended: int) -> None:
             phase.scheduled += 1
             if cap is not None and self.in_flight >= cap:
                 self.recorder.count(phase.name, "dropped")
-                continue
-            self._spawn(phase, intended)
+            else:
+                self._spawn(phase, intended)
+
+        def pace() -> None:
+            try:
+                for offset in times:
+                    intended = phase.started_ns + int(offset * NS)
+                    while not self._stop_requested:
+                        delay = (intended - time.perf_counter_ns()) / NS
+                        if delay <= 0:
+                            break
+                        time.sleep(min(delay, 0.25))
+                    if self._stop_requested:
+                        return
+                    loop.call_soon_threadsafe(dispatch, intended)
+            finally:
+                loop.call_soon_threadsafe(done.set)
+
+        thread = threading.Thread(target=pace, name=f"flux_async-pacer-{phase.name}", daemon=True)
+        thread.start()
+        try:
+            await done.wait()
+        except asyncio.CancelledError:
+            self._stop_requested = True
+            raise
+        finally:
+            thread.join(timeout=1.0)  # it has finished, or notices the stop within 0.25 s
 
     async def _closed_loop(self, phase: PhaseRun, length_s: float | None) -> None:
         config = phase.config

@@ -4,7 +4,9 @@ references, the engine (or the capacity search), live progress, signals, and the
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -176,6 +178,29 @@ async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tupl
         return None, abort.code
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+class ClientUsage:
+    """What the load generator itself cost during the run: CPU time and memory (the report's `client`)."""
+
+    def __init__(self):
+        self.cpu, self.rss = time.process_time(), _rss_mb()
+
+    def finish(self, result) -> dict:
+        cpu = time.process_time() - self.cpu
+        sent = sum(p.scheduled for p in result.phases)
+        return {"cpu_s": round(cpu, 3), "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
+                "rss_mb_start": round(self.rss, 1), "rss_mb_end": round(_rss_mb(), 1),
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
+
+
 def check_faults(scenario: Scenario, options: RunOptions) -> None:
     """Faults change the server: they run only with --allow-faults, and kill-server only on the embedded server."""
     if not scenario.faults:
@@ -215,6 +240,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                     lost_after_s=None if any(f.action == "kill-server" for f in scenario.faults) else
                     min(5.0, scenario.target.request_timeout_s))
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
+    usage = ClientUsage()
     try:
         with stop_on_signals(engine.stop):
             if injector is None:
@@ -235,12 +261,14 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
             hlog.close()
         if "metrics" in samplers:
             await samplers["metrics"].close()
+    client = usage.finish(result)
     if verifier is not None:
         await verifier.settle()
     gpu_summary = {"available": gpu.available, "reason": gpu.reason}
     report = build_report(scenario, result, recorder, embedded=s.embedded, verifier=verifier,
                           timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url,
                           faults=injector.summary() if injector else None)
+    report["client"] = client
     if options.worker is not None:
         from .workers import encode_histograms
 

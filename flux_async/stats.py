@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from . import hdr
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 h, 0.1 %
 METRICS = ("latency", "service", "ttfr", "lag")
@@ -25,9 +28,9 @@ def summarize_ms(histogram: HdrHistogram | None) -> dict[str, float]:
     """The report's latency keys (p50 … p999, max, mean) in milliseconds; zeros for an empty histogram."""
     if histogram is None or histogram.get_total_count() == 0:
         return {key: 0.0 for key in (*PERCENTILES, "max", "mean")}
-    figures = {key: histogram.get_value_at_percentile(p) / 1000 for key, p in PERCENTILES.items()}
+    figures = {key: hdr.value_at_percentile(histogram, p) / 1000 for key, p in PERCENTILES.items()}
     figures["max"] = histogram.get_max_value() / 1000
-    figures["mean"] = histogram.get_mean_value() / 1000
+    figures["mean"] = hdr.mean(histogram) / 1000
     return figures
 
 
@@ -36,8 +39,8 @@ def stat_ms(histogram: HdrHistogram | None, stat: str) -> float | None:
     if histogram is None or histogram.get_total_count() == 0:
         return None
     if stat.startswith("p"):
-        return histogram.get_value_at_percentile(float(stat[1:])) / 1000
-    return {"mean": histogram.get_mean_value, "max": histogram.get_max_value,
+        return hdr.value_at_percentile(histogram, float(stat[1:])) / 1000
+    return {"mean": lambda: hdr.mean(histogram), "max": histogram.get_max_value,
             "min": histogram.get_min_value}[stat]() / 1000
 
 
@@ -74,9 +77,13 @@ class Interval:
 
 
 class Recorder:
-    """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric)."""
+    """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric).
+
+    Values are appended to lists as results come in and recorded in bulk (numpy) when anything reads the
+    histograms or an interval closes: recording stays off the request path."""
 
     def __init__(self):
+        self._pending: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
         self.histograms: dict[tuple[str, str, str, int], HdrHistogram] = {}
         self.interval: dict[tuple[str, str], HdrHistogram] = {}
         self.counters: dict[str, Counters] = defaultdict(Counters)
@@ -91,21 +98,29 @@ class Recorder:
                 counters.errors_by_kind[kind] += amount
 
     def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int) -> None:
-        key = (phase, metric, protocol, prompts)
-        histogram = self.histograms.get(key)
-        if histogram is None:
-            histogram = self.histograms[key] = new_histogram()
-        value_us = max(LOWEST_US, int(value_us))
-        if not histogram.record_value(value_us):
-            self.overflow += 1
-            return
-        current = self.interval.get((phase, metric))
-        if current is None:
-            current = self.interval[(phase, metric)] = new_histogram()
-        current.record_value(value_us)
+        self._pending[(phase, metric, protocol, prompts)].append(value_us)
+
+    def flush(self) -> None:
+        """Record what is pending into the cumulative and the interval histograms."""
+        pending, self._pending = self._pending, defaultdict(list)
+        for key, values in pending.items():
+            array = np.maximum(np.fromiter(values, dtype=np.int64, count=len(values)), LOWEST_US)
+            histogram = self.histograms.get(key)
+            if histogram is None:
+                histogram = self.histograms[key] = new_histogram()
+            over = array > HIGHEST_US
+            self.overflow += int(over.sum())
+            array = array[~over]
+            hdr.record_many(histogram, array)
+            interval_key = key[:2]
+            current = self.interval.get(interval_key)
+            if current is None:
+                current = self.interval[interval_key] = new_histogram()
+            hdr.record_many(current, array)
 
     def take_interval(self) -> tuple[dict[tuple[str, str], HdrHistogram], dict[str, Counters]]:
         """The histograms and counters recorded since the last call (and start a new interval)."""
+        self.flush()
         histograms, self.interval = self.interval, {}
         counters, self.interval_counters = dict(self.interval_counters), defaultdict(Counters)
         return histograms, counters
@@ -113,6 +128,7 @@ class Recorder:
     def merged(self, metric: str, phases: set[str] | None = None, protocol: str | None = None,
                prompts: int | None = None) -> HdrHistogram | None:
         """One histogram of `metric` over the matching keys (exact: HDR histograms add without loss)."""
+        self.flush()
         result = None
         for (phase, m, proto, n), histogram in self.histograms.items():
             if m != metric or (phases is not None and phase not in phases) or (protocol and proto != protocol) \
@@ -124,6 +140,7 @@ class Recorder:
         return result
 
     def prompts_counts(self, phases: set[str]) -> list[int]:
+        self.flush()
         return sorted({n for (phase, metric, _, n) in self.histograms if phase in phases and metric == "latency"})
 
     def merged_counters(self, phases: set[str]) -> Counters:

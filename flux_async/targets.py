@@ -20,9 +20,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from . import attribution
-from .bls_inputs import bls_inputs
+from . import attribution, wire
 from .scenario import TargetConfig, parse_duration
+from .wire import EncodedRequests
 from .workload import Job
 
 SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True), "http": ("http", False), "https": ("http", True),
@@ -87,6 +87,10 @@ def _error_kind(exc: BaseException) -> str:
     """A short, stable name for an error: the gRPC status, 'HTTP <code>', 'timeout', or the exception class."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timeout"
+    code = getattr(exc, "code", None)  # grpc.aio.AioRpcError
+    if callable(code):
+        name = code().name
+        return "timeout" if name == "DEADLINE_EXCEEDED" else name
     status = getattr(exc, "status", None)
     status = status() if callable(status) else status
     if status:
@@ -95,33 +99,60 @@ def _error_kind(exc: BaseException) -> str:
 
 
 class GrpcTarget:
-    """Unary gRPC `infer` through tritonclient.grpc.aio."""
+    """Unary gRPC `ModelInfer` to `bls`: tritonclient.grpc.aio for readiness and statistics; the requests go over
+    a grpc.aio channel of our own as pre-serialized bytes (see wire.py)."""
 
     protocol = "grpc"
+    _method = "/inference.GRPCInferenceService/ModelInfer"
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
         self.endpoint, self.config, self.model = endpoint, config, config.model_name
         self.url = endpoint.url(self.protocol)
-        self.client = None
+        self.client = self.channel = None
+        self.metadata = tuple((k.lower(), v) for k, v in config.headers.items()) or None
+        self.requests = EncodedRequests(lambda job: wire.grpc_request(self.model, job))
 
-    async def open(self) -> None:
-        import tritonclient.grpc.aio as grpc_aio
+    def _channel_options(self) -> list:
         from tritonclient.grpc import KeepAliveOptions
 
-        tls = self.config.tls
         keepalive = KeepAliveOptions()
-        channel_args = [  # tritonclient's own defaults, plus a short reconnect backoff: a restarted server is used
-            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),  # at once
+        return [  # tritonclient's own defaults, plus a short reconnect backoff: a restarted server is used at once
+            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
             ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
             ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
             ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
             ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
+
+    def _credentials(self):
+        import grpc
+
+        tls = self.config.tls
+
+        def read(path):
+            return open(path, "rb").read() if path else None
+
+        return grpc.ssl_channel_credentials(read(tls and tls.ca_file), read(tls and tls.key_file),
+                                            read(tls and tls.cert_file))
+
+    async def open(self) -> None:
+        import grpc
+        import tritonclient.grpc.aio as grpc_aio
+        from tritonclient.grpc import service_pb2
+
+        tls = self.config.tls
+        options = self._channel_options()
         self.client = grpc_aio.InferenceServerClient(
             self.endpoint.address, ssl=self.endpoint.tls, root_certificates=tls.ca_file if tls else None,
             private_key=tls.key_file if tls else None, certificate_chain=tls.cert_file if tls else None,
-            channel_args=channel_args)
-        self._module = grpc_aio
+            channel_args=options)
+        self.channel = (grpc.aio.secure_channel(self.endpoint.address, self._credentials(), options=options)
+                        if self.endpoint.tls else grpc.aio.insecure_channel(self.endpoint.address, options=options))
+        self._infer = self.channel.unary_unary(self._method, request_serializer=None,
+                                               response_deserializer=service_pb2.ModelInferResponse.FromString)
+        self._stream = self.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
+                                                  request_serializer=None,
+                                                  response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
         await _check_ready(self, self._ready)
 
     async def _ready(self) -> tuple[bool, bool]:
@@ -143,16 +174,17 @@ class GrpcTarget:
         return attribution.normalize(payload)
 
     async def send(self, job: Job) -> Outcome:
-        inputs = bls_inputs(self._module, job.prompts, **job.bls_kwargs())
+        request = self.requests.get(job)
         sent = time.perf_counter_ns()
         try:
-            result = await self.client.infer(self.model, inputs, client_timeout=self.config.request_timeout_s,
-                                             headers=self.config.headers or None)
+            response = await self._infer(request, timeout=self.config.request_timeout_s, metadata=self.metadata)
         except Exception as exc:  # every failure is a result, classified by kind
-            return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=str(exc))
-        return _success(sent, result, job.verify)
+            return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=_message(exc))
+        return _success(sent, *wire.grpc_images(response, job.verify))
 
     async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
         if self.client is not None:
             await self.client.close()
 
@@ -163,55 +195,37 @@ class GrpcStreamTarget(GrpcTarget):
     protocol = "grpc-stream"
 
     async def send(self, job: Job) -> Outcome:
-        inputs = bls_inputs(self._module, job.prompts, **job.bls_kwargs())
-
-        async def requests():
-            yield {"model_name": self.model, "inputs": inputs}
-
+        request = self.requests.get(job)
         sent = time.perf_counter_ns()
-        first = responses = None
+        first = call = None
         try:
-            responses = self.client.stream_infer(requests(), stream_timeout=self.config.request_timeout_s,
-                                                 headers=self.config.headers or None)
-            async for result, error in responses:
+            call = self._stream(iter([request]), timeout=self.config.request_timeout_s, metadata=self.metadata)
+            async for response in call:
                 first = first or time.perf_counter_ns()
-                if error is not None:
+                if response.error_message:
                     return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_error",
-                                   error=str(error))
-                if _is_final(result):
-                    return _success(sent, result, job.verify, first)
+                                   error=response.error_message)
+                final = response.infer_response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    return _success(sent, *wire.grpc_images(response.infer_response, job.verify), first=first)
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_ended",
                            error="the stream ended without a final response")
         except Exception as exc:
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind=_error_kind(exc),
-                           error=str(exc))
+                           error=_message(exc))
         finally:
-            if responses is not None:
-                responses.cancel()  # done with this request's stream (a no-op once the server has closed it)
+            if call is not None:
+                call.cancel()  # done with this request's stream (a no-op once the server has closed it)
 
 
-def _is_final(result) -> bool:
-    parameters = result.get_response().parameters
-    return "triton_final_response" in parameters and parameters["triton_final_response"].bool_param
+def _message(exc: BaseException) -> str:
+    details = getattr(exc, "details", None)
+    return details() if callable(details) and details() else str(exc)
 
 
-def _image_count(result) -> int:
-    output = result.get_output("images")
-    if output is None:
-        return 0
-    shape = output.shape if hasattr(output, "shape") else output["shape"]
-    return int(shape[0])
-
-
-def _success(sent: int, result, keep_pixels: bool, first: int | None = None) -> Outcome:
-    """The outcome of a successful response; decodes the images only when they are to be verified."""
-    done = time.perf_counter_ns()
-    if not keep_pixels:
-        return Outcome(sent, done, True, images=_image_count(result), first_ns=first)
-    pixels = result.as_numpy("images")
-    seeds = result.as_numpy("seeds")
-    return Outcome(sent, done, True, images=0 if pixels is None else len(pixels), first_ns=first, pixels=pixels,
-                   seeds=None if seeds is None else tuple(int(s) for s in seeds))
+def _success(sent: int, count: int, pixels=None, seeds=None, first: int | None = None) -> Outcome:
+    """The outcome of a successful response (images and seeds only when they are to be verified)."""
+    return Outcome(sent, time.perf_counter_ns(), True, images=count, first_ns=first, pixels=pixels, seeds=seeds)
 
 
 class HttpTarget:
@@ -223,14 +237,14 @@ class HttpTarget:
         self.endpoint, self.config, self.model = endpoint, config, config.model_name
         self.url = endpoint.url(self.protocol)
         self.base = f"{'https' if endpoint.tls else 'http'}://{endpoint.address}"
+        self._infer_url = f"{self.base}/v2/models/{self.model}/infer"
         self.session = None
+        self.requests = EncodedRequests(wire.http_request)
 
     async def open(self) -> None:
         import aiohttp
-        import tritonclient.http as httpclient
+        import tritonclient.http  # noqa: F401  (the body encoder: imported now, not during the first request)
 
-        self._module = httpclient
-        self._outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("images", "seeds")]
         context = None
         if self.endpoint.tls:
             tls = self.config.tls
@@ -263,25 +277,19 @@ class HttpTarget:
             return attribution.normalize(await response.json())
 
     async def send(self, job: Job) -> Outcome:
-        client = self._module.InferenceServerClient
-        body, json_size = client.generate_request_body(bls_inputs(self._module, job.prompts, **job.bls_kwargs()),
-                                                       outputs=self._outputs)
-        headers = {"Content-Type": "application/octet-stream"}
-        if json_size is not None:
-            headers["Inference-Header-Content-Length"] = str(json_size)
+        body, headers = self.requests.get(job)
         sent = time.perf_counter_ns()
         try:
-            async with self.session.post(f"{self.base}/v2/models/{self.model}/infer", data=body,
-                                         headers=headers) as response:
+            async with self.session.post(self._infer_url, data=body, headers=headers) as response:
                 payload = await response.read()
                 if response.status != 200:
                     return Outcome(sent, time.perf_counter_ns(), False, error_kind=f"HTTP {response.status}",
                                    error=payload[:500].decode("utf-8", "replace"))
                 length = response.headers.get("Inference-Header-Content-Length")
-                result = client.parse_response_body(payload, header_length=int(length) if length else None)
+            parts = wire.http_images(payload, int(length) if length else None, job.verify)
         except Exception as exc:
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=str(exc))
-        return _success(sent, result, job.verify)
+        return _success(sent, *parts)
 
     async def close(self) -> None:
         if self.session is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -36,13 +37,16 @@ class JobSource:
     def __init__(self, workload: WorkloadConfig, stream: int = 0):
         self.workload = workload  # stream: another draw of prompts from the same seed (one per --workers process)
         self._rng = random.Random((workload.seed or 0) * 1_000_003 + stream)
-        self._counts, self._weights = zip(*sorted(workload.prompts_per_request.items()))
+        counts, weights = zip(*sorted(workload.prompts_per_request.items()))
+        self._counts, self._cum_weights = counts, list(itertools.accumulate(weights))
+        self._prompt_count = len(workload.prompts)
         self._issued = 0
 
     def next(self) -> Job:
         w = self.workload
-        count = self._rng.choices(self._counts, weights=self._weights)[0]
-        indices = [self._rng.randrange(len(w.prompts)) for _ in range(count)]
+        count = self._counts[0] if len(self._counts) == 1 else \
+            self._rng.choices(self._counts, cum_weights=self._cum_weights)[0]
+        indices = [int(self._rng.random() * self._prompt_count) for _ in range(count)]
         seeds = None if w.seed is None else tuple(w.seed + i for i in indices)
         job = Job(self._issued, tuple(w.prompts[i] for i in indices), seeds, w.steps, w.guidance, w.height, w.width,
                   w.max_sequence_length)

@@ -27,18 +27,15 @@ async def test_target_sends_a_job(protocol, triton_server):
 
 
 async def test_http_responses_carry_binary_tensors(triton_server):
+    from flux_async import wire
+
     target = make_target(TargetConfig(urls=[triton_server.http_url], protocol="http"))
     await target.open()
     try:
-        client = target._module.InferenceServerClient
-        from flux_async.bls_inputs import bls_inputs
-
-        body, json_size = client.generate_request_body(bls_inputs(target._module, ["a cat"], seeds=[1], height=64,
-                                                                  width=64, num_inference_steps=1),
-                                                       outputs=target._outputs)
-        assert json_size is not None and len(body) > json_size  # inputs after the JSON header, as bytes
-        async with target.session.post(f"{target.base}/v2/models/bls/infer", data=body,
-                                       headers={"Inference-Header-Content-Length": str(json_size)}) as response:
+        body, headers = wire.http_request(Job(0, ("a cat",), (1,), 1, None, 64, 64, None))
+        json_size = int(headers["Inference-Header-Content-Length"])
+        assert len(body) > json_size  # inputs after the JSON header, as bytes
+        async with target.session.post(f"{target.base}/v2/models/bls/infer", data=body, headers=headers) as response:
             payload = await response.read()
             header = int(response.headers["Inference-Header-Content-Length"])
         assert len(payload) - header >= 3 * 64 * 64 * 4  # the image's float32 bytes follow the header

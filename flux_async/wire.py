@@ -1,0 +1,94 @@
+"""Requests and responses on the wire, without per-request work the workload does not need.
+
+A run repeats a few distinct requests many times (prompts keep their seeds), so each distinct request is encoded
+once — a serialized gRPC `ModelInferRequest`, or a KServe HTTP body with binary tensors — and reused. Responses
+are decoded only as far as needed: the image count, or the images themselves when they are to be verified.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+
+from .bls_inputs import bls_arrays, datatype
+from .workload import Job
+
+_NUMPY = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP16": np.float16}
+
+
+class EncodedRequests:
+    """An LRU cache of encoded requests, keyed by what the request contains."""
+
+    def __init__(self, encode, size: int = 4096):
+        self.encode, self.size, self._cache = encode, size, OrderedDict()
+
+    def get(self, job: Job):
+        key = (job.prompts, job.seeds, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)
+        encoded = self._cache.get(key)
+        if encoded is None:
+            encoded = self._cache[key] = self.encode(job)
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return encoded
+
+
+def grpc_request(model: str, job: Job) -> bytes:
+    """A serialized ModelInferRequest for `job` (BYTES tensors length-prefixed, as Triton expects)."""
+    from tritonclient.grpc import service_pb2
+    from tritonclient.utils import serialize_byte_tensor
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    for name, value in bls_arrays(job.prompts, **job.bls_kwargs()).items():
+        tensor = request.inputs.add(name=name, datatype=datatype(value))
+        tensor.shape.extend(value.shape)
+        raw = serialize_byte_tensor(value).item() if value.dtype == np.object_ else value.tobytes()
+        request.raw_input_contents.append(raw)
+    return request.SerializeToString()
+
+
+def grpc_images(response, keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
+    """(image count, images, seeds) of a ModelInferResponse; images and seeds only when `keep_pixels`."""
+    count, pixels, seeds = 0, None, None
+    for index, output in enumerate(response.outputs):
+        if output.name == "images":
+            count = int(output.shape[0]) if output.shape else 0
+            if keep_pixels:
+                pixels = np.frombuffer(response.raw_output_contents[index],
+                                       dtype=_NUMPY[output.datatype]).reshape(tuple(output.shape))
+        elif output.name == "seeds" and keep_pixels:
+            seeds = tuple(int(s) for s in np.frombuffer(response.raw_output_contents[index], dtype=np.int64))
+    return count, pixels, seeds
+
+
+def http_request(job: Job) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of a KServe v2 request with binary tensors, asking for binary outputs."""
+    import tritonclient.http as httpclient
+
+    inputs = []
+    for name, value in bls_arrays(job.prompts, **job.bls_kwargs()).items():
+        tensor = httpclient.InferInput(name, list(value.shape), datatype(value))
+        tensor.set_data_from_numpy(value, binary_data=True)
+        inputs.append(tensor)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("images", "seeds")]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    return body, headers
+
+
+def http_images(payload: bytes, header_length: int | None,
+                keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
+    """(image count, images, seeds) of a KServe v2 response; reads only its JSON header unless `keep_pixels`."""
+    if keep_pixels:
+        import tritonclient.http as httpclient
+
+        result = httpclient.InferenceServerClient.parse_response_body(payload, header_length=header_length)
+        pixels, seeds = result.as_numpy("images"), result.as_numpy("seeds")
+        return (0 if pixels is None else len(pixels), pixels,
+                None if seeds is None else tuple(int(s) for s in seeds))
+    header = json.loads(payload[:header_length] if header_length else payload)
+    images = next((o for o in header.get("outputs", []) if o["name"] == "images"), None)
+    return (int(images["shape"][0]) if images else 0), None, None
