@@ -132,7 +132,8 @@ class FaultInjector:
     async def _one(self, record: FaultRecord) -> None:
         fault = record.config
         try:
-            await asyncio.sleep(max(0.0, fault.at_s - (time.perf_counter() - self._start)))
+            # uvloop rounds timers to the nearest millisecond: add one so a fault never fires early
+            await asyncio.sleep(max(0.0, fault.at_s - (time.perf_counter() - self._start)) + 0.001)
             record.applied_s = time.perf_counter() - self._start
             await self._apply(fault)
             await asyncio.sleep(fault.duration_s)
