@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="explicit: models can be unloaded/loaded through the model-control API")
     serve.add_argument("--torch-threads", type=_positive, default=1, help="torch threads per model process")
     serve.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for readiness")
+    serve.add_argument("--cuda-memory-pool-mb", type=_positive, default=1024,
+                       help="Triton's CUDA memory pool per GPU, through which BLS tensors travel (default 1024)")
 
     run = commands.add_parser("run", help="replay a YAML scenario against Triton and report")
     run.add_argument("scenario", type=Path)
@@ -140,7 +142,8 @@ def cmd_serve(args) -> int:
     config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
                           http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                           tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
-                          torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout)
+                          torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
+                          cuda_memory_pool_mb=args.cuda_memory_pool_mb)
     server = TritonServer(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class GpuSampler:
     """Reads every visible GPU; `available` is False (and `reason` says why) on a machine without one."""
@@ -34,3 +36,12 @@ class GpuSampler:
 
     async def __call__(self) -> list[dict]:
         return self.sample()
+
+
+def visible_gpu_count() -> int:
+    """How many GPUs a CUDA process started from here would see (CUDA_VISIBLE_DEVICES respected; 0 without NVML)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
+    sampler = GpuSampler()
+    return len(sampler._handles) if sampler.available else 0

@@ -144,6 +144,7 @@ class ServerConfig:
     torch_threads: int = 1
     startup_timeout_s: float = 600.0
     log_verbose: int = 0
+    cuda_memory_pool_mb: int = 1024  # per GPU: the python backend moves GPU tensors between models through it
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -189,7 +190,16 @@ class TritonServer:
                 f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                 "--backend-config=python,shm-default-byte-size=16777216",
                 "--backend-config=python,shm-growth-byte-size=67108864",
+                *self._cuda_pool_args(),
                 *(["--load-model=*"] if cfg.model_control_mode == "explicit" else []), *cfg.extra_args]
+
+    def _cuda_pool_args(self) -> list[str]:
+        """One CUDA memory pool per visible GPU. BLS tensors on a GPU travel through it (Triton's default, 64 MiB, is
+        smaller than one batch of 1024² images, and a tensor that does not fit takes a slower path)."""
+        from .gpu import visible_gpu_count
+
+        size = self.config.cuda_memory_pool_mb * 2**20
+        return [f"--cuda-memory-pool-byte-size={gpu}:{size}" for gpu in range(visible_gpu_count())]
 
     def _locate(self) -> tuple[Path, Path]:
         """(tritonserver binary, backends folder): a given binary uses the backends/ beside its bin/ folder."""

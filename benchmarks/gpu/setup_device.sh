@@ -15,9 +15,12 @@ mkdir -p /tmp/fa/image-site
 deny='^(numpy|scipy|sklearn|scikit_learn|pandas|numba|cupy|cv2|opencv|pyarrow|h5py|skimage|scikit_image|jax|jaxlib|statsmodels|tensorstore|xarray|onnxruntime)([-_.].*)?$'
 for entry in "$image_site"/*; do
     name=$(basename "$entry")
-    [[ "$name" =~ $deny || "$name" == *.pth ]] || ln -s "$entry" "/tmp/fa/image-site/$name"
+    [[ "$name" =~ $deny || "$name" == *.pth ]] || ln -sfn "$entry" "/tmp/fa/image-site/$name"
 done
 echo /tmp/fa/image-site > "$site/zz_image_site_packages.pth"
 mkdir -p /tmp/srv && tar -C /tmp/srv -xJf .whl/tritonserver-py3.12.tar.xz
 tar -C /tmp -xJf .whl/tiny-flux.tar.xz
 /tmp/fa/bin/python -c 'import numpy, torch, diffusers, transformers, tritonclient.grpc, flux_async; print("numpy", numpy.__version__, "torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
+# the presets take their tokenizers and scheduler from the tiny folder in the cache: put the carried one there
+cache=$(/tmp/fa/bin/python -c 'from flux_async.pipeline.weights import cache_dir, TINY_FORMAT, TINY_SEED; print(cache_dir() / f"tiny-flux-schnell-seed{TINY_SEED}-v{TINY_FORMAT}")')
+mkdir -p "$(dirname "$cache")" && rm -rf "$cache" && cp -r /tmp/tiny-flux "$cache"

@@ -7,6 +7,7 @@ stage models; tests and benchmarks pass `InProcessRunner`, which calls the stage
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
@@ -93,15 +94,30 @@ def make_schedule(geometry: Geometry, num_inference_steps: int, image_seq_len: i
     return scheduler, timesteps
 
 
+class Timings(dict):
+    """Wall milliseconds of a request's parts (encode, noise, predict[i], step[i], decode), when asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.setdefault(name, []).append(round((now - self._last) * 1000, 3))
+        self._last = now
+
+
 async def generate(request: GenerationRequest, runner: StageRunner, geometry: Geometry, device, dtype,
-                   on_step: StepCallback | None = None) -> torch.Tensor:
+                   on_step: StepCallback | None = None, timings: Timings | None = None) -> torch.Tensor:
     """Run the pipeline for one request; returns images [N, 3, H, W] float32 in [0, 1]."""
     from diffusers import FluxPipeline
 
+    mark = timings.mark if timings is not None else (lambda name: None)
     prompts, n = list(request.prompts), len(request.prompts)
     # 3. Encode the prompts (CLIP pooled and T5 sequence, concurrently).
     pooled, embeds = await asyncio.gather(runner.encode_clip(prompts),
                                           runner.encode_t5(prompts, request.max_sequence_length))
+    mark("encode")
     # 4. Latents: per-prompt noise, packed into 2x2 patches.
     noise = initial_noise(request.seeds, geometry, request.height, request.width, device, dtype)
     _, channels, h, w = noise.shape
@@ -111,16 +127,21 @@ async def generate(request: GenerationRequest, runner: StageRunner, geometry: Ge
     guidance = None
     if geometry.guidance_embeds:
         guidance = torch.full([1], request.guidance_scale, device=device, dtype=torch.float32).expand(n)
+    mark("noise")
     # 6. Denoising loop.
     for i, t in enumerate(timesteps):
         timestep = t.expand(n).to(latents.dtype)
         noise_pred = await runner.predict(latents, embeds, pooled, timestep, (h // 2, w // 2), guidance)
+        mark("predict")
         latents = scheduler.step(noise_pred.to(latents.device), t, latents, return_dict=False)[0]
+        mark("step")
         if on_step is not None:
             await on_step(i + 1, len(timesteps))
     # 7. Decode.
     latents = FluxPipeline._unpack_latents(latents, request.height, request.width, geometry.vae_scale_factor)
-    return await runner.decode(latents)
+    images = await runner.decode(latents)
+    mark("decode")
+    return images
 
 
 class InProcessRunner:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .cuda_graphs import GraphCache
 from .weights import WeightsSource, load_module, load_tokenizer
 
 
@@ -15,13 +16,14 @@ class ClipStage:
         self.tokenizer = load_tokenizer(source, "tokenizer")
         self.text_encoder = load_module(source, "text_encoder", self.device, dtype)
         self.max_length = self.tokenizer.model_max_length
+        self.forward = GraphCache(lambda ids: self.text_encoder(ids, output_hidden_states=False).pooler_output,
+                                  self.device)
 
     @torch.inference_mode()
     def encode(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
                              return_overflowing_tokens=False, return_length=False, return_tensors="pt").input_ids
-        pooled = self.text_encoder(ids.to(self.device), output_hidden_states=False).pooler_output
-        return pooled.to(dtype=self.text_encoder.dtype)
+        return self.forward(ids.to(self.device)).to(dtype=self.text_encoder.dtype)
 
 
 class T5Stage:
@@ -31,13 +33,13 @@ class T5Stage:
         self.device, self.dtype = torch.device(device), dtype
         self.tokenizer = load_tokenizer(source, "tokenizer_2")
         self.text_encoder = load_module(source, "text_encoder_2", self.device, dtype)
+        self.forward = GraphCache(lambda ids: self.text_encoder(ids, output_hidden_states=False)[0], self.device)
 
     @torch.inference_mode()
     def encode(self, prompts: list[str], max_sequence_length: int) -> torch.Tensor:
         ids = self.tokenizer(prompts, padding="max_length", max_length=max_sequence_length, truncation=True,
                              return_length=False, return_overflowing_tokens=False, return_tensors="pt").input_ids
-        embeds = self.text_encoder(ids.to(self.device), output_hidden_states=False)[0]
-        return embeds.to(dtype=self.text_encoder.dtype)
+        return self.forward(ids.to(self.device)).to(dtype=self.text_encoder.dtype)
 
 
 class DitStage:
@@ -47,6 +49,14 @@ class DitStage:
         self.device, self.dtype = torch.device(device), dtype
         self.transformer = load_module(source, "transformer", self.device, dtype)
         self.guidance_embeds = bool(self.transformer.config.guidance_embeds)
+        self.forward = GraphCache(self._transformer, self.device)
+
+    def _transformer(self, hidden_states, timestep, pooled_projections, encoder_hidden_states, txt_ids, img_ids,
+                     guidance=None):
+        return self.transformer(
+            hidden_states=hidden_states, timestep=timestep, guidance=guidance, pooled_projections=pooled_projections,
+            encoder_hidden_states=encoder_hidden_states, txt_ids=txt_ids, img_ids=img_ids, joint_attention_kwargs={},
+            return_dict=False)[0]
 
     @torch.inference_mode()
     def predict(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, pooled_projections: torch.Tensor,
@@ -56,17 +66,13 @@ class DitStage:
         dev, dt = self.device, self.dtype
         img_ids = FluxPipeline._prepare_latent_image_ids(None, latent_size[0], latent_size[1], dev, dt)
         txt_ids = torch.zeros(encoder_hidden_states.shape[1], 3).to(device=dev, dtype=dt)
+        inputs = [hidden_states.to(dev, dt), timestep.to(dev, dt) / 1000, pooled_projections.to(dev, dt),
+                  encoder_hidden_states.to(dev, dt), txt_ids, img_ids]
         if self.guidance_embeds:
             if guidance is None:
                 raise ValueError("this transformer has a guidance embedding: the 'guidance' input is required")
-            guidance = guidance.to(device=dev, dtype=torch.float32)
-        else:
-            guidance = None
-        return self.transformer(
-            hidden_states=hidden_states.to(dev, dt), timestep=timestep.to(dev, dt) / 1000, guidance=guidance,
-            pooled_projections=pooled_projections.to(dev, dt), encoder_hidden_states=encoder_hidden_states.to(dev, dt),
-            txt_ids=txt_ids, img_ids=img_ids, joint_attention_kwargs={}, return_dict=False,
-        )[0]
+            inputs.append(guidance.to(device=dev, dtype=torch.float32))
+        return self.forward(*inputs)
 
 
 class VaeStage:

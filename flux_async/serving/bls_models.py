@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
 from .. import contract
-from ..pipeline.generate import Geometry, GenerationRequest, generate
+from ..pipeline.generate import Geometry, GenerationRequest, Timings, generate
 from ..pipeline.validation import InvalidInput, parse_bls_inputs
 from ..pipeline.weights import load_tokenizer
 from . import runtime
@@ -88,6 +89,7 @@ class BlsModel:
         self.tokenizer_2 = load_tokenizer(self.source, "tokenizer_2")
         self.max_pixels = int(runtime.parameter(self.config, "max_pixels_per_request", contract.ENV_MAX_PIXELS,
                                                 str(contract.DEFAULT_MAX_PIXELS_PER_REQUEST)))
+        self.trace = runtime.parameter(self.config, "trace", contract.ENV_TRACE, "") not in ("", "0")
 
     def _t5_token_count(self, prompt: str) -> int:
         return len(self.tokenizer_2(prompt).input_ids)
@@ -97,10 +99,15 @@ class BlsModel:
         return parse_bls_inputs(inputs, self.variant, self._t5_token_count, self.max_pixels)
 
     async def run(self, request: GenerationRequest, on_step=None) -> list:
+        timings = Timings() if self.trace else None
         images = await generate(request, self.runner_class(self.device), self.geometry, self.device, self.dtype,
-                                on_step=on_step)
+                                on_step=on_step, timings=timings)
         seeds = np.array(request.seeds, dtype=np.int64)
-        return [runtime.output_tensor("images", images.float()), pb_utils.Tensor("seeds", seeds)]
+        outputs = [runtime.output_tensor("images", images.float()), pb_utils.Tensor("seeds", seeds)]
+        if timings is not None:  # one line per request in the server log (FLUX_ASYNC_TRACE=1)
+            timings.mark("outputs")
+            pb_utils.Logger.log_info("FLUX_TRACE " + json.dumps({"prompts": len(request.prompts), **timings}))
+        return outputs
 
     def error_for(self, exc: Exception):
         """The error response for a failed request: INVALID_ARG, UNAVAILABLE (a stage) or INTERNAL."""

@@ -7,6 +7,7 @@ Run alone: `uv run tests/integration/test_bad_inputs.py`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,16 +126,29 @@ def stub_processes(server) -> set[int]:
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == server.process.pid:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == server.process.pid and b"python_backend_stub" in command:
                 children.add(int(entry.name))
     return children
 
 
+def settled_stub_processes(server, timeout_s: float = 60.0) -> set[int]:
+    """The stub PIDs once they stop changing: a model reloaded by an earlier test may still be replacing its stub."""
+    previous, deadline = stub_processes(server), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        current = stub_processes(server)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 @pytest.fixture(scope="module")
 def stubs_before(triton_server):
-    stubs = stub_processes(triton_server)
+    stubs = settled_stub_processes(triton_server)
     assert stubs or getattr(triton_server, "process", None) is None, "no stub processes found under the server"
     return stubs
 

@@ -59,7 +59,7 @@ def test_faults_need_allow_faults(tmp_path):
 def test_unload_fault_reports_its_window_and_recovery(triton_server, tmp_path):
     """scenarios/faults.yaml against the session server: t5_encoder unloaded, bls names it, then reloaded."""
     result = run_cli("scenarios/faults.yaml", "--url", triton_server.grpc_url, "--control-url",
-                     f"http://{triton_server.http_url}", "--allow-faults", "--duration", "24",
+                     f"http://{triton_server.http_url}", "--allow-faults", "--duration", "30",
                      "--report", str(tmp_path / "r.json"), timeout=600)
     report = json.loads((tmp_path / "r.json").read_text())
     [fault] = report["faults"]

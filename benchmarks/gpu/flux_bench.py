@@ -1,0 +1,239 @@
+"""FLUX.1-schnell-sized pipeline on one GPU (random weights, bf16, 1024², 4 steps): in-process FluxPipeline
+(per-stage times, latency at batch 1 and 4, peak memory), then the same weights served by triton_models/ and
+driven by flux_async (p50/p99 and images/s for 1, 2, 4 prompts per request at concurrency 1, 2, 4; per-stage
+Triton statistics; GPU memory per image at batch 1, 2, 4, 8). Writes JSON to --out after every part. Run by
+run_flux_bench.sh. A dry run on a CPU with the tiny weights checks the script itself:
+    uv run python benchmarks/gpu/flux_bench.py --weights-spec TINY_DIR --size 128 --out /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import json
+import statistics
+import threading
+import time
+
+import torch
+
+PROMPT = "A cat holding a sign that says hello world"
+SIZE, STEPS = 1024, 4
+GPU = torch.cuda.is_available()
+CUDA_GRAPHS = "1"  # --eager: "0"
+
+
+def sync() -> None:
+    if GPU:
+        torch.cuda.synchronize()
+
+
+def timed(fn, runs: int = 3) -> float:
+    """Median milliseconds of `runs` calls after one warm-up, synchronized."""
+    fn()
+    sync()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def load_pipeline(spec: str, device, dtype):
+    """FluxPipeline on `device`: a preset's modules built directly there (seeded as the served preset), or a folder."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from flux_async.pipeline.weights import load_module, load_tokenizer, resolve_weights
+
+    source = resolve_weights(spec)
+    if not source.preset:
+        return FluxPipeline.from_pretrained(source.folder, torch_dtype=dtype).to(device), source
+    modules = {name: load_module(source, name, device, dtype)
+               for name in ("text_encoder", "text_encoder_2", "transformer", "vae")}
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(source.scheduler_config()),
+                        tokenizer=load_tokenizer(source, "tokenizer"), tokenizer_2=load_tokenizer(source, "tokenizer_2"),
+                        **modules)
+    return pipe, source
+
+
+def in_process(spec: str, size: int) -> dict:
+    """FluxPipeline in this process with the same weights as the server: latency at batch 1 and 4, per-stage times,
+    peak memory."""
+    global SIZE
+    SIZE = size
+    device = torch.device("cuda", 0) if GPU else torch.device("cpu")
+    dtype = torch.bfloat16 if GPU else torch.float32
+    pipe, source = load_pipeline(spec, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.transformer.config
+
+    def generate(batch: int):
+        return pipe(prompt=[PROMPT] * batch, generator=[torch.Generator("cpu").manual_seed(i) for i in range(batch)],
+                    num_inference_steps=STEPS, guidance_scale=0.0, height=SIZE, width=SIZE, max_sequence_length=256,
+                    output_type="pt").images
+
+    result = {}
+    if GPU:
+        torch.cuda.reset_peak_memory_stats()
+    for batch in (1, 4):
+        ms = timed(lambda: generate(batch))
+        result[f"batch{batch}_ms"] = ms
+        result[f"batch{batch}_ms_per_image"] = ms / batch
+        if GPU:
+            result[f"batch{batch}_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    with torch.inference_mode():
+        result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
+        result["t5_ms"] = timed(lambda: pipe._get_t5_prompt_embeds(PROMPT, max_sequence_length=256, device=device))
+        latents = torch.randn(1, (SIZE // 16) ** 2, config.in_channels, device=device, dtype=dtype)
+        embeds = torch.randn(1, 256, config.joint_attention_dim, device=device, dtype=dtype)
+        pooled = torch.randn(1, config.pooled_projection_dim, device=device, dtype=dtype)
+        img_ids = pipe._prepare_latent_image_ids(1, SIZE // 16, SIZE // 16, device, dtype)
+        txt_ids = torch.zeros(256, 3, device=device, dtype=dtype)
+        result["dit_step_ms"] = timed(lambda: pipe.transformer(
+            hidden_states=latents, timestep=torch.full((1,), 0.5, device=device, dtype=dtype), guidance=None,
+            pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
+            return_dict=False))
+        scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        vae_latents = torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale, SIZE // scale, device=device,
+                                  dtype=dtype)
+        result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False))
+    del pipe
+    gc.collect()
+    return result
+
+
+def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
+    from rich.console import Console
+
+    from flux_async.runner import RunOptions, run_scenario
+    from flux_async.scenario import parse_scenario
+    from flux_async.server import TritonServer
+
+    results["runs"] = []
+    started = time.perf_counter()
+    with TritonServer(weights=spec, tritonserver=tritonserver, startup_timeout_s=900,
+                      env={"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_CUDA_GRAPHS": CUDA_GRAPHS}) as server:
+        results["server_start_s"] = time.perf_counter() - started
+        results["memory"] = memory_per_image(server.grpc_url)  # first: the allocators have not grown yet
+        dump()
+        for prompts in (1, 2, 4):
+            for concurrency in (1, 2, 4):
+                requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
+                scenario = parse_scenario({
+                    "name": f"gpu-{prompts}p-c{concurrency}",
+                    "target": {"url": server.grpc_url, "request_timeout": "300s"}, "verify": False,
+                    "workload": {"prompts": [PROMPT, "A lighthouse at dusk", "A bowl of ramen", "A red bicycle"],
+                                 "seed": 1, "steps": STEPS, "guidance": 0.0, "size": f"{SIZE}x{SIZE}",
+                                 "max_sequence_length": 256, "prompts_per_request": prompts},
+                    "phases": [{"name": "warm-up", "executor": "constant-concurrency", "concurrency": concurrency,
+                                "requests": concurrency, "warmup": True},
+                               {"name": "measure", "executor": "constant-concurrency", "concurrency": concurrency,
+                                "requests": requests}]})
+                log_start = len(server.log_text())
+                report, _ = asyncio.run(run_scenario(scenario, RunOptions(progress=False, verify=False),
+                                                     Console(file=io.StringIO())))
+                measured = next(p for p in report["phases"] if p["name"] == "measure")
+                row = {"prompts_per_request": prompts, "concurrency": concurrency,
+                       "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
+                       "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
+                       "stages": measured.get("stages"), "bls_parts_ms": parts(server.log_text()[log_start:])}
+                results["runs"].append(row)
+                dump()
+                print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "images_per_s")}
+                                 | {"p50": row["latency_ms"]["p50"]}), flush=True)
+        results["server_log_tail"] = server.log_text()[-2000:]
+
+
+def parts(log: str) -> dict:
+    """Median milliseconds of each part of bls's requests, from the FLUX_TRACE lines of the server log."""
+    traces = []
+    for line in log.splitlines():
+        if "FLUX_TRACE " in line:
+            try:
+                traces.append(json.loads(line.split("FLUX_TRACE ", 1)[1].rstrip('"').replace('\\"', '"')))
+            except ValueError:
+                continue
+    if not traces:
+        return {}
+    result = {}
+    for name in traces[0]:
+        if name == "prompts":
+            continue
+        values = [sum(t[name]) for t in traces if name in t]
+        result[name] = statistics.median(values)
+    return result
+
+
+def memory_per_image(url: str) -> dict:
+    """Whole-device memory peaks (pynvml) while batches of 1, 2, 4, 8 prompts run, in increasing order."""
+    import tritonclient.grpc as grpcclient
+
+    from flux_async.bls_inputs import bls_inputs
+    from flux_async.gpu import GpuSampler
+
+    sampler = GpuSampler()
+    client = grpcclient.InferenceServerClient(url)
+    used = lambda: sum(g["memory_used_bytes"] for g in sampler.sample())  # noqa: E731
+    peaks = {}
+    for n in (1, 2, 4, 8):
+        peak, done = [used()], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak.append(used())
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            client.infer("bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
+                                           num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600)
+        finally:
+            done.set()
+            watcher.join()
+        peaks[n] = max(peak)
+    return {"peak_gib": {n: v / 2**30 for n, v in peaks.items()},
+            "gib_per_added_image": {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**30
+                                    for a, b in ((1, 2), (2, 4), (4, 8))}}
+
+
+def main() -> None:
+    global SIZE, CUDA_GRAPHS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")
+    parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
+    parser.add_argument("--size", type=int, default=SIZE)
+    parser.add_argument("--eager", action="store_true", help="serve without CUDA graphs")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    CUDA_GRAPHS = "0" if args.eager else "1"
+    SIZE = args.size
+    report = {"gpu": torch.cuda.get_device_name(0) if GPU else "none (CPU dry run)", "weights": args.weights_spec,
+              "size": SIZE, "steps": STEPS, "dtype": "bfloat16" if GPU else "float32", "cuda_graphs": not args.eager}
+
+    def dump():  # after every part: a run cut short still leaves what it measured
+        with open(args.out, "w") as out:
+            json.dump(report, out, indent=1)
+
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # its own process: its GPU memory is freed after
+        report["in_process"] = pool.apply(in_process, (args.weights_spec, SIZE))
+    print(json.dumps(report["in_process"]), flush=True)
+    dump()
+    report["served"] = {}
+    served(args.tritonserver, args.weights_spec, report["served"], dump)
+    one = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 1 and r["concurrency"] == 1)
+    four = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 4 and r["concurrency"] == 1)
+    report["overhead_ratio_batch1"] = one["latency_ms"]["p50"] / report["in_process"]["batch1_ms"]
+    report["images_per_s_gain_4_vs_1"] = four["images_per_s"] / one["images_per_s"]
+    print(json.dumps({k: report[k] for k in ("overhead_ratio_batch1", "images_per_s_gain_4_vs_1")}), flush=True)
+    dump()
+
+
+if __name__ == "__main__":
+    main()

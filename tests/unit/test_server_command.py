@@ -1,0 +1,19 @@
+"""The tritonserver command line the launcher builds (no server is started here)."""
+
+from pathlib import Path
+
+from flux_async.server import TritonServer
+
+
+def command(monkeypatch, visible: str, **config) -> list[str]:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    return TritonServer(**config)._command(Path("/srv/bin/tritonserver"), Path("/srv/backends"))
+
+
+def test_one_cuda_memory_pool_per_visible_gpu(monkeypatch):
+    pools = [a for a in command(monkeypatch, "0,1", cuda_memory_pool_mb=512) if a.startswith("--cuda-memory-pool")]
+    assert pools == ["--cuda-memory-pool-byte-size=0:536870912", "--cuda-memory-pool-byte-size=1:536870912"]
+
+
+def test_no_cuda_memory_pool_without_a_gpu(monkeypatch):
+    assert not [a for a in command(monkeypatch, "") if a.startswith("--cuda-memory-pool")]
