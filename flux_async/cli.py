@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hlog", type=Path, default=None, help="write an HdrHistogram interval log here")
     run.add_argument("--plot", type=Path, default=None,
                      help="write a PNG: latency over time, percentile spectrum, throughput, GPU memory")
+    run.add_argument("--html", type=Path, default=None,
+                     help="write a self-contained HTML report (charts, per-stage times, mismatch images)")
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="cap every phase at this many seconds (a quick run of a long scenario)")
     run.add_argument("--weights", default=None, help="weights for the embedded server (default: the tiny pipeline)")
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--slo", action="append", default=[], metavar="EXPR",
                           help="a threshold the load must meet, e.g. 'p(99) < 2s' (repeat for several; default: the "
                                "scenario's thresholds)")
-    for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir"):
+    for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir", "--html"):
         action = next(a for a in run._actions if flag in a.option_strings)
         capacity.add_argument(flag, type=action.type, choices=action.choices, default=None, help=action.help)
     capacity.add_argument("--plot", type=Path, default=None, help="write a latency-vs-throughput PNG")
@@ -112,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("files", type=Path, nargs="+")
     merge.add_argument("--output", type=Path, default=None, help="write the combined .hlog here")
     merge.add_argument("--json", type=Path, default=None, help="write the per-tag percentiles as JSON here")
+    html = report_commands.add_parser("html", help="render the HTML report of a saved run or capacity search")
+    html.add_argument("report", type=Path, help="the JSON report (run --report or capacity --report)")
+    html.add_argument("--hlog", type=Path, default=None, help="the run's .hlog: a full percentile spectrum")
+    html.add_argument("--output", type=Path, default=None, help="the HTML file (default: REPORT with .html)")
 
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
@@ -210,7 +216,7 @@ def cmd_run(args) -> int:
     from .workers import run_workers
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
-                         plot=args.plot, duration_s=args.duration, weights=args.weights,
+                         plot=args.plot, html=args.html, duration_s=args.duration, weights=args.weights,
                          progress=not args.no_progress, verify=not args.no_verify, mismatch_dir=args.mismatch_dir,
                          metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
                          control_url=args.control_url, model_repository=args.model_repository)
@@ -224,7 +230,7 @@ def cmd_capacity(args) -> int:
     from .runner import RunOptions, run_capacity
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
-                         plot=args.plot, weights=args.weights, verify=not args.no_verify,
+                         plot=args.plot, html=args.html, weights=args.weights, verify=not args.no_verify,
                          mismatch_dir=args.mismatch_dir, progress=False)
     overrides = {"mode": args.mode, "start": args.start, "max": args.max, "step_duration_s": args.step_duration,
                  "repeats": args.repeats, "precision": args.precision}
@@ -232,6 +238,8 @@ def cmd_capacity(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if args.report_command == "html":
+        return cmd_report_html(args)
     import json
 
     from .merge import merge_logs, summary, write_log
@@ -258,6 +266,31 @@ def cmd_report(args) -> int:
         write_log(merged, args.output)
     if args.json:
         args.json.write_text(json.dumps({"files": merged.files, "tags": figures}, indent=2) + "\n")
+    return EXIT_OK
+
+
+def cmd_report_html(args) -> int:
+    import json
+
+    from .html_report import write_html
+
+    def usage(message: str) -> int:
+        print(f"flux_async report html: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if not args.report.is_file():
+        return usage(f"no such file: {args.report}")
+    if args.hlog is not None and not args.hlog.is_file():
+        return usage(f"--hlog: no such file: {args.hlog}")
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return usage(f"{args.report} is not JSON: {exc}")
+    if not isinstance(report, dict) or not {"version", "scenario", "target", "passed"} <= set(report):
+        return usage(f"{args.report} is not a flux_async report (it needs the keys version, scenario, target, passed)")
+    output = args.output or args.report.with_suffix(".html")
+    write_html(report, output, hlog=args.hlog, source=args.report.name)
+    print(f"wrote {output}")
     return EXIT_OK
 
 

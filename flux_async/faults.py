@@ -159,9 +159,10 @@ class FaultInjector:
         await asyncio.wait(tasks + [waiter], return_when=asyncio.FIRST_COMPLETED)
         while not all(t.done() for t in tasks) and not stop.is_set():
             await asyncio.wait(tasks + [waiter], return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()  # a fault still waiting or applied: revert now
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task, record in zip(tasks, self.records):
+            if record.reverted_s is None:
+                task.cancel()  # a fault still waiting or applied: revert now
+        await asyncio.gather(*tasks, return_exceptions=True)  # a revert under way is waited for, not cut off
         waiter.cancel()
 
     def summary(self) -> list[dict]:

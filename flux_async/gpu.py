@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from typing import Callable
 
 
 class GpuSampler:
@@ -45,3 +48,24 @@ def visible_gpu_count() -> int:
         return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
     sampler = GpuSampler()
     return len(sampler._handles) if sampler.available else 0
+
+
+def peak_memory_during(run: Callable[[], object], sampler: GpuSampler | None = None, period_s: float = 0.005) -> int:
+    """The highest whole-device memory use (bytes, summed over the GPUs) seen while `run()` runs."""
+    sampler = sampler or GpuSampler()
+    used = lambda: sum(g["memory_used_bytes"] for g in sampler.sample())  # noqa: E731
+    peak, done = [used()], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak.append(used())
+            time.sleep(period_s)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak)

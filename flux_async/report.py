@@ -175,7 +175,7 @@ def _number(ms: float) -> str:
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
-def _observed(result: dict) -> str:
+def describe_observed(result: dict) -> str:
     threshold = parse_threshold(result["expr"])
     if threshold.stat is not None:
         return _ms(result["value"])
@@ -219,7 +219,7 @@ def print_summary(report: dict, console) -> None:
     for result in report["thresholds"]:
         mark = "[green]✓[/green]" if result["ok"] else "[red]✗[/red]"
         where = f" [{result['phase']}]" if "phase" in result else ""
-        observed = "nothing measured" if result["value"] is None else f"observed {_observed(result)}"
+        observed = "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
         print_line(f"{mark} {result['expr']}{where}  ({observed})")
     for fault in report.get("faults", []):
         what = f"{fault['action']} {fault['model'] or 'server'}"
@@ -230,7 +230,8 @@ def print_summary(report: dict, console) -> None:
         kinds = ", ".join(f"{k} × {v}" for k, v in fault.get("errors_by_kind_in_window", {}).items()) or "none"
         print_line(f"FAULT {what} from {fault['applied_s']:.1f}s to {fault['reverted_s']:.1f}s: "
                    f"{fault.get('requests_in_window', 0)} requests ended in the window, errors {kinds}; revert took "
-                   f"{fault['revert_took_s']:.1f}s, {recovery} after the revert began"
+                   + ("?" if fault["revert_took_s"] is None else f"{fault['revert_took_s']:.1f}s")
+                   + f", {recovery} after the revert began"
                    + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
     verification = report["verification"]
     if verification.get("enabled"):

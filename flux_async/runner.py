@@ -38,6 +38,7 @@ class RunOptions:
     report: Path | None = None
     hlog: Path | None = None
     plot: Path | None = None
+    html: Path | None = None
     duration_s: float | None = None
     weights: str | None = None
     progress: bool = True
@@ -280,11 +281,18 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
 
 
 def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[dict, int]:
-    """Write the JSON and the plot when asked, print the summary; (report, exit code)."""
+    """Write the JSON, the plot and the HTML page when asked, print the summary; (report, exit code)."""
+    from .machine import describe_machine
+
+    report.setdefault("machine", describe_machine())
     if options.report:
         write_json(report, options.report)
     if options.plot:
         plot(report, options.plot)
+    if options.html:
+        from .html_report import write_html
+
+        write_html(report, options.html, hlog=options.hlog)
     describe(report, console)
     return report, EXIT_OK if report["passed"] else EXIT_FAILED
 

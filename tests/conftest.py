@@ -79,3 +79,42 @@ def triton_server(flux_server):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+PAGE_SUMMARY = """JSON.stringify({
+  title: document.title,
+  verdict: document.querySelector('#verdict h1')?.textContent,
+  reasons: [...document.querySelectorAll('#reasons li')].map(li => li.textContent),
+  charts: [...document.querySelectorAll('figure.chart')].map(f => [f.dataset.chart,
+          Math.round(f.querySelector('svg')?.getBoundingClientRect().width || 0)]),
+  sections: [...document.querySelectorAll('main > section')].map(s => s.id),
+  phases: [...document.querySelectorAll('.phase')].map(p => p.dataset.phase),
+  phaseRows: document.querySelectorAll('#phase-table tr').length - 1,
+  thresholdRows: document.querySelectorAll('#thresholds tr').length - 1,
+  capacityRows: document.querySelectorAll('#capacity-steps tr').length - 1,
+  gallery: [...document.querySelectorAll('.mismatch')].map(m => [...m.querySelectorAll('img')].map(
+          i => i.complete && i.naturalWidth > 0)),
+  counts: Object.fromEntries([...document.querySelectorAll('.fact .value[id]')].map(v => [v.id, v.textContent])),
+  footer: document.querySelector('footer')?.textContent,
+  fetched: performance.getEntriesByType('resource').map(r => r.name).filter(n => !n.startsWith('data:')),
+  scrollWidth: document.documentElement.scrollWidth,
+})"""
+
+
+@pytest.fixture
+def inspect_html(artifacts):
+    """`await inspect_html(path, name)`: open the page in headless Chromium at 1280x800, save a screenshot as
+    test-artifacts/<name>.png, and return the rendered page's summary (PAGE_SUMMARY) with its console errors."""
+    import json
+
+    from flux_async.testing.browser import HeadlessChromium
+
+    async def inspect(path: Path, name: str) -> dict:
+        async with HeadlessChromium(1280, 800) as browser:
+            page = await browser.open(path, screenshot=artifacts / f"{name}.png")
+            summary = json.loads(await page.evaluate(PAGE_SUMMARY))
+        summary["errors"] = page.errors
+        return summary
+
+    return inspect
+

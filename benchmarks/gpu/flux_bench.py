@@ -14,7 +14,6 @@ import gc
 import io
 import json
 import statistics
-import threading
 import time
 
 import torch
@@ -173,29 +172,13 @@ def memory_per_image(url: str) -> dict:
     import tritonclient.grpc as grpcclient
 
     from flux_async.bls_inputs import bls_inputs
-    from flux_async.gpu import GpuSampler
+    from flux_async.gpu import peak_memory_during
 
-    sampler = GpuSampler()
     client = grpcclient.InferenceServerClient(url)
-    used = lambda: sum(g["memory_used_bytes"] for g in sampler.sample())  # noqa: E731
-    peaks = {}
-    for n in (1, 2, 4, 8):
-        peak, done = [used()], threading.Event()
-
-        def watch():
-            while not done.is_set():
-                peak.append(used())
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            client.infer("bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
-                                           num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600)
-        finally:
-            done.set()
-            watcher.join()
-        peaks[n] = max(peak)
+    peaks = {n: peak_memory_during(lambda: client.infer(
+        "bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
+                          num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600))
+             for n in (1, 2, 4, 8)}
     return {"peak_gib": {n: v / 2**30 for n, v in peaks.items()},
             "gib_per_added_image": {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**30
                                     for a, b in ((1, 2), (2, 4), (4, 8))}}

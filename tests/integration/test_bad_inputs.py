@@ -198,7 +198,8 @@ def test_server_still_serves_after_bad_inputs(protocol, triton_server, stubs_bef
     result = client.infer("bls", request_inputs(module, {}))
     assert result.as_numpy("images").shape == (1, 3, 64, 64)
     assert triton_server.is_ready()
-    assert stub_processes(triton_server) == stubs_before  # no stub crashed and was restarted
+    # a crashed stub is restarted with a new PID; an old one may still be exiting after an earlier test's reload
+    assert stub_processes(triton_server) - stubs_before == set()
 
 
 def test_prompt_longer_than_clip_limit_is_accepted(protocol, reference_images):

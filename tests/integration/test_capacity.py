@@ -43,10 +43,11 @@ async def test_search_finds_one_over_the_service_time(sleeper_server, tmp_path):
     assert json.loads((tmp_path / "c.json").read_text())["capacity"]["max_rate_per_s"] == capacity["max_rate_per_s"]
 
 
-def test_capacity_command_prints_steps_and_writes_json_and_plot(triton_server, tmp_path):
+async def test_capacity_command_prints_steps_and_writes_json_plot_and_html(triton_server, tmp_path, inspect_html):
     result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", "scenarios/capacity.yaml", "--slo",
                              "p(99) < 2s", "--url", triton_server.grpc_url, "--step-duration", "2", "--repeats", "1",
-                             "--max", "4", "--report", str(tmp_path / "cap.json"), "--plot", str(tmp_path / "cap.png")],
+                             "--max", "4", "--report", str(tmp_path / "cap.json"), "--plot", str(tmp_path / "cap.png"),
+                             "--html", str(tmp_path / "cap.html")],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "cap.json").read_text())
@@ -55,6 +56,10 @@ def test_capacity_command_prints_steps_and_writes_json_and_plot(triton_server, t
     assert all({"rate_per_s", "latency_ms", "throughput", "passed", "stages"} <= set(s) for s in capacity["steps"])
     assert "capacity search" in result.stdout and "capacity: " in result.stdout
     assert (tmp_path / "cap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = await inspect_html(tmp_path / "cap.html", "html-report-capacity")
+    assert page["errors"] == [] and page["verdict"] == "PASSED" and page["reasons"][0].startswith("capacity ")
+    assert [name for name, width in page["charts"] if width > 300] == ["capacity"]
+    assert page["capacityRows"] == len(capacity["steps"]) and page["scrollWidth"] <= 1280
 
 
 def test_capacity_without_an_slo_is_a_usage_error(tmp_path):

@@ -6,14 +6,12 @@ Uses gRPC only, so it also runs where tritonclient's HTTP extra (gevent) is not 
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 import tritonclient.grpc as grpcclient
 
 from flux_async.bls_inputs import bls_inputs
-from flux_async.gpu import GpuSampler
+from flux_async.gpu import GpuSampler, peak_memory_during
 
 
 @pytest.mark.gpu
@@ -25,28 +23,9 @@ def test_batch_memory_efficiency(triton_server, artifacts):
     sampler = GpuSampler()
     assert sampler.available, sampler.reason
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
-
-    def used() -> int:
-        return sum(g["memory_used_bytes"] for g in sampler.sample())
-
-    peaks = {}
-    for n in (1, 2, 4, 8):
-        peak, done = [used()], threading.Event()
-
-        def watch():
-            while not done.is_set():
-                peak.append(used())
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            client.infer("bls", bls_inputs(grpcclient, [f"test prompt {i}" for i in range(n)], seeds=list(range(n)),
-                                           height=1024, width=1024, num_inference_steps=4))
-        finally:
-            done.set()
-            watcher.join()
-        peaks[n] = max(peak)
+    peaks = {n: peak_memory_during(lambda: client.infer("bls", bls_inputs(
+        grpcclient, [f"test prompt {i}" for i in range(n)], seeds=list(range(n)), height=1024, width=1024,
+        num_inference_steps=4)), sampler) for n in (1, 2, 4, 8)}
     per_image = {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**20 for a, b in ((1, 2), (2, 4), (4, 8))}
     (artifacts / "batch_memory.json").write_text(json.dumps({"peak_bytes": peaks, "mib_per_added_image": per_image},
                                                             indent=2))

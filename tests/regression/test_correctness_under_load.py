@@ -6,6 +6,7 @@ Run alone: `uv run pytest tests/regression` (add --run-slow for the full-length 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -65,18 +66,24 @@ async def test_verification_catches_a_broken_repository(bug, model, scenario, ru
                                                                                  for f in example["files"]}
 
 
-def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_path):
-    """`python -m flux_async run scenarios/burst.yaml` against a repository whose dit swaps batch items: exit 1 and
-    a message naming the prompt, the seed and the difference."""
+async def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_path, inspect_html):
+    """`python -m flux_async run scenarios/burst.yaml` against a repository whose dit swaps batch items: exit 1, a
+    message naming the prompt, the seed and the difference, and an HTML page showing the images."""
     with swapped_model(flux_server.http_url, "dit_transformer", BROKEN / "dit_swap" / "model.py"):
         result = subprocess.run([sys.executable, "-m", "flux_async", "run", "scenarios/burst.yaml", "--url",
                                  flux_server.grpc_url, "--duration", "4", "--no-progress",
-                                 "--report", str(tmp_path / "r.json")],
+                                 "--report", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("MISMATCH"))
     assert "prompt '" in line and " seed " in line and "max abs diff" in line
     assert (tmp_path / "r-mismatches").is_dir()
+    page = await inspect_html(tmp_path / "r.html", "html-report-mismatches")
+    examples = json.loads((tmp_path / "r.json").read_text())["verification"]["mismatch_examples"]
+    saved = [example for example in examples if example["files"]]
+    assert page["errors"] == [] and page["verdict"] == "FAILED"
+    assert any("differ from their single-prompt runs" in reason for reason in page["reasons"])
+    assert saved and page["gallery"] == [[True, True, True]] * len(saved)  # reference, received, difference
 
 
 @pytest.mark.slow

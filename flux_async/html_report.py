@@ -1,0 +1,140 @@
+"""The self-contained HTML report: one file, no network — charts inline as SVG, mismatch images as data URIs.
+
+Rendered from the JSON report alone (plus, optionally, the run's .hlog for a full percentile spectrum), so
+`run --html`, `capacity --html` and `report html REPORT.json` make the same page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from . import __version__
+from .plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
+                    draw_throughput, gpu_memory_series, svg)
+from .report import describe_observed
+
+TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
+THUMBNAIL_PX = 192
+
+
+def verdict_reasons(report: dict) -> list[str]:
+    """Why the run failed (each failed check, in words), or what it passed."""
+    if report.get("kind") == "capacity":
+        return _capacity_reasons(report)
+    reasons = []
+    for result in report.get("thresholds", []):
+        if not result["ok"]:
+            where = f" in phase {result['phase']!r}" if "phase" in result else ""
+            observed = "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
+            reasons.append(f"threshold {result['expr']}{where} not met: {observed}")
+    verification = report.get("verification", {})
+    if verification.get("mismatches"):
+        reasons.append(f"{verification['mismatches']} of {verification['checked']} images differ from their "
+                       "single-prompt runs")
+    reasons += [f"unstable references: {problem}" for problem in verification.get("unstable_references", [])]
+    if report.get("interrupted"):
+        reasons.append(f"the run was interrupted: {report.get('stop_reason')}")
+    if report.get("histogram_overflow"):
+        reasons.append(f"{report['histogram_overflow']} latencies were beyond the histograms' range")
+    reasons += [f"fault {f['action']} {f.get('model') or 'server'}: {f['error']}" for f in report.get("faults", [])
+                if f.get("error")]
+    if reasons:
+        return reasons
+    checked = f"; {verification['checked']} images verified against their single runs" if verification.get(
+        "enabled") else ""
+    return [f"all {len(report.get('thresholds', []))} thresholds met{checked}"]
+
+
+def _capacity_reasons(report: dict) -> list[str]:
+    section = report["capacity"]
+    if section.get("interrupted"):
+        return ["the search was interrupted"]
+    if section["max_rate_per_s"] <= 0:
+        return [f"no load met the SLO ({' and '.join(section['slo'])})"]
+    return [f"capacity {section['max_rate_per_s']:.3g} requests/s under {' and '.join(section['slo'])}; bounded by "
+            f"{section['bounded_by']}"]
+
+
+def hlog_spectrum(report: dict, hlog: str | Path) -> dict[str, list[list[float]]]:
+    """A dense percentile spectrum of the measured phases from the run's interval log (exact HDR sums)."""
+    from .merge import read_log
+    from .report import HlogWriter
+    from .stats import new_histogram, stat_ms
+
+    measured = {p["name"] for p in report.get("phases", []) if not p.get("warmup")}
+    totals = {}
+    for _, _, tag, histogram in read_log(hlog):
+        for metric in ("latency", "service"):
+            if tag in {HlogWriter.tag(name, metric) for name in measured}:
+                totals.setdefault(metric, new_histogram()).add(histogram)
+    percentiles = [100 * (1 - 0.5 ** (i / 4)) for i in range(0, 68)]  # 0 … 99.999: 4 points per halving
+    return {metric: [[p, stat_ms(h, f"p{p}")] for p in percentiles]
+            for metric, h in totals.items() if h.get_total_count()}
+
+
+def thumbnail(path: str | Path) -> str | None:
+    """A PNG as a data URI, at most THUMBNAIL_PX on a side (nearest-neighbour: pixels stay pixels); None if gone."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.NEAREST)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except OSError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _gallery(verification: dict) -> list[dict]:
+    """The mismatches whose images were saved (verify.save_mismatches of them), thumbnails inline."""
+    return [{**example, "images": {Path(f).stem: thumbnail(f) for f in example["files"] if f.endswith(".png")}}
+            for example in verification.get("mismatch_examples", []) if example.get("files")]
+
+
+def _charts(report: dict, spectrum: dict | None) -> dict[str, str]:
+    if report.get("kind") == "capacity":
+        return {"capacity": svg(draw_capacity, report, name="capacity", size=(12, 5.2))}
+    charts = {"latency": svg(draw_latency, report, name="latency"),
+              "spectrum": svg(draw_spectrum, report, spectrum, name="spectrum"),
+              "throughput": svg(draw_throughput, report, name="throughput"),
+              "lag": svg(draw_lag, report, name="lag")}
+    if gpu_memory_series(report.get("timeline", []))[1]:
+        charts["gpu-memory"] = svg(draw_gpu_memory, report, name="gpu-memory")
+    return charts
+
+
+def _observed(result: dict) -> str:
+    return "nothing measured" if result["value"] is None else describe_observed(result)
+
+
+def _environment():
+    """Jinja with autoescaping; lenient about missing keys, so reports of older versions and workers render."""
+    import jinja2
+
+    environment = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["ms"] = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10
+                                                                   else f"{v:.2f}")
+    environment.filters["observed"] = _observed
+    return environment
+
+
+def render_html(report: dict, hlog: str | Path | None = None, source: str | None = None) -> str:
+    """The page as a string. `hlog`: the run's interval log, for the spectrum; `source`: named in the footer."""
+    spectrum = hlog_spectrum(report, hlog) if hlog and Path(hlog).is_file() else None
+    template = _environment().from_string(TEMPLATE.read_text(encoding="utf-8"))
+    stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(7.5, 0.8 + 0.45 * len(p["stages"])))
+                    for i, p in enumerate(report.get("phases", [])) if p.get("stages")}
+    return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report), charts=_charts(report, spectrum),
+                           stage_charts=stage_charts, gallery=_gallery(report.get("verification", {})),
+                           spectrum_source=Path(hlog).name if spectrum else "the JSON report",
+                           machine=report.get("machine") or {}, version=__version__, source=source)
+
+
+def write_html(report: dict, path: str | Path, hlog: str | Path | None = None, source: str | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(report, hlog, source), encoding="utf-8")
+    return path

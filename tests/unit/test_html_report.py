@@ -1,0 +1,72 @@
+"""The HTML report's verdict, spectrum and page structure, from reports made by the engine (no browser here:
+tests/integration/test_html_report.py opens the pages in Chromium)."""
+
+import json
+
+from flux_async.html_report import hlog_spectrum, render_html, verdict_reasons
+from flux_async.merge import read_log
+from flux_async.stats import new_histogram, stat_ms
+
+
+def test_the_verdict_names_every_failed_check():
+    report = {"thresholds": [{"expr": "p(99) < 2s", "value": 2500.0, "ok": False},
+                             {"expr": "error_rate < 1%", "value": 0.0, "ok": True, "phase": "steady"}],
+              "verification": {"enabled": True, "checked": 40, "mismatches": 3, "unstable_references": []},
+              "interrupted": True, "stop_reason": "target lost: not live for 5 s", "histogram_overflow": 0,
+              "faults": [{"action": "unload", "model": "t5_encoder", "error": "reverting: timeout"}]}
+    reasons = verdict_reasons(report)
+    assert reasons == ["threshold p(99) < 2s not met: observed 2.50s",
+                       "3 of 40 images differ from their single-prompt runs",
+                       "the run was interrupted: target lost: not live for 5 s",
+                       "fault unload t5_encoder: reverting: timeout"]
+
+
+def test_a_passing_run_says_what_it_passed():
+    report = {"thresholds": [{"expr": "p(99) < 2s", "value": 900.0, "ok": True}],
+              "verification": {"enabled": True, "checked": 12, "mismatches": 0}}
+    assert verdict_reasons(report) == ["all 1 thresholds met; 12 images verified against their single runs"]
+
+
+def test_capacity_verdicts():
+    section = {"max_rate_per_s": 0.0, "slo": ["p(99) < 2s"], "interrupted": False, "bounded_by": "slo"}
+    assert verdict_reasons({"kind": "capacity", "capacity": section}) == ["no load met the SLO (p(99) < 2s)"]
+    section["max_rate_per_s"] = 12.5
+    assert verdict_reasons({"kind": "capacity", "capacity": section})[0].startswith("capacity 12.5 requests/s")
+
+
+def fake_run(tmp_path, stall: bool):
+    """A real engine run against the fake target (no server): report and .hlog."""
+    import subprocess
+    import sys
+
+    url = "fake://?latency=5ms" + ("&stall_at=1s&stall=300ms" if stall else "")
+    (tmp_path / "s.yaml").write_text(
+        f"name: fake\ntarget: {{url: '{url}'}}\nverify: false\nworkload: {{prompts: [a], size: 64x64}}\n"
+        "phases:\n  - {name: warm, executor: constant-arrival-rate, rate: 20/s, duration: 1s, warmup: true}\n"
+        "  - {name: steady, executor: constant-arrival-rate, rate: 40/s, duration: 2s}\n"
+        "thresholds: ['p(99) < 100ms']\n")
+    subprocess.run([sys.executable, "-m", "flux_async", "run", str(tmp_path / "s.yaml"), "--no-progress", "--report",
+                    str(tmp_path / "r.json"), "--hlog", str(tmp_path / "r.hlog")], capture_output=True, timeout=120)
+    return json.loads((tmp_path / "r.json").read_text())
+
+
+def test_the_spectrum_from_the_hlog_is_the_measured_phases_histogram(tmp_path):
+    report = fake_run(tmp_path, stall=False)
+    spectrum = hlog_spectrum(report, tmp_path / "r.hlog")
+    steady = new_histogram()
+    for _, _, tag, histogram in read_log(tmp_path / "r.hlog"):
+        if tag == "steady:latency":  # warm-up left out, as in the report's figures
+            steady.add(histogram)
+    assert len(spectrum["latency"]) > 40
+    for percentile, value in spectrum["latency"][::10]:
+        assert value == stat_ms(steady, f"p{percentile}")
+    assert spectrum["latency"][-1][1] <= report["latency_ms"]["max"]
+
+
+def test_a_failed_run_renders_its_reasons_and_every_chart(tmp_path):
+    report = fake_run(tmp_path, stall=True)
+    html = render_html(report, tmp_path / "r.hlog")
+    assert not report["passed"] and "FAILED" in html and "threshold p(99) &lt; 100ms not met" in html
+    for chart in ("latency", "spectrum", "throughput", "lag"):
+        assert f'data-chart="{chart}"><svg' in html
+    assert html.count("<svg") == 4 and "GPU memory:" in html  # no GPU here: said in words, no empty chart
