@@ -125,7 +125,7 @@ def render_html(report: dict, hlog: str | Path | None = None, source: str | None
     """The page as a string. `hlog`: the run's interval log, for the spectrum; `source`: named in the footer."""
     spectrum = hlog_spectrum(report, hlog) if hlog and Path(hlog).is_file() else None
     template = _environment().from_string(TEMPLATE.read_text(encoding="utf-8"))
-    stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(7.5, 0.8 + 0.45 * len(p["stages"])))
+    stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(12, 1.2 + 0.35 * len(p["stages"])))
                     for i, p in enumerate(report.get("phases", [])) if p.get("stages")}
     return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report), charts=_charts(report, spectrum),
                            stage_charts=stage_charts, gallery=_gallery(report.get("verification", {})),

@@ -105,7 +105,7 @@ def draw_stages(ax, phase: dict) -> None:
     slowest = phase.get("first_to_queue")
     ax.set(title=f"stages in {phase['name']!r} (ms per request)" + (f" · queues first: {slowest}" if slowest else ""),
            xlabel="ms")
-    ax.legend(fontsize=8, ncols=4)
+    ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)  # below the axis
 
 
 def draw_capacity(ax, report: dict) -> None:
@@ -166,7 +166,7 @@ def svg(draw, *args, name: str, size: tuple[float, float] = (7.5, 3.6)) -> str:
         draw(ax, *args)
         fig.tight_layout()
         buffer = io.StringIO()
-        fig.savefig(buffer, format="svg")
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
         plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the element goes inside HTML

@@ -50,20 +50,38 @@ def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
     return process, lines
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal):
+NOOP = ROOT / "tests" / "fixtures" / "noop_repository"
+
+
+def infer_flux(grpc_url: str) -> None:
+    client = grpcclient.InferenceServerClient(grpc_url)
+    result = client.infer("bls", bls_inputs(grpcclient, ["a lighthouse"], seeds=[1], height=64, width=64,
+                                            num_inference_steps=1))
+    assert result.as_numpy("images").shape == (1, 3, 64, 64)
+
+
+def infer_noop(grpc_url: str) -> None:
+    client = grpcclient.InferenceServerClient(grpc_url)
+    tensor = grpcclient.InferInput("INPUT", [1, 3], "FP32")
+    tensor.set_data_from_numpy(np.array([[1, 2, 3]], dtype=np.float32))
+    assert client.infer("noop", [tensor]).as_numpy("OUTPUT").tolist() == [[1, 2, 3]]
+
+
+# The FLUX repository once (SIGINT); SIGTERM on the no-op repository, which starts in seconds instead of a minute:
+# the shutdown path — stubs killed with the process group, shm segments removed — is the same.
+@pytest.mark.parametrize("stop_signal, repository, infer", [(signal.SIGINT, None, infer_flux),
+                                                          (signal.SIGTERM, NOOP, infer_noop)],
+                         ids=["SIGINT-flux", "SIGTERM-noop"])
+def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal, repository, infer):
     processes_before, shm_before = triton_processes(), shm_segments()
     process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
-                                 "--metrics-port", "0")
+                                 "--metrics-port", "0", *(["--model-repository", str(repository)] if repository else []))
     try:
         text = "\n".join(lines)
         assert "Triton is ready" in text, text
         grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
         assert re.search(r"HTTP\s+localhost:\d+", text) and re.search(r"metrics\s+http://localhost:\d+/metrics", text)
-        client = grpcclient.InferenceServerClient(grpc_url)
-        result = client.infer("bls", bls_inputs(grpcclient, ["a lighthouse"], seeds=[1], height=64, width=64,
-                                                num_inference_steps=1))
-        assert result.as_numpy("images").shape == (1, 3, 64, 64)
+        infer(grpc_url)
     finally:
         process.send_signal(stop_signal)
         rest = process.communicate(timeout=120)[0]
