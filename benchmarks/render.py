@@ -185,9 +185,9 @@ def main() -> None:
                          ("fidelity-cpu", fidelity)):
         data = _load(name)
         lines += render(data) if data else [f"## {name}", "", "_Not measured yet._", ""]
-    gpu = _load("flux-gpu-h200")
-    if gpu:
-        lines += flux_gpu(gpu, _load("flux-gpu-h200-eager"))
+    for path in sorted(RESULTS.glob("flux-gpu-*.json")):  # one per GPU; <name>-eager.json rides along
+        if not path.stem.endswith("-eager"):
+            lines += flux_gpu(_load(path.stem), _load(path.stem + "-eager"))
     lines += ["## GPU smoke check and GPU tests", "", "Tiny weights on an H100: `benchmarks/gpu/smoke.py` and "
               "`benchmarks/gpu/gpu_tests.sh` (results beside the scripts).", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
