@@ -139,8 +139,10 @@ async def embedded_server(scenario: Scenario, options: RunOptions, console, stac
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
     from .server import DEFAULT_REPOSITORY
 
+    # --exit-timeout-secs: when the run is over, unloading the models gracefully (~15 s here) buys nothing
     server = TritonServer(weights=options.weights, model_control_mode="explicit" if scenario.faults else "none",
-                          model_repository=options.model_repository or DEFAULT_REPOSITORY)
+                          model_repository=options.model_repository or DEFAULT_REPOSITORY,
+                          extra_args=["--exit-timeout-secs=3"])
     try:
         await asyncio.to_thread(server.start)
     except ServerError as exc:

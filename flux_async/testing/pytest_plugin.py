@@ -68,7 +68,9 @@ def flux_server(request, flux_weights):
         return
     from flux_async.server import TritonServer
 
-    with TritonServer(weights=flux_weights, model_control_mode="explicit") as server:
+    # a short exit timeout: at the session's end Triton would otherwise wait up to 30 s for clients to go
+    with TritonServer(weights=flux_weights, model_control_mode="explicit",
+                      extra_args=["--exit-timeout-secs=5"]) as server:
         yield server
 
 
