@@ -46,8 +46,7 @@ def visible_gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
-    sampler = GpuSampler()
-    return len(sampler._handles) if sampler.available else 0
+    return len(GpuSampler().sample())
 
 
 def peak_memory_during(run: Callable[[], object], sampler: GpuSampler | None = None, period_s: float = 0.005) -> int:

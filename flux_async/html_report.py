@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
                     draw_throughput, gpu_memory_series, svg)
-from .report import describe_observed
+from .report import describe_observed, format_ms, observed_phrase
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 THUMBNAIL_PX = 192
@@ -27,8 +27,7 @@ def verdict_reasons(report: dict) -> list[str]:
     for result in report.get("thresholds", []):
         if not result["ok"]:
             where = f" in phase {result['phase']!r}" if "phase" in result else ""
-            observed = "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
-            reasons.append(f"threshold {result['expr']}{where} not met: {observed}")
+            reasons.append(f"threshold {result['expr']}{where} not met: {observed_phrase(result)}")
     verification = report.get("verification", {})
     if verification.get("mismatches"):
         reasons.append(f"{verification['mismatches']} of {verification['checked']} images differ from their "
@@ -63,12 +62,12 @@ def hlog_spectrum(report: dict, hlog: str | Path) -> dict[str, list[list[float]]
     from .report import HlogWriter
     from .stats import new_histogram, stat_ms
 
-    measured = {p["name"] for p in report.get("phases", []) if not p.get("warmup")}
+    metric_of = {HlogWriter.tag(p["name"], metric): metric for p in report.get("phases", []) if not p.get("warmup")
+                 for metric in ("latency", "service")}
     totals = {}
     for _, _, tag, histogram in read_log(hlog):
-        for metric in ("latency", "service"):
-            if tag in {HlogWriter.tag(name, metric) for name in measured}:
-                totals.setdefault(metric, new_histogram()).add(histogram)
+        if tag in metric_of:
+            totals.setdefault(metric_of[tag], new_histogram()).add(histogram)
     percentiles = [100 * (1 - 0.5 ** (i / 4)) for i in range(0, 68)]  # 0 … 99.999: 4 points per halving
     return {metric: [[p, stat_ms(h, f"p{p}")] for p in percentiles]
             for metric, h in totals.items() if h.get_total_count()}
@@ -106,18 +105,14 @@ def _charts(report: dict, spectrum: dict | None) -> dict[str, str]:
     return charts
 
 
-def _observed(result: dict) -> str:
-    return "nothing measured" if result["value"] is None else describe_observed(result)
-
-
 def _environment():
     """Jinja with autoescaping; lenient about missing keys, so reports of older versions and workers render."""
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    environment.filters["ms"] = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10
-                                                                   else f"{v:.2f}")
-    environment.filters["observed"] = _observed
+    environment.filters["ms"] = lambda value: "–" if value is None else format_ms(value)
+    environment.filters["observed"] = lambda result: (
+        "nothing measured" if result["value"] is None else describe_observed(result))
     return environment
 
 
@@ -127,8 +122,9 @@ def render_html(report: dict, hlog: str | Path | None = None, source: str | None
     template = _environment().from_string(TEMPLATE.read_text(encoding="utf-8"))
     stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(12, 1.2 + 0.35 * len(p["stages"])))
                     for i, p in enumerate(report.get("phases", [])) if p.get("stages")}
-    return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report), charts=_charts(report, spectrum),
-                           stage_charts=stage_charts, gallery=_gallery(report.get("verification", {})),
+    return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report),
+                           charts=_charts(report, spectrum), stage_charts=stage_charts,
+                           gallery=_gallery(report.get("verification", {})),
                            spectrum_source=Path(hlog).name if spectrum else "the JSON report",
                            machine=report.get("machine") or {}, version=__version__, source=source)
 

@@ -166,16 +166,23 @@ def stage_table(phase: dict):
     for model, f in phase["stages"].items():
         sizes = " ".join(f"{size}×{count}" for size, count in f["batch_sizes"].items())
         table.add_row(model, str(f["requests"]), str(f["executions"]), f"{f['avg_batch_size']:.2f}", sizes,
-                      _number(f["queue_ms"]), _number(f["compute_input_ms"]), _number(f["compute_infer_ms"]),
-                      _number(f["compute_output_ms"]), style="bold red" if model == slowest else None)
+                      format_ms(f["queue_ms"]), format_ms(f["compute_input_ms"]), format_ms(f["compute_infer_ms"]),
+                      format_ms(f["compute_output_ms"]), style="bold red" if model == slowest else None)
     return table
 
 
-def _number(ms: float) -> str:
+def format_ms(ms: float) -> str:
+    """Milliseconds with three significant figures at most (tables)."""
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
+def observed_phrase(result: dict) -> str:
+    """'observed 2.30s' (or 'nothing measured') for one threshold result."""
+    return "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
+
+
 def describe_observed(result: dict) -> str:
+    """A threshold result's observed value in the threshold's own unit (ms as 2.30s/450.0ms, rates as %)."""
     threshold = parse_threshold(result["expr"])
     if threshold.stat is not None:
         return _ms(result["value"])
@@ -206,8 +213,8 @@ def print_summary(report: dict, console) -> None:
                        str(req["ok"]), str(req["errors"]), str(req["dropped"]),
                        f"{scope['throughput']['requests_per_s']:.2f}", f"{scope['throughput']['images_per_s']:.2f}",
                        style=style)
-        latency.add_row(label, *(_number(lat[k]) for k in ("p50", "p90", "p99", "p999", "max", "mean")),
-                        _number(svc["p50"]), _number(svc["p99"]), style=style)
+        latency.add_row(label, *(format_ms(lat[k]) for k in ("p50", "p90", "p99", "p999", "max", "mean")),
+                        format_ms(svc["p50"]), format_ms(svc["p99"]), style=style)
     console.print(counts)
     console.print(latency)
     for phase in report["phases"]:
@@ -219,8 +226,7 @@ def print_summary(report: dict, console) -> None:
     for result in report["thresholds"]:
         mark = "[green]✓[/green]" if result["ok"] else "[red]✗[/red]"
         where = f" [{result['phase']}]" if "phase" in result else ""
-        observed = "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
-        print_line(f"{mark} {result['expr']}{where}  ({observed})")
+        print_line(f"{mark} {result['expr']}{where}  ({observed_phrase(result)})")
     for fault in report.get("faults", []):
         what = f"{fault['action']} {fault['model'] or 'server'}"
         if fault["applied_s"] is None:

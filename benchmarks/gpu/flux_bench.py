@@ -54,8 +54,8 @@ def load_pipeline(spec: str, device, dtype):
     modules = {name: load_module(source, name, device, dtype)
                for name in ("text_encoder", "text_encoder_2", "transformer", "vae")}
     pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(source.scheduler_config()),
-                        tokenizer=load_tokenizer(source, "tokenizer"), tokenizer_2=load_tokenizer(source, "tokenizer_2"),
-                        **modules)
+                        tokenizer=load_tokenizer(source, "tokenizer"),
+                        tokenizer_2=load_tokenizer(source, "tokenizer_2"), **modules)
     return pipe, source
 
 

@@ -1,8 +1,8 @@
 """CUDA graphs for the stage forwards: captured once per input shape, then replayed with one launch.
 
-In a Triton python-backend stub the interpreter is an embedded libpython, noticeably slower than a stand-alone
-`python3`; eager FLUX launches thousands of small kernels per step, so the CPU, not the GPU, set the pace there.
-A replayed graph costs the CPU almost nothing and runs the same kernels, so its results equal eager ones.
+In a Triton python-backend stub the interpreter is an embedded libpython, slower than a stand-alone `python3`, and
+the text encoders' many small kernels left their pace to the CPU (on an H200, T5 30.7 ms served eager, 13.4 ms
+replayed; BENCHMARKS.md). A replayed graph costs the CPU almost nothing and runs the same kernels.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 def external_references(html: str) -> list[str]:
     """What a page would fetch or run: scripts, and links, images, fonts or imports that are not data: URIs."""
     found = re.findall(r"<script\b", html, flags=re.IGNORECASE)
-    found += re.findall(r"""(?:src|href)\s*=\s*["'](?!data:|#)[^"']*|url\(\s*["']?(?!data:|#)[^)]*\)|@import[^;]*""", html)
+    found += re.findall(r"""(?:src|href)\s*=\s*["'](?!data:|#)[^"']*"""  # links and images
+                        r"""|url\(\s*["']?(?!data:|#)[^)]*\)|@import[^;]*""", html)  # CSS fetches
     return found
 
 

@@ -74,8 +74,9 @@ def infer_noop(grpc_url: str) -> None:
                          ids=["SIGINT-flux", "SIGTERM-noop"])
 def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal, repository, infer):
     processes_before, shm_before = triton_processes(), shm_segments()
+    repository_args = ["--model-repository", str(repository)] if repository else []
     process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
-                                 "--metrics-port", "0", *(["--model-repository", str(repository)] if repository else []))
+                                 "--metrics-port", "0", *repository_args)
     try:
         text = "\n".join(lines)
         assert "Triton is ready" in text, text

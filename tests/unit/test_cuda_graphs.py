@@ -54,7 +54,8 @@ def test_replayed_t5_equals_eager(monkeypatch):
 
 @pytest.mark.gpu
 def test_a_forward_that_cannot_be_captured_runs_eagerly():
-    cache = GraphCache(lambda x: x * float(x.sum().item()), torch.device("cuda", 0), enabled=True)  # .item() syncs: not capturable
+    # .item() synchronizes, which a capture cannot hold
+    cache = GraphCache(lambda x: x * float(x.sum().item()), torch.device("cuda", 0), enabled=True)
     x = torch.ones(4, device="cuda")
     assert torch.equal(cache(x), torch.full((4,), 4.0, device="cuda"))
     assert not cache.enabled and cache.failure
