@@ -114,7 +114,7 @@ MODEL_TENSORS: dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]] 
 ENV_WEIGHTS = "FLUX_ASYNC_WEIGHTS"  # weights folder, or "preset:flux1-schnell" / "preset:flux1-dev"
 ENV_DTYPE = "FLUX_ASYNC_DTYPE"  # "float32" | "bfloat16" | "float16"; default float32 on CPU, bfloat16 on GPU
 ENV_TORCH_THREADS = "FLUX_ASYNC_TORCH_THREADS"  # intra-op threads per model process (default 1)
-ENV_CUDA_GRAPHS = "FLUX_ASYNC_CUDA_GRAPHS"  # "1": stage forwards through CUDA graphs on a GPU (default eager)
+ENV_CUDA_GRAPHS = "FLUX_ASYNC_CUDA_GRAPHS"  # "0": stage forwards eager on a GPU (default: through CUDA graphs)
 ENV_TRACE = "FLUX_ASYNC_TRACE"  # "1": bls logs each request's part timings (FLUX_TRACE lines in the server log)
 
 TRITON_DTYPES = {"float32": "FP32", "bfloat16": "BF16", "float16": "FP16"}

@@ -8,6 +8,7 @@ does not reach it), and start in a neutral working directory (DESIGN.md §6). `T
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -79,10 +80,38 @@ def bundled_server() -> Path:
     return target
 
 
+def libpython_dir() -> str:
+    """A folder holding only links to this interpreter's libpython, for LD_LIBRARY_PATH.
+
+    Its LIBDIR itself would shadow every library in it for the stubs: where that is /usr/lib/x86_64-linux-gnu, torch
+    in a stub loaded other CUDA libraries than in-process and its attention fell back from cuDNN's kernels to
+    slower ones (BENCHMARKS.md, the GPU section). Falls back to LIBDIR where the links cannot be made.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    names = {sysconfig.get_config_var(key) for key in ("LDLIBRARY", "INSTSONAME")} - {None, ""}
+    sources = [Path(libdir) / name for name in names if (Path(libdir) / name).exists()]
+    if not sources:
+        return libdir
+    digest = hashlib.sha1(str(Path(libdir).resolve()).encode()).hexdigest()[:12]
+    target = cache_dir() / f"libpython-{digest}"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            link = target / source.name
+            if not (link.is_symlink() and link.resolve() == source.resolve()):
+                temporary = target / f".{source.name}.{os.getpid()}"
+                temporary.unlink(missing_ok=True)
+                temporary.symlink_to(source.resolve())
+                temporary.replace(link)  # atomic: parallel test sessions may race here
+    except OSError:
+        return libdir
+    return str(target)
+
+
 def stub_environment(base: dict | None = None) -> dict:
     """Environment for tritonserver and its stubs: this interpreter's libpython first, this venv's python3 on PATH."""
     env = dict(os.environ if base is None else base)
-    libdirs = [sysconfig.get_config_var("LIBDIR") or ""]
+    libdirs = [libpython_dir()]
     try:
         libdirs.append(str(Path(importlib.metadata.distribution("nvidia-pytriton").locate_file("nvidia_pytriton.libs"))))
     except importlib.metadata.PackageNotFoundError:

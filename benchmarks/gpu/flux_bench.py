@@ -24,6 +24,58 @@ GPU = torch.cuda.is_available()
 CUDA_GRAPHS = "1"  # --eager: "0"
 
 
+class GpuWatch:
+    """Samples SM clock, power, temperature and NVML's clock-event reasons every 100 ms while a part runs; `summary()`
+    gives medians over the busy samples (so two parts can be compared at the same clocks, or shown not to be)."""
+
+    def __init__(self):
+        import threading
+
+        self.samples, self._done, self._thread = [], threading.Event(), None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml, self._handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # CPU dry run
+            self._nvml = None
+
+    def _read(self) -> dict:
+        nvml, h = self._nvml, self._handle
+        reasons = nvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+        return {"sm_mhz": nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM),
+                "power_w": nvml.nvmlDeviceGetPowerUsage(h) / 1000, "temp_c": nvml.nvmlDeviceGetTemperature(h, 0),
+                "util": nvml.nvmlDeviceGetUtilizationRates(h).gpu, "power_cap": bool(reasons & 0x4),
+                "thermal": bool(reasons & (0x20 | 0x40 | 0x8))}
+
+    def __enter__(self):
+        import threading
+
+        def watch():
+            while not self._done.wait(0.1):
+                self.samples.append(self._read())
+
+        if self._nvml is not None:
+            self._thread = threading.Thread(target=watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self._thread:
+            self._thread.join()
+
+    def summary(self) -> dict:
+        busy = [s for s in self.samples if s["util"] >= 50]
+        if not busy:
+            return {"samples": len(self.samples)}
+        median = lambda key: statistics.median(s[key] for s in busy)  # noqa: E731
+        return {"busy_samples": len(busy), "sm_mhz_p50": median("sm_mhz"), "sm_mhz_min": min(s["sm_mhz"] for s in busy),
+                "power_w_p50": median("power_w"), "temp_c_max": max(s["temp_c"] for s in busy),
+                "power_capped_share": sum(s["power_cap"] for s in busy) / len(busy),
+                "thermal_share": sum(s["thermal"] for s in busy) / len(busy)}
+
+
 def sync() -> None:
     if GPU:
         torch.cuda.synchronize()
@@ -59,9 +111,9 @@ def load_pipeline(spec: str, device, dtype):
     return pipe, source
 
 
-def in_process(spec: str, size: int) -> dict:
+def in_process(spec: str, size: int, light: bool = False) -> dict:
     """FluxPipeline in this process with the same weights as the server: latency at batch 1 and 4, per-stage times,
-    peak memory."""
+    peak memory, and the GPU's clocks meanwhile. `light`: batch 1 and the transformer step only."""
     global SIZE
     SIZE = size
     device = torch.device("cuda", 0) if GPU else torch.device("cpu")
@@ -78,15 +130,19 @@ def in_process(spec: str, size: int) -> dict:
     result = {}
     if GPU:
         torch.cuda.reset_peak_memory_stats()
-    for batch in (1, 4):
-        ms = timed(lambda: generate(batch))
+    for batch in (1,) if light else (1, 4):
+        with GpuWatch() as watch:  # batch 1: as many back-to-back images as the served batch-1 row
+            ms = timed(lambda: generate(batch), runs=8 if batch == 1 else 3)
         result[f"batch{batch}_ms"] = ms
         result[f"batch{batch}_ms_per_image"] = ms / batch
+        result[f"batch{batch}_gpu"] = watch.summary()
         if GPU:
             result[f"batch{batch}_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    with torch.inference_mode():
-        result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
-        result["t5_ms"] = timed(lambda: pipe._get_t5_prompt_embeds(PROMPT, max_sequence_length=256, device=device))
+    with torch.inference_mode(), GpuWatch() as watch:
+        if not light:
+            result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
+            result["t5_ms"] = timed(lambda: pipe._get_t5_prompt_embeds(PROMPT, max_sequence_length=256,
+                                                                       device=device))
         latents = torch.randn(1, (SIZE // 16) ** 2, config.in_channels, device=device, dtype=dtype)
         embeds = torch.randn(1, 256, config.joint_attention_dim, device=device, dtype=dtype)
         pooled = torch.randn(1, config.pooled_projection_dim, device=device, dtype=dtype)
@@ -95,11 +151,14 @@ def in_process(spec: str, size: int) -> dict:
         result["dit_step_ms"] = timed(lambda: pipe.transformer(
             hidden_states=latents, timestep=torch.full((1,), 0.5, device=device, dtype=dtype), guidance=None,
             pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
-            return_dict=False))
-        scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        vae_latents = torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale, SIZE // scale, device=device,
-                                  dtype=dtype)
-        result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False))
+            return_dict=False), runs=12)
+        if not light:
+            scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+            vae_latents = torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale, SIZE // scale, device=device,
+                                      dtype=dtype)
+            result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False))
+    result["stages_gpu"] = watch.summary()
+    result["libraries"] = mapped_libraries("self")
     del pipe
     gc.collect()
     return result
@@ -118,6 +177,8 @@ def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
                       env={"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_CUDA_GRAPHS": CUDA_GRAPHS}) as server:
         results["server_start_s"] = time.perf_counter() - started
         results["memory"] = memory_per_image(server.grpc_url)  # first: the allocators have not grown yet
+        results["memory"]["per_process_mib"] = per_process_memory()
+        results["libraries"] = {model: mapped_libraries(pid) for pid, model in stub_models().items()}
         dump()
         for prompts in (1, 2, 4):
             for concurrency in (1, 2, 4):
@@ -133,17 +194,20 @@ def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
                                {"name": "measure", "executor": "constant-concurrency", "concurrency": concurrency,
                                 "requests": requests}]})
                 log_start = len(server.log_text())
-                report, _ = asyncio.run(run_scenario(scenario, RunOptions(progress=False, verify=False),
-                                                     Console(file=io.StringIO())))
+                with GpuWatch() as watch:
+                    report, _ = asyncio.run(run_scenario(scenario, RunOptions(progress=False, verify=False),
+                                                         Console(file=io.StringIO())))
                 measured = next(p for p in report["phases"] if p["name"] == "measure")
                 row = {"prompts_per_request": prompts, "concurrency": concurrency,
                        "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
                        "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
-                       "stages": measured.get("stages"), "bls_parts_ms": parts(server.log_text()[log_start:])}
+                       "stages": measured.get("stages"), "bls_parts_ms": parts(server.log_text()[log_start:]),
+                       "stage_device_ms": stage_traces(server.log_text()[log_start:]), "gpu": watch.summary()}
                 results["runs"].append(row)
                 dump()
                 print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "images_per_s")}
-                                 | {"p50": row["latency_ms"]["p50"]}), flush=True)
+                                 | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"],
+                                    "gpu": row["gpu"]}), flush=True)
         results["server_log_tail"] = server.log_text()[-2000:]
 
 
@@ -167,21 +231,81 @@ def parts(log: str) -> dict:
     return result
 
 
+def stage_traces(log: str) -> dict:
+    """Median device (CUDA-event) milliseconds of each stage model's forward by batch size, from FLUX_STAGE_TRACE."""
+    found: dict = {}
+    for line in log.splitlines():
+        if "FLUX_STAGE_TRACE " in line:
+            try:
+                trace = json.loads(line.split("FLUX_STAGE_TRACE ", 1)[1].rstrip('"').replace('\\"', '"'))
+            except ValueError:
+                continue
+            found.setdefault(f"{trace['model']}/{trace['items']}", []).append(trace.get("device_ms", trace["wall_ms"]))
+    return {key: {"calls": len(v), "median_ms": statistics.median(v)} for key, v in sorted(found.items())}
+
+
+def stub_models() -> dict:
+    """{pid: model name} of the python-backend stubs running now."""
+    import pathlib
+
+    found = {}
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"triton_python_backend_stub") and len(args) > 1:
+            found[proc.name] = pathlib.Path(args[1].decode()).parent.parent.name
+    return found
+
+
+def mapped_libraries(pid: str) -> list[str]:
+    """The CUDA math libraries a process has mapped (to show the stubs use the same cuBLAS as in-process)."""
+    try:
+        maps = open(f"/proc/{pid}/maps").read()
+    except OSError:
+        return []
+    return sorted({line.split()[-1] for line in maps.splitlines() if "cublas" in line or "libcudnn.so" in line})
+
+
+def per_process_memory() -> dict:
+    """GPU memory (MiB) of each process, stubs named by their model, from nvidia-smi."""
+    import subprocess
+
+    try:
+        rows = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names = stub_models()
+    usage = {}
+    for row in rows.strip().splitlines():
+        pid, mib = [x.strip() for x in row.split(",")]
+        usage[names.get(pid, f"pid {pid}")] = int(mib)
+    return usage
+
+
 def memory_per_image(url: str) -> dict:
-    """Whole-device memory peaks (pynvml) while batches of 1, 2, 4, 8 prompts run, in increasing order."""
+    """Whole-device memory peaks (pynvml) while batches of 1, 2, 4, 8 prompts run, in increasing order; a batch that
+    fails (out of memory on a smaller card) is recorded with its error, and larger ones are not tried."""
     import tritonclient.grpc as grpcclient
 
     from flux_async.bls_inputs import bls_inputs
     from flux_async.gpu import peak_memory_during
 
     client = grpcclient.InferenceServerClient(url)
-    peaks = {n: peak_memory_during(lambda: client.infer(
-        "bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
-                          num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600))
-             for n in (1, 2, 4, 8)}
-    return {"peak_gib": {n: v / 2**30 for n, v in peaks.items()},
-            "gib_per_added_image": {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**30
-                                    for a, b in ((1, 2), (2, 4), (4, 8))}}
+    peaks, failed = {}, {}
+    for n in (1, 2, 4, 8):
+        try:
+            peaks[n] = peak_memory_during(lambda: client.infer(
+                "bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
+                                  num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600))
+        except Exception as exc:
+            failed[n] = f"{type(exc).__name__}: {exc}"[:500]
+            break
+    pairs = [(a, b) for a, b in ((1, 2), (2, 4), (4, 8)) if a in peaks and b in peaks]
+    return {"peak_gib": {n: v / 2**30 for n, v in peaks.items()}, "failed": failed,
+            "gib_per_added_image": {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**30 for a, b in pairs}}
 
 
 def main() -> None:
@@ -191,6 +315,8 @@ def main() -> None:
     parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
     parser.add_argument("--size", type=int, default=SIZE)
     parser.add_argument("--eager", action="store_true", help="serve without CUDA graphs")
+    parser.add_argument("--in-process-after", action="store_true",
+                        help="time FluxPipeline (batch 1, transformer step) again after the served runs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     CUDA_GRAPHS = "0" if args.eager else "1"
@@ -210,6 +336,11 @@ def main() -> None:
     dump()
     report["served"] = {}
     served(args.tritonserver, args.weights_spec, report["served"], dump)
+    if args.in_process_after:  # the same GPU after minutes of load: are the clocks what they were?
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            report["in_process_after"] = pool.apply(in_process, (args.weights_spec, SIZE, True))
+        print(json.dumps(report["in_process_after"]), flush=True)
+        dump()
     one = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 1 and r["concurrency"] == 1)
     four = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 4 and r["concurrency"] == 1)
     report["overhead_ratio_batch1"] = one["latency_ms"]["p50"] / report["in_process"]["batch1_ms"]

@@ -3,6 +3,8 @@ one forward pass (same latent grid, same text length) are concatenated, run once
 
 from __future__ import annotations
 
+import json
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -28,6 +30,7 @@ class StageModel:
     def initialize(self, args=None):
         self.config, self.device, self.dtype, self.source = runtime.setup(args)
         self.stage = self.stage_class(self.source, self.device, self.dtype)
+        self.trace = runtime.parameter(self.config, "trace", contract.ENV_TRACE, "") not in ("", "0")
 
     def parse(self, request) -> tuple[tuple, dict]:
         """Return (group key, inputs with a leading batch dimension)."""
@@ -54,7 +57,7 @@ class StageModel:
         sizes = [_batch_size(items) for _, items in members]
         batch = {name: _concat([items[name] for _, items in members]) for name in members[0][1]}
         try:
-            outputs = self.run(key, batch)
+            outputs = self._traced_run(key, batch, sum(sizes)) if self.trace else self.run(key, batch)
         except torch.cuda.OutOfMemoryError as exc:  # this batch fails; the cache is freed and the model keeps serving
             torch.cuda.empty_cache()
             message = (f"{self.model_name} ran out of GPU memory for a batch of {sum(sizes)} item(s) of "
@@ -71,6 +74,23 @@ class StageModel:
         for (index, _), start, stop in zip(members, offsets[:-1], offsets[1:]):
             tensors = [runtime.output_tensor(name, value[start:stop]) for name, value in outputs.items()]
             responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _traced_run(self, key, batch, items: int) -> dict[str, torch.Tensor]:
+        """`run`, logging its wall time and, on a GPU, the device time between CUDA events around it."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        started = time.perf_counter()
+        outputs = self.run(key, batch)
+        trace = {"model": self.model_name, "items": items}
+        if cuda:
+            stop.record()
+            stop.synchronize()
+            trace["device_ms"] = round(start.elapsed_time(stop), 3)
+        trace["wall_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        pb_utils.Logger.log_info("FLUX_STAGE_TRACE " + json.dumps(trace))
+        return outputs
 
     def finalize(self):
         self.stage = None

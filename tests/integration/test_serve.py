@@ -130,6 +130,21 @@ def test_stub_preflight_names_a_mismatched_libpython(tmp_path):
         check_stub_links(stub, env)
 
 
+def test_stub_library_path_exposes_libpython_and_nothing_else_of_its_folder():
+    """LIBDIR itself on LD_LIBRARY_PATH would shadow every library beside libpython for torch in the stubs (on the GPU
+    image, /usr/lib/x86_64-linux-gnu: attention fell back from cuDNN's kernels). A folder of links to libpython only."""
+    from flux_async.server import libpython_dir, stub_environment
+
+    libdir = Path(sysconfig.get_config_var("LIBDIR"))
+    first = Path(stub_environment()["LD_LIBRARY_PATH"].split(os.pathsep)[0])
+    assert first == Path(libpython_dir()) and first != libdir
+    linked = {path.name: path.resolve() for path in first.iterdir()}
+    soname = sysconfig.get_config_var("INSTSONAME")
+    assert linked[soname] == (libdir / soname).resolve()
+    assert set(linked) <= {soname, sysconfig.get_config_var("LDLIBRARY")}
+    assert libpython_dir() == str(first)  # the same folder every time, links kept
+
+
 async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
     """The Python API: `async with TritonServer(...)` (here on a no-op model, which starts in seconds)."""
     import tritonclient.grpc.aio as grpc_aio

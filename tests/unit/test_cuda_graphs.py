@@ -16,9 +16,13 @@ def test_on_the_cpu_the_forward_runs_eagerly():
     assert torch.equal(cache(torch.ones(2)), torch.full((2,), 2.0)) and len(calls) == 1 and not cache.graphs
 
 
-def test_graphs_are_opt_in_on_a_gpu(monkeypatch):
+def test_graphs_are_on_by_default_on_a_gpu_and_can_be_turned_off(monkeypatch):
     monkeypatch.delenv("FLUX_ASYNC_CUDA_GRAPHS", raising=False)
-    assert not GraphCache(lambda x: x, torch.device("cuda", 0)).enabled
+    assert GraphCache(lambda x: x, torch.device("cuda", 0)).enabled
+    assert not GraphCache(lambda x: x, torch.device("cpu")).enabled
+    for off in ("0", "false", "NO"):
+        monkeypatch.setenv("FLUX_ASYNC_CUDA_GRAPHS", off)
+        assert not GraphCache(lambda x: x, torch.device("cuda", 0)).enabled
     monkeypatch.setenv("FLUX_ASYNC_CUDA_GRAPHS", "1")
     assert GraphCache(lambda x: x, torch.device("cuda", 0)).enabled
 

@@ -126,6 +126,23 @@ def test_dit_groups_requests_of_different_sizes(pb_utils, models, pipe):
         torch.testing.assert_close(output(response, "noise_pred"), output(alone, "noise_pred"), rtol=0, atol=1e-5)
 
 
+def test_traced_stage_logs_each_batch_and_answers_the_same(pb_utils, models, pipe, monkeypatch, capsys):
+    """FLUX_ASYNC_TRACE=1: one FLUX_STAGE_TRACE line per executed batch (wall time; device time on a GPU)."""
+    model = models["dit_transformer"]
+    inputs = [dit_inputs(pipe, 2, seed=4), dit_inputs(pipe, 1, seed=5)]
+    plain = model.execute([request(pb_utils, **x) for x in inputs])
+    monkeypatch.setattr(model, "trace", True)
+    capsys.readouterr()
+    traced = model.execute([request(pb_utils, **x) for x in inputs])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FLUX_STAGE_TRACE ")]
+    assert len(lines) == 1  # both requests share the grid: one batch of three items
+    trace = json.loads(lines[0].split(" ", 1)[1])
+    assert trace["model"] == "dit_transformer" and trace["items"] == 3 and trace["wall_ms"] > 0
+    assert "device_ms" not in trace  # CPU: no CUDA events
+    for a, b in zip(plain, traced):
+        assert torch.equal(output(a, "noise_pred"), output(b, "noise_pred"))
+
+
 def test_vae_decoder_direct(pb_utils, models):
     latents = torch.randn(2, 16, 16, 12, generator=torch.Generator().manual_seed(0)).numpy()
     [response] = models["vae_decoder"].execute([request(pb_utils, latents=latents)])
