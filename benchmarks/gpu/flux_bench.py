@@ -165,10 +165,8 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
 
 
 def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
-    from rich.console import Console
-
-    from flux_async.runner import RunOptions, run_scenario
-    from flux_async.scenario import parse_scenario
+    """Start the server on `spec`, measure memory per image, then every row: prompts {1, 2, 4} x concurrency {1, 2, 4}
+    over gRPC, and 1 and 4 prompts at concurrency 1 over HTTP (the images' way back costs differ)."""
     from flux_async.server import TritonServer
 
     results["runs"] = []
@@ -180,35 +178,47 @@ def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
         results["memory"]["per_process_mib"] = per_process_memory()
         results["libraries"] = {model: mapped_libraries(pid) for pid, model in stub_models().items()}
         dump()
-        for prompts in (1, 2, 4):
-            for concurrency in (1, 2, 4):
-                requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
-                scenario = parse_scenario({
-                    "name": f"gpu-{prompts}p-c{concurrency}",
-                    "target": {"url": server.grpc_url, "request_timeout": "300s"}, "verify": False,
-                    "workload": {"prompts": [PROMPT, "A lighthouse at dusk", "A bowl of ramen", "A red bicycle"],
-                                 "seed": 1, "steps": STEPS, "guidance": 0.0, "size": f"{SIZE}x{SIZE}",
-                                 "max_sequence_length": 256, "prompts_per_request": prompts},
-                    "phases": [{"name": "warm-up", "executor": "constant-concurrency", "concurrency": concurrency,
-                                "requests": concurrency, "warmup": True},
-                               {"name": "measure", "executor": "constant-concurrency", "concurrency": concurrency,
-                                "requests": requests}]})
-                log_start = len(server.log_text())
-                with GpuWatch() as watch:
-                    report, _ = asyncio.run(run_scenario(scenario, RunOptions(progress=False, verify=False),
-                                                         Console(file=io.StringIO())))
-                measured = next(p for p in report["phases"] if p["name"] == "measure")
-                row = {"prompts_per_request": prompts, "concurrency": concurrency,
-                       "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
-                       "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
-                       "stages": measured.get("stages"), "bls_parts_ms": parts(server.log_text()[log_start:]),
-                       "stage_device_ms": stage_traces(server.log_text()[log_start:]), "gpu": watch.summary()}
-                results["runs"].append(row)
-                dump()
-                print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "images_per_s")}
-                                 | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"],
-                                    "gpu": row["gpu"]}), flush=True)
+        rows = [(p, c, "grpc") for p in (1, 2, 4) for c in (1, 2, 4)] + [(1, 1, "http"), (4, 1, "http")]
+        for prompts, concurrency, protocol in rows:
+            row = measure_row(server, prompts, concurrency, protocol)
+            results["runs"].append(row)
+            dump()
+            print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "protocol", "images_per_s")}
+                             | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"],
+                                "gpu": row["gpu"]}), flush=True)
         results["server_log_tail"] = server.log_text()[-2000:]
+
+
+def measure_row(server, prompts: int, concurrency: int, protocol: str) -> dict:
+    """One closed-loop flux_async run (a warm-up phase, then the measured one) and what the server logged meanwhile."""
+    from rich.console import Console
+
+    from flux_async.runner import RunOptions, run_scenario
+    from flux_async.scenario import parse_scenario
+
+    requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    scenario = parse_scenario({
+        "name": f"gpu-{prompts}p-c{concurrency}-{protocol}",
+        "target": {"url": url, "protocol": protocol, "request_timeout": "300s"}, "verify": False,
+        "workload": {"prompts": [PROMPT, "A lighthouse at dusk", "A bowl of ramen", "A red bicycle"],
+                     "seed": 1, "steps": STEPS, "guidance": 0.0, "size": f"{SIZE}x{SIZE}",
+                     "max_sequence_length": 256, "prompts_per_request": prompts},
+        "phases": [{"name": "warm-up", "executor": "constant-concurrency", "concurrency": concurrency,
+                    "requests": concurrency, "warmup": True},
+                   {"name": "measure", "executor": "constant-concurrency", "concurrency": concurrency,
+                    "requests": requests}]})
+    log_start = len(server.log_text())
+    with GpuWatch() as watch:
+        report, _ = asyncio.run(run_scenario(scenario, RunOptions(progress=False, verify=False),
+                                             Console(file=io.StringIO())))
+    measured = next(p for p in report["phases"] if p["name"] == "measure")
+    log = server.log_text()[log_start:]
+    return {"prompts_per_request": prompts, "concurrency": concurrency, "protocol": protocol,
+            "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
+            "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
+            "stages": measured.get("stages"), "bls_parts_ms": parts(log), "stage_device_ms": stage_traces(log),
+            "gpu": watch.summary()}
 
 
 def parts(log: str) -> dict:
@@ -341,11 +351,17 @@ def main() -> None:
             report["in_process_after"] = pool.apply(in_process, (args.weights_spec, SIZE, True))
         print(json.dumps(report["in_process_after"]), flush=True)
         dump()
-    one = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 1 and r["concurrency"] == 1)
-    four = next(r for r in report["served"]["runs"] if r["prompts_per_request"] == 4 and r["concurrency"] == 1)
+    def row(prompts):
+        return next(r for r in report["served"]["runs"]
+                    if (r["prompts_per_request"], r["concurrency"], r.get("protocol", "grpc")) == (prompts, 1, "grpc"))
+
+    one, four = row(1), row(4)
     report["overhead_ratio_batch1"] = one["latency_ms"]["p50"] / report["in_process"]["batch1_ms"]
     report["images_per_s_gain_4_vs_1"] = four["images_per_s"] / one["images_per_s"]
-    print(json.dumps({k: report[k] for k in ("overhead_ratio_batch1", "images_per_s_gain_4_vs_1")}), flush=True)
+    report["in_process_images_per_s_gain_4_vs_1"] = (report["in_process"]["batch1_ms"]
+                                                     / report["in_process"]["batch4_ms_per_image"])
+    print(json.dumps({k: report[k] for k in ("overhead_ratio_batch1", "images_per_s_gain_4_vs_1",
+                                             "in_process_images_per_s_gain_4_vs_1")}), flush=True)
     dump()
 
 
