@@ -166,7 +166,8 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
 
 def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
     """Start the server on `spec`, measure memory per image, then every row: prompts {1, 2, 4} x concurrency {1, 2, 4}
-    over gRPC, and 1 and 4 prompts at concurrency 1 over HTTP (the images' way back costs differ)."""
+    over gRPC. (The device image lacks tritonclient's HTTP dependencies, and the carried wheels are near the tool's
+    size limit.)"""
     from flux_async.server import TritonServer
 
     results["runs"] = []
@@ -178,18 +179,17 @@ def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
         results["memory"]["per_process_mib"] = per_process_memory()
         results["libraries"] = {model: mapped_libraries(pid) for pid, model in stub_models().items()}
         dump()
-        rows = [(p, c, "grpc") for p in (1, 2, 4) for c in (1, 2, 4)] + [(1, 1, "http"), (4, 1, "http")]
-        for prompts, concurrency, protocol in rows:
-            row = measure_row(server, prompts, concurrency, protocol)
+        for prompts, concurrency in [(p, c) for p in (1, 2, 4) for c in (1, 2, 4)]:
+            row = measure_row(server, prompts, concurrency)
             results["runs"].append(row)
             dump()
-            print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "protocol", "images_per_s")}
+            print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "images_per_s")}
                              | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"],
                                 "gpu": row["gpu"]}), flush=True)
         results["server_log_tail"] = server.log_text()[-2000:]
 
 
-def measure_row(server, prompts: int, concurrency: int, protocol: str) -> dict:
+def measure_row(server, prompts: int, concurrency: int) -> dict:
     """One closed-loop flux_async run (a warm-up phase, then the measured one) and what the server logged meanwhile."""
     from rich.console import Console
 
@@ -197,10 +197,9 @@ def measure_row(server, prompts: int, concurrency: int, protocol: str) -> dict:
     from flux_async.scenario import parse_scenario
 
     requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
-    url = server.grpc_url if protocol == "grpc" else server.http_url
     scenario = parse_scenario({
-        "name": f"gpu-{prompts}p-c{concurrency}-{protocol}",
-        "target": {"url": url, "protocol": protocol, "request_timeout": "300s"}, "verify": False,
+        "name": f"gpu-{prompts}p-c{concurrency}",
+        "target": {"url": server.grpc_url, "request_timeout": "300s"}, "verify": False,
         "workload": {"prompts": [PROMPT, "A lighthouse at dusk", "A bowl of ramen", "A red bicycle"],
                      "seed": 1, "steps": STEPS, "guidance": 0.0, "size": f"{SIZE}x{SIZE}",
                      "max_sequence_length": 256, "prompts_per_request": prompts},
@@ -214,7 +213,7 @@ def measure_row(server, prompts: int, concurrency: int, protocol: str) -> dict:
                                              Console(file=io.StringIO())))
     measured = next(p for p in report["phases"] if p["name"] == "measure")
     log = server.log_text()[log_start:]
-    return {"prompts_per_request": prompts, "concurrency": concurrency, "protocol": protocol,
+    return {"prompts_per_request": prompts, "concurrency": concurrency,
             "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
             "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
             "stages": measured.get("stages"), "bls_parts_ms": parts(log), "stage_device_ms": stage_traces(log),
@@ -352,8 +351,7 @@ def main() -> None:
         print(json.dumps(report["in_process_after"]), flush=True)
         dump()
     def row(prompts):
-        return next(r for r in report["served"]["runs"]
-                    if (r["prompts_per_request"], r["concurrency"], r.get("protocol", "grpc")) == (prompts, 1, "grpc"))
+        return next(r for r in report["served"]["runs"] if (r["prompts_per_request"], r["concurrency"]) == (prompts, 1))
 
     one, four = row(1), row(4)
     report["overhead_ratio_batch1"] = one["latency_ms"]["p50"] / report["in_process"]["batch1_ms"]
