@@ -290,8 +290,15 @@ def per_process_memory() -> dict:
     usage = {}
     for row in rows.strip().splitlines():
         pid, mib = [x.strip() for x in row.split(",")]
-        usage[names.get(pid, f"pid {pid}")] = int(mib)
+        usage[names.get(pid) or _command_name(pid)] = int(mib)
     return usage
+
+
+def _command_name(pid: str) -> str:
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return f"pid {pid}"
 
 
 def memory_per_image(url: str) -> dict:
