@@ -26,15 +26,13 @@ ENV_KEYS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "CUDA_MODULE_LOADING", "CUDA_DEVICE
             "PYTORCH_CUDA_ALLOC_CONF", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "NVIDIA_TF32_OVERRIDE")
 
 
-def probe(spec: str, size: int, runs: int = 12, threads: int | None = None) -> dict:
+def probe(spec: str, size: int, runs: int = 12) -> dict:
     """Median CUDA-event milliseconds of one transformer step at batch 1 (random bf16 inputs, 256 text tokens), the
     top kernels of one profiled step, and the torch settings and environment it ran under."""
     from diffusers import FluxPipeline
 
     from flux_async.pipeline.weights import load_module, resolve_weights
 
-    if threads:
-        torch.set_num_threads(threads)
     gpu = torch.cuda.is_available()
     device, dtype = (torch.device("cuda", 0), torch.bfloat16) if gpu else (torch.device("cpu"), torch.float32)
     if "transformer" not in _LOADED:
@@ -73,9 +71,12 @@ def probe(spec: str, size: int, runs: int = 12, threads: int | None = None) -> d
     return result
 
 
-def cuda_libraries() -> list[str]:
-    """The CUDA libraries (cuBLAS, cuDNN and its engines, NVRTC, ...) this process has mapped."""
-    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+def cuda_libraries(pid: str = "self") -> list[str]:
+    """The CUDA libraries (cuBLAS, cuDNN and its engines, NVRTC, ...) a process has mapped."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        maps = ""
     keys = ("cublas", "cudnn", "nvrtc", "cudart", "nvJitLink", "cufft", "curand")
     return sorted({line.split()[-1] for line in maps.splitlines() if any(k in line for k in keys)})
 
@@ -109,8 +110,8 @@ class TritonPythonModel:
     def execute(self, requests):
         out = []
         for request in requests:
-            threads = int(pb_utils.get_input_tensor_by_name(request, "threads").as_numpy().reshape(-1)[0])
-            result = dit_gap.probe({spec!r}, {size}, threads=threads or None)
+            runs = int(pb_utils.get_input_tensor_by_name(request, "runs").as_numpy().reshape(-1)[0])
+            result = dit_gap.probe({spec!r}, {size}, runs)
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor(
                 "result", np.array([json.dumps(result).encode()], dtype=np.object_))]))
         return out
@@ -119,7 +120,7 @@ class TritonPythonModel:
 CONFIG = '''name: "dit_probe"
 backend: "python"
 max_batch_size: 0
-input [ { name: "threads" data_type: TYPE_INT32 dims: [ 1 ] } ]
+input [ { name: "runs" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "result" data_type: TYPE_STRING dims: [ 1 ] } ]
 instance_group [ { count: 1 kind: %s } ]
 '''
@@ -136,20 +137,20 @@ def probe_repository(spec: str, size: int) -> Path:
     return root
 
 
-def in_stub(server, threads: int = 0) -> dict:
+def in_stub(server, runs: int = 12) -> dict:
     import numpy as np
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    value = grpcclient.InferInput("threads", [1], "INT32")
-    value.set_data_from_numpy(np.array([threads], dtype=np.int32))
+    value = grpcclient.InferInput("runs", [1], "INT32")
+    value.set_data_from_numpy(np.array([runs], dtype=np.int32))
     result = client.infer("dit_probe", [value], client_timeout=900).as_numpy("result")[0]
     return json.loads(result)
 
 
-def in_plain_process(spec: str, size: int, threads: int | None = None) -> dict:
+def in_plain_process(spec: str, size: int, runs: int = 12) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(probe, (spec, size, 12, threads))
+        return pool.apply(probe, (spec, size, runs))
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ class BlsModel:
         self.tokenizer_2 = load_tokenizer(self.source, "tokenizer_2")
         self.max_pixels = int(runtime.parameter(self.config, "max_pixels_per_request", contract.ENV_MAX_PIXELS,
                                                 str(contract.DEFAULT_MAX_PIXELS_PER_REQUEST)))
-        self.trace = runtime.parameter(self.config, "trace", contract.ENV_TRACE, "") not in ("", "0")
+        self.trace = runtime.trace_enabled(self.config)
 
     def _t5_token_count(self, prompt: str) -> int:
         return len(self.tokenizer_2(prompt).input_ids)

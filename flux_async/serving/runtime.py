@@ -30,6 +30,11 @@ def parameter(config: dict, key: str, env: str | None = None, default: str | Non
     return os.environ.get(env, default) if env else default
 
 
+def trace_enabled(config: dict) -> bool:
+    """FLUX_ASYNC_TRACE (or the `trace` parameter) asks for per-request and per-batch timings in the server log."""
+    return parameter(config, "trace", contract.ENV_TRACE, "") not in ("", "0")
+
+
 def setup(args: dict | None) -> tuple[dict, torch.device, torch.dtype, WeightsSource]:
     """Config, device, compute dtype and weights for a model instance; also limits torch's threads."""
     config = parse_args(args)

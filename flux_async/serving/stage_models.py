@@ -30,7 +30,7 @@ class StageModel:
     def initialize(self, args=None):
         self.config, self.device, self.dtype, self.source = runtime.setup(args)
         self.stage = self.stage_class(self.source, self.device, self.dtype)
-        self.trace = runtime.parameter(self.config, "trace", contract.ENV_TRACE, "") not in ("", "0")
+        self.trace = runtime.trace_enabled(self.config)
 
     def parse(self, request) -> tuple[tuple, dict]:
         """Return (group key, inputs with a leading batch dimension)."""
