@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for readiness")
     serve.add_argument("--cuda-memory-pool-mb", type=_positive, default=1024,
                        help="Triton's CUDA memory pool per GPU, through which BLS tensors travel (default 1024)")
+    serve.add_argument("--gpus", default=None, metavar="LIST",
+                       help="one server per GPU, each seeing only its own: 'all' or indices such as 0,1; server i "
+                            "listens on each port + 10*i (default: one server seeing every GPU)")
 
     run = commands.add_parser("run", help="replay a YAML scenario against Triton and report")
     run.add_argument("scenario", type=Path)
@@ -136,42 +139,52 @@ def cmd_make_tiny_flux(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from .fleet import ServerFleet, nvml_gpu_count, parse_gpus
     from .pipeline.weights import resolve_weights
     from .server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
 
     try:
         resolve_weights(args.weights)
+        gpus = parse_gpus(args.gpus, nvml_gpu_count()) if args.gpus is not None else None
+        config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
+                              http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                              tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
+                              torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
+                              cuda_memory_pool_mb=args.cuda_memory_pool_mb)
+        service = ServerFleet(gpus, config) if gpus else TritonServer(config)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"flux_async serve: error: --weights: {exc}", file=sys.stderr)
+        message = str(exc) if str(exc).startswith("--") else f"--weights: {exc}"
+        print(f"flux_async serve: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-
-    config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
-                          http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                          tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
-                          torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
-                          cuda_memory_pool_mb=args.cuda_memory_pool_mb)
-    server = TritonServer(config)
+    servers = service.servers if gpus else [service]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"flux_async: starting tritonserver (model repository {config.model_repository})", flush=True)
+    what = f"{len(servers)} tritonservers, one per GPU ({','.join(gpus)})" if gpus else "tritonserver"
+    print(f"flux_async: starting {what} (model repository {config.model_repository})", flush=True)
     try:
-        server.start()
+        service.start()
     except ServerError as exc:
         print(f"flux_async: server failed to start: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     if stop.is_set():
-        server.stop()
+        service.stop()
         return EXIT_OK
-    print(f"flux_async: Triton is ready\n  HTTP     {server.http_url}\n  gRPC     {server.grpc_url}\n"
-          f"  metrics  {server.metrics_url}\n  log      {server.log_path}\nPress Ctrl-C to stop.", flush=True)
+    for index, server in enumerate(servers):
+        title = f"Triton on GPU {gpus[index]} is ready" if gpus else "Triton is ready"
+        print(f"flux_async: {title}\n  HTTP     {server.http_url}\n  gRPC     {server.grpc_url}\n"
+              f"  metrics  {server.metrics_url}\n  log      {server.log_path}", flush=True)
+    if gpus:
+        print(f"flux_async: every server: --url {','.join(s.grpc_url for s in servers)}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
     code = EXIT_OK
     while not stop.wait(0.5):
-        if server.process is None or server.process.poll() is not None:
-            print(f"flux_async: tritonserver exited unexpectedly; log: {server.log_path}", file=sys.stderr)
+        dead = [s for s in servers if s.process is None or s.process.poll() is not None]
+        if dead:
+            print(f"flux_async: tritonserver exited unexpectedly; log: {dead[0].log_path}", file=sys.stderr)
             code = EXIT_FAILED
             break
-    server.stop()
+    service.stop()
     print("flux_async: server stopped", flush=True)
     return code
 

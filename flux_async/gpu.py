@@ -41,9 +41,10 @@ class GpuSampler:
         return self.sample()
 
 
-def visible_gpu_count() -> int:
-    """How many GPUs a CUDA process started from here would see (CUDA_VISIBLE_DEVICES respected; 0 without NVML)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+def visible_gpu_count(visible: str | None = None) -> int:
+    """How many GPUs a CUDA process would see given its CUDA_VISIBLE_DEVICES (default: this process's; unset: every
+    GPU NVML finds, 0 without NVML)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
     return len(GpuSampler().sample())

@@ -30,6 +30,7 @@ from . import contract
 from .pipeline.weights import cache_dir
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "triton_models"
+sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
 
 
 class ServerError(RuntimeError):
@@ -99,10 +100,9 @@ def libpython_dir() -> str:
         for source in sources:
             link = target / source.name
             if not (link.is_symlink() and link.resolve() == source.resolve()):
-                temporary = target / f".{source.name}.{os.getpid()}"
-                temporary.unlink(missing_ok=True)
+                temporary = target / f".{source.name}.{uuid.uuid4().hex}"
                 temporary.symlink_to(source.resolve())
-                temporary.replace(link)  # atomic: parallel test sessions may race here
+                temporary.replace(link)  # atomic: parallel sessions, or a fleet's threads, may race here
     except OSError:
         return libdir
     return str(target)
@@ -223,12 +223,14 @@ class TritonServer:
                 *(["--load-model=*"] if cfg.model_control_mode == "explicit" else []), *cfg.extra_args]
 
     def _cuda_pool_args(self) -> list[str]:
-        """One CUDA memory pool per visible GPU. BLS tensors on a GPU travel through it (Triton's default, 64 MiB, is
-        smaller than one batch of 1024² images, and a tensor that does not fit takes a slower path)."""
+        """One CUDA memory pool per GPU the server sees (its own CUDA_VISIBLE_DEVICES, e.g. a fleet member's). BLS
+        tensors on a GPU travel through it (Triton's default, 64 MiB, is smaller than one batch of 1024² images, and
+        a tensor that does not fit takes a slower path)."""
         from .gpu import visible_gpu_count
 
         size = self.config.cuda_memory_pool_mb * 2**20
-        return [f"--cuda-memory-pool-byte-size={gpu}:{size}" for gpu in range(visible_gpu_count())]
+        count = visible_gpu_count(self.config.env.get("CUDA_VISIBLE_DEVICES"))
+        return [f"--cuda-memory-pool-byte-size={gpu}:{size}" for gpu in range(count)]
 
     def _locate(self) -> tuple[Path, Path]:
         """(tritonserver binary, backends folder): a given binary uses the backends/ beside its bin/ folder."""

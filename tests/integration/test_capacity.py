@@ -43,6 +43,32 @@ async def test_search_finds_one_over_the_service_time(sleeper_server, tmp_path):
     assert json.loads((tmp_path / "c.json").read_text())["capacity"]["max_rate_per_s"] == capacity["max_rate_per_s"]
 
 
+async def test_two_servers_behind_one_target_double_the_capacity(tiny_weights, tmp_path):
+    """The multi-GPU layout on a CPU: a fleet of two sleeper servers (one per "GPU"), load spread by least in flight.
+    Each serves 10 requests/s, so the search must find ~20/s, and both servers must have taken a fair share."""
+    import tritonclient.grpc as grpcclient
+
+    from flux_async.fleet import ServerFleet
+    from flux_async.server import ServerConfig
+
+    with ServerFleet(["0", "1"], ServerConfig(model_repository=SLEEPER, weights=str(tiny_weights))) as fleet:
+        scenario = parse_scenario({
+            "name": "sleeper-fleet", "target": {"urls": fleet.grpc_urls, "model": "sleeper",
+                                                "balance": "least-in-flight"},
+            "workload": {"prompts": ["a"], "size": "64x64"}, "verify": False,
+            "capacity": {"start": 4, "max": 80, "step_duration": "3s", "min_requests": 20, "repeats": 1,
+                         "precision": 0.05, "warmup": False}})
+        report, code = await run_capacity(scenario, RunOptions(), ["p(99) < 300ms"], {},
+                                          Console(file=open(tmp_path / "out.txt", "w"), width=160))
+        counts = [int(grpcclient.InferenceServerClient(url).get_inference_statistics("sleeper")
+                      .model_stats[0].inference_count) for url in fleet.grpc_urls]
+    capacity = report["capacity"]
+    assert code == 0 and capacity["bounded_by"] == "the SLO"
+    assert 17 <= capacity["max_rate_per_s"] <= 23, capacity["max_rate_per_s"]
+    assert min(counts) >= 0.4 * sum(counts), counts
+    assert report["target"]["url"] == ",".join(f"grpc://{url}" for url in fleet.grpc_urls)
+
+
 async def test_capacity_command_prints_steps_and_writes_json_plot_and_html(triton_server, tmp_path, inspect_html):
     result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", "scenarios/capacity.yaml", "--slo",
                              "p(99) < 2s", "--url", triton_server.grpc_url, "--step-duration", "2", "--repeats", "1",

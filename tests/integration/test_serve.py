@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,88 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
     assert shm_segments() - shm_before == set(), "serve left /dev/shm segments behind"
 
 
+def free_port_block(offsets: list[int]) -> int:
+    """A base port whose base + each offset is free on localhost now."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        try:
+            for offset in offsets:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports")
+
+
+def process_environment(pid: int) -> dict:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(pair.decode(errors="replace").split("=", 1) for pair in pairs if b"=" in pair)
+
+
+def test_serve_gpus_runs_one_server_per_gpu_each_seeing_only_its_own(tiny_weights):
+    """`serve --gpus 0,1`: two servers on the base ports and base + 10, each with CUDA_VISIBLE_DEVICES set to its GPU
+    (and one CUDA pool, device 0 of what it sees); both serve; Ctrl-C stops both and their stubs."""
+    processes_before, shm_before = triton_processes(), shm_segments()
+    base = free_port_block([0, 1, 2, 10, 11, 12])
+    process, lines = start_serve("--gpus", "0,1", "--model-repository", str(NOOP), "--weights", str(tiny_weights),
+                                 "--http-port", str(base), "--grpc-port", str(base + 1),
+                                 "--metrics-port", str(base + 2))
+    try:
+        text = "\n".join(lines)
+        assert "Triton on GPU 0 is ready" in text and "Triton on GPU 1 is ready" in text, text
+        grpc_urls = re.findall(r"gRPC\s+(\S+)", text)
+        assert grpc_urls == [f"localhost:{base + 1}", f"localhost:{base + 11}"]
+        assert f"every server: --url localhost:{base + 1},localhost:{base + 11}" in text
+        servers = {}
+        for pid in triton_processes() - processes_before:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            port = next((a.split("=")[1] for a in args if a.startswith("--grpc-port=")), None)
+            if port:
+                servers[int(port)] = (process_environment(pid)["CUDA_VISIBLE_DEVICES"],
+                                      [a for a in args if a.startswith("--cuda-memory-pool")])
+        pool = "--cuda-memory-pool-byte-size=0:1073741824"
+        assert servers == {base + 1: ("0", [pool]), base + 11: ("1", [pool])}
+        for url in grpc_urls:
+            infer_noop(url)
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 0 and "server stopped" in rest, rest
+    assert triton_processes() - processes_before == set(), "a server or stub outlived serve --gpus"
+    assert shm_segments() - shm_before == set()
+
+
+def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(tiny_weights):
+    import socket
+
+    from flux_async.fleet import ServerFleet
+    from flux_async.server import ServerConfig, ServerError
+
+    processes_before = triton_processes()
+    base = free_port_block([0, 1, 2, 10, 11, 12])
+    with socket.socket() as taken:  # the second server's gRPC port
+        taken.bind(("127.0.0.1", base + 11))
+        taken.listen()
+        fleet = ServerFleet(["0", "1"], ServerConfig(model_repository=NOOP, weights=str(tiny_weights), http_port=base,
+                                                     grpc_port=base + 1, metrics_port=base + 2,
+                                                     startup_timeout_s=120))
+        with pytest.raises(ServerError, match="the server on GPU 1 did not start") as failure:
+            fleet.start()
+    assert "the server on GPU 0" not in str(failure.value)
+    assert all(server.process is None for server in fleet.servers)
+    assert triton_processes() - processes_before == set()
+
+
+def test_serve_rejects_a_bad_gpu_list_with_exit_2():
+    result = subprocess.run([sys.executable, "-m", "flux_async", "serve", "--gpus", "0,zero"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--gpus must be 'all' or comma-separated GPU indices" in result.stderr
+
+
 def test_serve_exits_3_when_a_model_cannot_load(tmp_path, tiny_weights):
     """A model whose model.py fails to import: exit 3, the reason and the log's tail on stderr."""
     broken = tmp_path / "repository" / "broken" / "1"
@@ -143,6 +226,29 @@ def test_stub_library_path_exposes_libpython_and_nothing_else_of_its_folder():
     assert linked[soname] == (libdir / soname).resolve()
     assert set(linked) <= {soname, sysconfig.get_config_var("LDLIBRARY")}
     assert libpython_dir() == str(first)  # the same folder every time, links kept
+
+
+def test_libpython_links_survive_threads_making_them_at_once(tmp_path, monkeypatch):
+    """A fleet starts its servers from threads of one process: each must get the links folder, none the fallback."""
+    import threading
+
+    from flux_async.server import libpython_dir
+
+    monkeypatch.setenv("FLUX_ASYNC_CACHE", str(tmp_path))
+    for attempt in range(20):
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        barrier, results = threading.Barrier(8), []
+
+        def make():
+            barrier.wait()
+            results.append(libpython_dir())
+
+        threads = [threading.Thread(target=make) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(results)) == 1 and Path(results[0]).parent == tmp_path, (attempt, set(results))
 
 
 async def test_async_context_manager_starts_serves_and_stops(tiny_weights):

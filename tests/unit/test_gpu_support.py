@@ -32,3 +32,40 @@ def test_peak_memory_is_the_highest_reading_while_the_call_runs():
     import time
 
     assert peak_memory_during(lambda: time.sleep(0.1), RisingSampler(), period_s=0.001) == 700
+
+
+def test_a_server_pinned_to_one_gpu_asks_for_one_pool_whatever_this_process_sees(monkeypatch):
+    """A fleet member's CUDA_VISIBLE_DEVICES (its config's env) decides its pools, not the launcher's."""
+    pools = [a for a in command(monkeypatch, "0,1,2,3", env={"CUDA_VISIBLE_DEVICES": "2"})
+             if a.startswith("--cuda-memory-pool")]
+    assert pools == ["--cuda-memory-pool-byte-size=0:1073741824"]
+
+
+def test_gpu_lists_are_checked_against_the_machine():
+    import pytest
+
+    from flux_async.fleet import parse_gpus
+
+    assert parse_gpus("all", available=4) == ["0", "1", "2", "3"]
+    assert parse_gpus(" 1, 03 ", available=4) == ["1", "3"]
+    assert parse_gpus("0,1", available=None) == ["0", "1"]  # no NVML: taken as given
+    for text, available, message in [("0,4", 4, r"--gpus 4: this machine has 4 GPU\(s\), indices 0 to 3"),
+                                     ("0,0", 2, "lists a GPU twice"), ("a", 2, "comma-separated GPU indices"),
+                                     ("", 2, "comma-separated GPU indices"), ("-1", 2, "comma-separated"),
+                                     ("all", 0, "no GPU that NVML can see")]:
+        with pytest.raises(ValueError, match=message):
+            parse_gpus(text, available=available)
+
+
+def test_fleet_members_see_only_their_gpu_on_strided_ports():
+    import pytest
+
+    from flux_async.fleet import ServerFleet, member_port
+    from flux_async.server import ServerConfig
+
+    fleet = ServerFleet(["1", "3"], ServerConfig(http_port=8000, grpc_port=8001, metrics_port=0, env={"A": "b"}))
+    configs = [server.config for server in fleet.servers]
+    assert [(c.http_port, c.grpc_port, c.metrics_port) for c in configs] == [(8000, 8001, 0), (8010, 8011, 0)]
+    assert [c.env for c in configs] == [{"A": "b", "CUDA_VISIBLE_DEVICES": "1"}, {"A": "b", "CUDA_VISIBLE_DEVICES": "3"}]
+    with pytest.raises(ValueError, match="above 65535"):
+        member_port(65530, 1)

@@ -1,0 +1,208 @@
+"""Multi-GPU scale-out: one Triton per GPU (flux_async.fleet), and `capacity` against 1, 2, 4 ... of them.
+
+Starts a fleet on the first max(--counts) GPUs, records where each server's models sit (nvidia-smi, per GPU), checks
+that every server makes the same image for the same request, warms every server, then runs the capacity search of
+scenarios/capacity-gpu.yaml (start, max and max_in_flight scaled by the GPU count) for each count, and writes
+capacity, scaling efficiency, the load generator's CPU per request and each GPU's utilization to --out after every
+part. Run by run_scale_bench.sh. A dry run on a CPU (tiny weights; "GPUs" are labels) checks the script itself:
+    uv run python benchmarks/gpu/scale_bench.py --weights-spec TINY_DIR --size 128 --counts 1,2 --rate-per-gpu 2 \
+        --out /tmp/scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import resource
+import statistics
+import subprocess
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "capacity-gpu.yaml"
+SLO = "p(99) < 2s"
+
+
+class UtilizationWatch:
+    """Samples every GPU's utilization twice a second while a part runs; `summary()` gives each GPU's median."""
+
+    def __init__(self):
+        from flux_async.gpu import GpuSampler
+
+        self.sampler, self.samples, self._done = GpuSampler(), [], threading.Event()
+
+    def __enter__(self):
+        def watch():
+            while not self._done.wait(0.5):
+                self.samples.append([g["utilization_pct"] for g in self.sampler.sample()])
+
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples or not self.samples[0]:
+            return {}
+        return {f"gpu{i}_util_pct_p50": statistics.median(s[i] for s in self.samples) for i in range(len(self.samples[0]))}
+
+
+def placement() -> dict:
+    """{GPU index: {process: MiB}}: where each server's stubs and the servers themselves hold memory (nvidia-smi)."""
+    from flux_bench import stub_models  # this script's folder is on sys.path
+
+    def query(what: str) -> list[list[str]]:
+        try:
+            out = subprocess.run(["nvidia-smi", f"--query-{what}", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [[x.strip() for x in row.split(",")] for row in out.strip().splitlines()]
+
+    index = {uuid: i for i, uuid in query("gpu=index,uuid")}
+    names = stub_models()
+    found: dict = {}
+    for pid, uuid, mib in query("compute-apps=pid,gpu_uuid,used_memory"):
+        name = names.get(pid, "tritonserver") + f" (pid {pid})"
+        found.setdefault(index.get(uuid, uuid), {})[name] = int(mib)
+    return found
+
+
+def same_image_everywhere(urls: list[str], size: int, steps: int) -> dict:
+    """The same request (prompt, seed) on every server: the largest pixel difference from the first server's image."""
+    import tritonclient.grpc as grpcclient
+
+    from flux_async.bls_inputs import bls_inputs
+
+    images = []
+    for url in urls:
+        client = grpcclient.InferenceServerClient(url)
+        result = client.infer("bls", bls_inputs(grpcclient, ["A lighthouse on a rocky coast at dusk"], seeds=[11],
+                                                height=size, width=size, num_inference_steps=steps,
+                                                max_sequence_length=256), client_timeout=600)
+        images.append(result.as_numpy("images"))
+    return {"servers": len(urls), "max_abs_diff_to_first": [float(np.abs(i - images[0]).max()) for i in images],
+            "bitwise_equal": all(np.array_equal(i, images[0]) for i in images)}
+
+
+def scenario_for(urls: list[str], size: int, rate_per_gpu: float | None):
+    """scenarios/capacity-gpu.yaml against `urls`, its per-GPU search bounds scaled by the GPU count."""
+    from flux_async.scenario import load_scenario
+
+    scenario = load_scenario(SCENARIO)
+    n, cap = len(urls), scenario.capacity
+    per_gpu = rate_per_gpu / cap.start if rate_per_gpu else 1.0  # --rate-per-gpu: a dry run's other scale
+    capacity = replace(cap, start=cap.start * per_gpu * n, max=cap.max * per_gpu * n)
+    return replace(scenario, target=replace(scenario.target, urls=list(urls)), capacity=capacity,
+                   workload=replace(scenario.workload, height=size, width=size))
+
+
+def warm(urls: list[str], size: int) -> None:
+    """Two requests in flight per server for a few rounds: every server has captured its CUDA graphs for batch 1
+    and 2 of each stage before anything is measured."""
+    from rich.console import Console
+
+    from flux_async.runner import RunOptions, run_scenario
+    from flux_async.scenario import parse_scenario
+
+    base = scenario_for(urls, size, None)
+    phase = parse_scenario({"workload": {"prompts": ["warm"]},
+                            "phases": [{"name": "warm-up", "executor": "constant-concurrency",
+                                        "concurrency": 2 * len(urls), "requests": 6 * len(urls)}]}).phases[0]
+    asyncio.run(run_scenario(replace(base, phases=[phase], thresholds=[]), RunOptions(progress=False, verify=False),
+                             Console(file=io.StringIO())))
+
+
+def search(urls: list[str], size: int, rate_per_gpu: float | None, log: Path) -> dict:
+    """`capacity` against `urls`: its section, the client's CPU per request and each GPU's utilization meanwhile."""
+    from rich.console import Console
+
+    from flux_async.runner import RunOptions, run_capacity
+
+    scenario = scenario_for(urls, size, rate_per_gpu)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    with open(log, "a") as out, UtilizationWatch() as watch:
+        report, code = asyncio.run(run_capacity(scenario, RunOptions(progress=False, verify=False), [SLO], {},
+                                                Console(file=out, width=180)))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    section = report["capacity"]
+    requests = sum(s["requests"]["ok"] + s["requests"]["errors"] for s in section["steps"])
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"gpus": len(urls), "exit_code": code, "search_s": time.perf_counter() - started,
+            "max_rate_per_s": section["max_rate_per_s"], "max_images_per_s": section["max_images_per_s"],
+            "lowest_failing_load": section["lowest_failing_load"], "bounded_by": section["bounded_by"],
+            "client_cpu_ms_per_request": 1000 * cpu_s / max(requests, 1), "utilization": watch.summary(),
+            "settings": section["settings"], "slo": section["slo"],
+            "steps": [{k: s[k] for k in ("step", "load", "passed", "achieved_requests_per_s", "latency_ms",
+                                         "requests")} | {"failed": [r["expr"] for r in s["slo"] if not r["ok"]]}
+                      for s in section["steps"]],
+            "knee_stages": (section.get("knee") or {}).get("stages")}
+
+
+def scaling(searches: list[dict]) -> list[dict]:
+    """Each count's capacity against the one-GPU capacity times the count."""
+    one = next((s["max_rate_per_s"] for s in searches if s["gpus"] == 1), None)
+    return [{"gpus": s["gpus"], "max_rate_per_s": s["max_rate_per_s"],
+             "speedup": s["max_rate_per_s"] / one if one else None,
+             "efficiency": s["max_rate_per_s"] / (one * s["gpus"]) if one else None} for s in searches]
+
+
+def main() -> None:
+    from flux_async.fleet import ServerFleet, nvml_gpu_count
+    from flux_async.server import ServerConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")
+    parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--counts", default="1,2,4", help="GPU counts to search (those above the machine's skipped)")
+    parser.add_argument("--rate-per-gpu", type=float, default=None,
+                        help="first rate per GPU (default: the scenario's; a CPU dry run needs its own)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    available = nvml_gpu_count()
+    wanted = [int(c) for c in args.counts.split(",")]
+    counts = [c for c in wanted if available is None or c <= available]
+    report = {"gpus_available": available, "counts": counts, "skipped_counts": sorted(set(wanted) - set(counts)),
+              "weights": args.weights_spec, "size": args.size, "scenario": SCENARIO.name, "searches": []}
+    out, log = Path(args.out), Path(args.out).with_suffix(".log")
+
+    def dump():  # after every part: a run cut short still leaves what it measured
+        out.write_text(json.dumps(report, indent=1))
+
+    gpus = [str(i) for i in range(max(counts))]
+    started = time.perf_counter()
+    config = ServerConfig(weights=args.weights_spec, tritonserver=args.tritonserver, startup_timeout_s=900)
+    with ServerFleet(gpus, config) as fleet:
+        report["fleet_start_s"] = time.perf_counter() - started
+        report["placement_mib"] = placement()
+        urls = fleet.grpc_urls
+        steps = scenario_for(urls, args.size, None).workload.steps
+        report["same_image_on_every_server"] = same_image_everywhere(urls, args.size, steps)
+        print(json.dumps({k: report[k] for k in ("fleet_start_s", "placement_mib", "same_image_on_every_server")}),
+              flush=True)
+        dump()
+        warm(urls, args.size)
+        for count in counts:
+            result = search(urls[:count], args.size, args.rate_per_gpu, log)
+            report["searches"].append(result)
+            report["scaling"] = scaling(report["searches"])
+            print(json.dumps({k: result[k] for k in ("gpus", "max_rate_per_s", "max_images_per_s", "search_s",
+                                                     "client_cpu_ms_per_request", "utilization")}), flush=True)
+            dump()
+    print(json.dumps(report.get("scaling")), flush=True)
+
+
+if __name__ == "__main__":
+    main()
