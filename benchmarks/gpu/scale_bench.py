@@ -78,6 +78,22 @@ def placement() -> dict:
     return found
 
 
+def triton_cpu_s() -> float:
+    """CPU seconds used so far by every tritonserver and python-backend stub process on the machine."""
+    import os
+
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"triton" not in (proc / "cmdline").read_bytes().split(b"\0")[0]:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
 def same_image_everywhere(urls: list[str], size: int, steps: int) -> dict:
     """The same request (prompt, seed) on every server: the largest pixel difference from the first server's image."""
     import tritonclient.grpc as grpcclient
@@ -130,32 +146,41 @@ def search(urls: list[str], size: int, rate_per_gpu: float | None, log: Path) ->
     from flux_async.runner import RunOptions, run_capacity
 
     scenario = scenario_for(urls, size, rate_per_gpu)
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before, server_before = resource.getrusage(resource.RUSAGE_SELF), triton_cpu_s()
     started = time.perf_counter()
     with open(log, "a") as out, UtilizationWatch() as watch:
         report, code = asyncio.run(run_capacity(scenario, RunOptions(progress=False, verify=False), [SLO], {},
                                                 Console(file=out, width=180)))
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    after, server_cpu_s = resource.getrusage(resource.RUSAGE_SELF), triton_cpu_s() - server_before
     section = report["capacity"]
-    requests = sum(s["requests"]["ok"] + s["requests"]["errors"] for s in section["steps"])
+    requests = max(sum(s["requests"]["ok"] + s["requests"]["errors"] for s in section["steps"]), 1)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    rates = [s["completion_rate_per_s"] for s in section["steps"] if s["completion_rate_per_s"]]
     return {"gpus": len(urls), "exit_code": code, "search_s": time.perf_counter() - started,
             "max_rate_per_s": section["max_rate_per_s"], "max_images_per_s": section["max_images_per_s"],
             "lowest_failing_load": section["lowest_failing_load"], "bounded_by": section["bounded_by"],
-            "client_cpu_ms_per_request": 1000 * cpu_s / max(requests, 1), "utilization": watch.summary(),
+            "saturation_rate_per_s": max(rates, default=None),  # the fastest completion rate of any step
+            "client_cpu_ms_per_request": 1000 * cpu_s / requests,
+            "server_cpu_ms_per_request": 1000 * server_cpu_s / requests, "utilization": watch.summary(),
             "settings": section["settings"], "slo": section["slo"],
-            "steps": [{k: s[k] for k in ("step", "load", "passed", "achieved_requests_per_s", "latency_ms",
-                                         "requests")} | {"failed": [r["expr"] for r in s["slo"] if not r["ok"]]}
-                      for s in section["steps"]],
+            "steps": [{k: s[k] for k in ("step", "load", "passed", "achieved_requests_per_s", "completion_rate_per_s",
+                                         "latency_ms", "requests")}
+                      | {"failed": [r["expr"] for r in s["slo"] if not r["ok"]]} for s in section["steps"]],
             "knee_stages": (section.get("knee") or {}).get("stages")}
 
 
 def scaling(searches: list[dict]) -> list[dict]:
-    """Each count's capacity against the one-GPU capacity times the count."""
-    one = next((s["max_rate_per_s"] for s in searches if s["gpus"] == 1), None)
-    return [{"gpus": s["gpus"], "max_rate_per_s": s["max_rate_per_s"],
-             "speedup": s["max_rate_per_s"] / one if one else None,
-             "efficiency": s["max_rate_per_s"] / (one * s["gpus"]) if one else None} for s in searches]
+    """Each count's capacity (and saturation rate) against the one-GPU figure times the count."""
+    one = next((s for s in searches if s["gpus"] == 1), None)
+    rows = []
+    for s in searches:
+        row = {"gpus": s["gpus"], "max_rate_per_s": s["max_rate_per_s"],
+               "saturation_rate_per_s": s["saturation_rate_per_s"]}
+        for key, name in (("max_rate_per_s", "efficiency"), ("saturation_rate_per_s", "saturation_efficiency")):
+            if one and one[key] and s[key]:
+                row[name] = s[key] / (one[key] * s["gpus"])
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -198,8 +223,9 @@ def main() -> None:
             result = search(urls[:count], args.size, args.rate_per_gpu, log)
             report["searches"].append(result)
             report["scaling"] = scaling(report["searches"])
-            print(json.dumps({k: result[k] for k in ("gpus", "max_rate_per_s", "max_images_per_s", "search_s",
-                                                     "client_cpu_ms_per_request", "utilization")}), flush=True)
+            print(json.dumps({k: result[k] for k in ("gpus", "max_rate_per_s", "saturation_rate_per_s", "search_s",
+                                                     "client_cpu_ms_per_request", "server_cpu_ms_per_request",
+                                                     "utilization")}), flush=True)
             dump()
     print(json.dumps(report.get("scaling")), flush=True)
 
