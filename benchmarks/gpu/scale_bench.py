@@ -1,6 +1,6 @@
 """Multi-GPU scale-out: one Triton per GPU (flux_async.fleet), and `capacity` against 1, 2, 4 ... of them.
 
-Starts a fleet on the first max(--counts) GPUs, records where each server's models sit (nvidia-smi, per GPU), checks
+Starts a fleet on the first max(--counts) GPUs (or, --layout single, one Triton seeing them all), records where each server's models sit (nvidia-smi, per GPU), checks
 that every server makes the same image for the same request, warms every server, then runs the capacity search of
 scenarios/capacity-gpu.yaml (start, max and max_in_flight scaled by the GPU count) for each count, and writes
 capacity, scaling efficiency, the load generator's CPU per request and each GPU's utilization to --out after every
@@ -94,58 +94,64 @@ def triton_cpu_s() -> float:
     return total
 
 
-def same_image_everywhere(urls: list[str], size: int, steps: int) -> dict:
-    """The same request (prompt, seed) on every server: the largest pixel difference from the first server's image."""
+def same_image_everywhere(urls: list[str], size: int, steps: int, copies: int = 1) -> dict:
+    """The same request (prompt, seed) `copies` times on every server at once (so each GPU's instances serve some):
+    the largest pixel difference from the first image."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import tritonclient.grpc as grpcclient
 
     from flux_async.bls_inputs import bls_inputs
 
-    images = []
-    for url in urls:
+    def generate(url: str):
         client = grpcclient.InferenceServerClient(url)
-        result = client.infer("bls", bls_inputs(grpcclient, ["A lighthouse on a rocky coast at dusk"], seeds=[11],
-                                                height=size, width=size, num_inference_steps=steps,
-                                                max_sequence_length=256), client_timeout=600)
-        images.append(result.as_numpy("images"))
-    return {"servers": len(urls), "max_abs_diff_to_first": [float(np.abs(i - images[0]).max()) for i in images],
+        return client.infer("bls", bls_inputs(grpcclient, ["A lighthouse on a rocky coast at dusk"], seeds=[11],
+                                              height=size, width=size, num_inference_steps=steps,
+                                              max_sequence_length=256), client_timeout=600).as_numpy("images")
+
+    with ThreadPoolExecutor(len(urls) * copies) as pool:
+        images = list(pool.map(generate, [url for url in urls for _ in range(copies)]))
+    return {"requests": len(images), "max_abs_diff_to_first": [float(np.abs(i - images[0]).max()) for i in images],
             "bitwise_equal": all(np.array_equal(i, images[0]) for i in images)}
 
 
-def scenario_for(urls: list[str], size: int, rate_per_gpu: float | None):
-    """scenarios/capacity-gpu.yaml against `urls`, its per-GPU search bounds scaled by the GPU count."""
+def scenario_for(urls: list[str], size: int, rate_per_gpu: float | None, gpus: int | None = None):
+    """scenarios/capacity-gpu.yaml against `urls`, its per-GPU search bounds scaled by the GPU count (default: one
+    GPU per URL)."""
     from flux_async.scenario import load_scenario
 
     scenario = load_scenario(SCENARIO)
-    n, cap = len(urls), scenario.capacity
+    n, cap = gpus or len(urls), scenario.capacity
     per_gpu = rate_per_gpu / cap.start if rate_per_gpu else 1.0  # --rate-per-gpu: a dry run's other scale
     capacity = replace(cap, start=cap.start * per_gpu * n, max=cap.max * per_gpu * n)
     return replace(scenario, target=replace(scenario.target, urls=list(urls)), capacity=capacity,
                    workload=replace(scenario.workload, height=size, width=size))
 
 
-def warm(urls: list[str], size: int) -> None:
-    """Two requests in flight per server for a few rounds: every server has captured its CUDA graphs for batch 1
-    and 2 of each stage before anything is measured."""
+def warm(urls: list[str], size: int, gpus: int) -> None:
+    """Two requests in flight per GPU for a few rounds: every server has captured its CUDA graphs for batch 1 and 2
+    of each stage before anything is measured."""
     from rich.console import Console
 
     from flux_async.runner import RunOptions, run_scenario
     from flux_async.scenario import parse_scenario
 
-    base = scenario_for(urls, size, None)
+    base = scenario_for(urls, size, None, gpus)
     phase = parse_scenario({"workload": {"prompts": ["warm"]},
                             "phases": [{"name": "warm-up", "executor": "constant-concurrency",
-                                        "concurrency": 2 * len(urls), "requests": 6 * len(urls)}]}).phases[0]
+                                        "concurrency": 2 * gpus, "requests": 6 * gpus}]}).phases[0]
     asyncio.run(run_scenario(replace(base, phases=[phase], thresholds=[]), RunOptions(progress=False, verify=False),
                              Console(file=io.StringIO())))
 
 
-def search(urls: list[str], size: int, rate_per_gpu: float | None, log: Path) -> dict:
-    """`capacity` against `urls`: its section, the client's CPU per request and each GPU's utilization meanwhile."""
+def search(urls: list[str], gpus: int, size: int, rate_per_gpu: float | None, log: Path) -> dict:
+    """`capacity` against `urls` (serving on `gpus` GPUs): its section, the client's and the servers' CPU per request
+    and each GPU's utilization meanwhile."""
     from rich.console import Console
 
     from flux_async.runner import RunOptions, run_capacity
 
-    scenario = scenario_for(urls, size, rate_per_gpu)
+    scenario = scenario_for(urls, size, rate_per_gpu, gpus)
     before, server_before = resource.getrusage(resource.RUSAGE_SELF), triton_cpu_s()
     started = time.perf_counter()
     with open(log, "a") as out, UtilizationWatch() as watch:
@@ -156,7 +162,7 @@ def search(urls: list[str], size: int, rate_per_gpu: float | None, log: Path) ->
     requests = max(sum(s["requests"]["ok"] + s["requests"]["errors"] for s in section["steps"]), 1)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rates = [s["completion_rate_per_s"] for s in section["steps"] if s["completion_rate_per_s"]]
-    return {"gpus": len(urls), "exit_code": code, "search_s": time.perf_counter() - started,
+    return {"gpus": gpus, "servers": len(urls), "exit_code": code, "search_s": time.perf_counter() - started,
             "max_rate_per_s": section["max_rate_per_s"], "max_images_per_s": section["max_images_per_s"],
             "lowest_failing_load": section["lowest_failing_load"], "bounded_by": section["bounded_by"],
             "saturation_rate_per_s": max(rates, default=None),  # the fastest completion rate of any step
@@ -185,13 +191,16 @@ def scaling(searches: list[dict]) -> list[dict]:
 
 def main() -> None:
     from flux_async.fleet import ServerFleet, nvml_gpu_count
-    from flux_async.server import ServerConfig
+    from flux_async.server import ServerConfig, TritonServer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")
     parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--counts", default="1,2,4", help="GPU counts to search (those above the machine's skipped)")
+    parser.add_argument("--layout", choices=("fleet", "single"), default="fleet",
+                        help="fleet: one Triton per GPU; single: one Triton seeing the largest count's GPUs (its "
+                             "models' KIND_AUTO instance groups put instances on each), searched at that count only")
     parser.add_argument("--rate-per-gpu", type=float, default=None,
                         help="first rate per GPU (default: the scenario's; a CPU dry run needs its own)")
     parser.add_argument("--out", required=True)
@@ -199,28 +208,36 @@ def main() -> None:
     available = nvml_gpu_count()
     wanted = [int(c) for c in args.counts.split(",")]
     counts = [c for c in wanted if available is None or c <= available]
-    report = {"gpus_available": available, "counts": counts, "skipped_counts": sorted(set(wanted) - set(counts)),
-              "weights": args.weights_spec, "size": args.size, "scenario": SCENARIO.name, "searches": []}
+    gpus = [str(i) for i in range(max(counts))]
+    if args.layout == "single":
+        counts = [len(gpus)]
+    report = {"layout": args.layout, "gpus_available": available, "counts": counts,
+              "skipped_counts": sorted(set(wanted) - set(counts)), "weights": args.weights_spec, "size": args.size,
+              "scenario": SCENARIO.name, "searches": []}
     out, log = Path(args.out), Path(args.out).with_suffix(".log")
 
     def dump():  # after every part: a run cut short still leaves what it measured
         out.write_text(json.dumps(report, indent=1))
 
-    gpus = [str(i) for i in range(max(counts))]
     started = time.perf_counter()
     config = ServerConfig(weights=args.weights_spec, tritonserver=args.tritonserver, startup_timeout_s=900)
-    with ServerFleet(gpus, config) as fleet:
-        report["fleet_start_s"] = time.perf_counter() - started
+    if args.layout == "fleet":
+        service = ServerFleet(gpus, config)
+    else:
+        service = TritonServer(replace(config, env={"CUDA_VISIBLE_DEVICES": ",".join(gpus)}))
+    with service:
+        report["start_s"] = time.perf_counter() - started
         report["placement_mib"] = placement()
-        urls = fleet.grpc_urls
+        urls = service.grpc_urls if args.layout == "fleet" else [service.grpc_url]
         steps = scenario_for(urls, args.size, None).workload.steps
-        report["same_image_on_every_server"] = same_image_everywhere(urls, args.size, steps)
-        print(json.dumps({k: report[k] for k in ("fleet_start_s", "placement_mib", "same_image_on_every_server")}),
-              flush=True)
+        copies = 1 if args.layout == "fleet" else 2 * len(gpus)
+        report["same_image_everywhere"] = same_image_everywhere(urls, args.size, steps, copies)
+        print(json.dumps({k: report[k] for k in ("start_s", "placement_mib", "same_image_everywhere")}), flush=True)
         dump()
-        warm(urls, args.size)
+        warm(urls, args.size, len(gpus))
         for count in counts:
-            result = search(urls[:count], args.size, args.rate_per_gpu, log)
+            result = search(urls[:count] if args.layout == "fleet" else urls, count, args.size, args.rate_per_gpu,
+                            log)
             report["searches"].append(result)
             report["scaling"] = scaling(report["searches"])
             print(json.dumps({k: result[k] for k in ("gpus", "max_rate_per_s", "saturation_rate_per_s", "search_s",
