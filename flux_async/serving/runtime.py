@@ -48,6 +48,9 @@ def setup(args: dict | None) -> tuple[dict, torch.device, torch.dtype, WeightsSo
     kind = args.get("model_instance_kind", "CPU")
     if kind == "GPU" and torch.cuda.is_available():
         device = torch.device("cuda", int(args.get("model_instance_device_id", 0)))
+        # This stub's instance may sit on any GPU the server sees: make it current, or exporting its tensors through
+        # DLPack fails ("Can't export tensors on a different CUDA device index") and CUDA graphs capture on GPU 0.
+        torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
     dtype = getattr(torch, contract.compute_dtype_name(device.type == "cuda"))

@@ -290,3 +290,20 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(pytest.main([__file__, *sys.argv[1:]]))
+
+
+def test_a_gpu_instance_makes_its_own_device_current(pb_utils, monkeypatch):
+    """Triton may put an instance on any GPU it sees (KIND_AUTO on a multi-GPU host): unless its device is current,
+    torch refuses to export its tensors through DLPack (seen on 4 H200s: bls failed with "Can't export tensors on a
+    different CUDA device index")."""
+    from flux_async.serving import runtime
+
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    _, device, _, _ = runtime.setup({"model_instance_kind": "GPU", "model_instance_device_id": "2",
+                                     "model_config": json.dumps({"parameters": {}})})
+    assert device == torch.device("cuda", 2) and made_current == [device]
+    made_current.clear()
+    runtime.setup({"model_instance_kind": "CPU", "model_config": json.dumps({"parameters": {}})})
+    assert made_current == []
