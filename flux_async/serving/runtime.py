@@ -48,9 +48,7 @@ def setup(args: dict | None) -> tuple[dict, torch.device, torch.dtype, WeightsSo
     kind = args.get("model_instance_kind", "CPU")
     if kind == "GPU" and torch.cuda.is_available():
         device = torch.device("cuda", int(args.get("model_instance_device_id", 0)))
-        # This stub's instance may sit on any GPU the server sees: make it current, or exporting its tensors through
-        # DLPack fails ("Can't export tensors on a different CUDA device index") and CUDA graphs capture on GPU 0.
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # the instance may sit on any GPU the server sees: work there by default
     else:
         device = torch.device("cpu")
     dtype = getattr(torch, contract.compute_dtype_name(device.type == "cuda"))
@@ -89,7 +87,13 @@ def input_array(request, name: str) -> np.ndarray | None:
 
 def output_tensor(name: str, value: torch.Tensor):
     """A torch tensor as a Triton output (DLPack: no copy, stays on its device)."""
-    return pb_utils.Tensor.from_dlpack(name, value.contiguous())
+    value = value.contiguous()
+    if not value.is_cuda:
+        return pb_utils.Tensor.from_dlpack(name, value)
+    # torch exports a CUDA tensor only while its device is the calling thread's current one, and bls runs requests
+    # on threads of its own: on a server that sees several GPUs, an instance on GPU 3 met "current device 0".
+    with torch.cuda.device(value.device):
+        return pb_utils.Tensor.from_dlpack(name, value)
 
 
 def error_response(message: str, code=None):

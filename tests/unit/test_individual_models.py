@@ -293,9 +293,7 @@ if __name__ == "__main__":
 
 
 def test_a_gpu_instance_makes_its_own_device_current(pb_utils, monkeypatch):
-    """Triton may put an instance on any GPU it sees (KIND_AUTO on a multi-GPU host): unless its device is current,
-    torch refuses to export its tensors through DLPack (seen on 4 H200s: bls failed with "Can't export tensors on a
-    different CUDA device index")."""
+    """Triton may put an instance on any GPU it sees (KIND_AUTO on a multi-GPU host): it works there by default."""
     from flux_async.serving import runtime
 
     made_current = []
@@ -307,3 +305,32 @@ def test_a_gpu_instance_makes_its_own_device_current(pb_utils, monkeypatch):
     made_current.clear()
     runtime.setup({"model_instance_kind": "CPU", "model_config": json.dumps({"parameters": {}})})
     assert made_current == []
+
+
+def test_a_cuda_output_is_exported_with_its_own_device_current(pb_utils, monkeypatch):
+    """torch exports a CUDA tensor through DLPack only while its device is the calling thread's current device, and
+    bls runs requests on threads of its own (seen on 4 H200s: "Can't export tensors on a different CUDA device
+    index. Expected: 3. Current device: 0."). The export must happen inside the tensor's device context."""
+    import contextlib
+
+    from flux_async.serving import runtime
+
+    current, exported = [0], []
+
+    @contextlib.contextmanager
+    def device(which):
+        previous, current[0] = current[0], which.index
+        yield
+        current[0] = previous
+
+    class CudaTensor:
+        is_cuda, device = True, torch.device("cuda", 3)
+
+        def contiguous(self):
+            return self
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(pb_utils.Tensor, "from_dlpack", classmethod(lambda cls, name, value: exported.append(
+        (name, current[0]))))
+    runtime.output_tensor("images", CudaTensor())
+    assert exported == [("images", 3)] and current == [0]
