@@ -205,6 +205,51 @@ def flux_gpu(data: dict, eager: dict | None, gap: dict | None) -> list[str]:
     return lines
 
 
+def scale_out(data: dict) -> list[str]:
+    """Capacity against GPU count: one Triton per GPU, `capacity` over 1, 2, 4 of them."""
+    gpus = len(data["placement_mib"]) or max(data["counts"])
+    lines = [f"## Multi-GPU: capacity against GPU count, one Triton per GPU ({gpus}x {data['gpu']})", "",
+             _source(data, "bash benchmarks/gpu/run_scale_bench.sh OUT --counts 1,2,4 (after "
+                           "benchmarks/gpu/prepare.sh here)"),
+             f"`preset:flux1-schnell` (random weights, bf16), single {data['size']}² prompts, 4 steps, gRPC. "
+             f"`ServerFleet` (what `serve --gpus` runs) starts one Triton per GPU, each seeing only its own GPU; "
+             f"`capacity {data['scenario']}` (rate mode: constant arrival rate, 16 s steps of at least 12 requests, "
+             "one run per load, bisection to 4 %, SLO `p(99) < 2s` with under 1 % errors and drops and completions "
+             "keeping up with 95 % of the offered rate) runs against the first 1, 2, 4 servers' URLs, spread by "
+             "least in flight; its start and max scale with the GPU count. Saturation: the fastest completion rate "
+             "of any step (an overloaded step completes at the service rate). CPU per request: the load "
+             "generator's process, and every tritonserver and stub process together.", "",
+             "| GPUs | capacity, requests/s (images/s) | first failing | efficiency | saturation, requests/s | "
+             "saturation efficiency | p50 / p99 ms at capacity | GPU utilization p50 during the search | client CPU ms/request | "
+             "server CPU ms/request |", "|---|---|---|---|---|---|---|---|---|---|"]
+    scaling = {row["gpus"]: row for row in data["scaling"]}
+    for search in data["searches"]:
+        row = scaling[search["gpus"]]
+        knee = max((s for s in search["steps"] if s["passed"] and s["load"] == search["max_rate_per_s"]),
+                   key=lambda s: s["achieved_requests_per_s"])
+        util = " / ".join(f"{v:.0f}" for k, v in search["utilization"].items()
+                          if int(k[3:].split("_")[0]) < search["gpus"])
+        lines.append(f"| {search['gpus']} | {search['max_rate_per_s']:.3g} ({search['max_images_per_s']:.2f}) | "
+                     f"{search['lowest_failing_load']:.3g} | {row.get('efficiency', 1):.3f} | "
+                     f"{search['saturation_rate_per_s']:.3f} | {row.get('saturation_efficiency', 1):.3f} | "
+                     f"{knee['latency_ms']['p50']:.0f} / {knee['latency_ms']['p99']:.0f} | {util} % | "
+                     f"{search['client_cpu_ms_per_request']:.0f} | {search['server_cpu_ms_per_request']:.0f} |")
+    same = data["same_image_everywhere"]
+    lines += ["", f"The same request (prompt, seed) on each of the {same['requests']} servers: "
+              + ("bitwise-identical images." if same["bitwise_equal"] else
+                 f"largest pixel difference {max(same['max_abs_diff_to_first']):.3g}.")
+              + " Memory per GPU (nvidia-smi, MiB, each GPU holding only its own server's processes): "
+              + ", ".join(f"{name.split(' (')[0]} {mib}" for name, mib in next(iter(data["placement_mib"].values()))
+                          .items()) + ".", ""]
+    if data.get("repeat_one_gpu"):
+        again = data["repeat_one_gpu"]
+        lines += [f"Repeatability: {again['note']}: capacity {again['max_rate_per_s']:.3g}/s, saturation "
+                  f"{again['saturation_rate_per_s']:.3f}/s.", ""]
+    if data.get("analysis"):
+        lines += [data["analysis"], ""]
+    return lines
+
+
 def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below comes from a committed script; each script writes "
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
@@ -218,6 +263,8 @@ def main() -> None:
         if not path.stem.endswith("-eager"):
             gpu = path.stem.removeprefix("flux-gpu-")
             lines += flux_gpu(_load(path.stem), _load(path.stem + "-eager"), _load(f"dit-gap-{gpu}"))
+    for path in sorted(RESULTS.glob("scale-*.json")):
+        lines += scale_out(_load(path.stem))
     lines += ["## GPU smoke check and GPU tests", "", "Tiny weights on an H100: `benchmarks/gpu/smoke.py` and "
               "`benchmarks/gpu/gpu_tests.sh` (results beside the scripts).", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))

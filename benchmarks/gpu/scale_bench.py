@@ -211,7 +211,10 @@ def main() -> None:
     gpus = [str(i) for i in range(max(counts))]
     if args.layout == "single":
         counts = [len(gpus)]
-    report = {"layout": args.layout, "gpus_available": available, "counts": counts,
+    from flux_async.gpu import GpuSampler
+
+    names = sorted({g["name"] for g in GpuSampler().sample()})
+    report = {"layout": args.layout, "gpu": ", ".join(names) or "none (CPU dry run)", "gpus_available": available, "counts": counts,
               "skipped_counts": sorted(set(wanted) - set(counts)), "weights": args.weights_spec, "size": args.size,
               "scenario": SCENARIO.name, "searches": []}
     out, log = Path(args.out), Path(args.out).with_suffix(".log")
