@@ -145,6 +145,10 @@ def cmd_serve(args) -> int:
 
     try:
         resolve_weights(args.weights)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"flux_async serve: error: --weights: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # the GPU list and, for a fleet, each server's ports
         gpus = parse_gpus(args.gpus, nvml_gpu_count()) if args.gpus is not None else None
         config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
                               http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
@@ -152,9 +156,8 @@ def cmd_serve(args) -> int:
                               torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
                               cuda_memory_pool_mb=args.cuda_memory_pool_mb)
         service = ServerFleet(gpus, config) if gpus else TritonServer(config)
-    except (FileNotFoundError, ValueError) as exc:
-        message = str(exc) if str(exc).startswith("--") else f"--weights: {exc}"
-        print(f"flux_async serve: error: {message}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"flux_async serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     servers = service.servers if gpus else [service]
     stop = threading.Event()

@@ -50,7 +50,8 @@ def member_port(base: int, index: int) -> int:
         return 0
     port = base + index * PORT_STRIDE
     if port > 65535:
-        raise ValueError(f"port {base} + {index} x {PORT_STRIDE} = {port} is above 65535: use lower base ports")
+        raise ValueError(f"--http-port/--grpc-port/--metrics-port {base}: server {index} would listen on {port}, "
+                         f"above 65535; give base ports of at most {65535 - index * PORT_STRIDE}")
     return port
 
 

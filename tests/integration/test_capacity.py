@@ -56,8 +56,8 @@ async def test_two_servers_behind_one_target_double_the_capacity(tiny_weights, t
             "name": "sleeper-fleet", "target": {"urls": fleet.grpc_urls, "model": "sleeper",
                                                 "balance": "least-in-flight"},
             "workload": {"prompts": ["a"], "size": "64x64"}, "verify": False,
-            "capacity": {"start": 4, "max": 80, "step_duration": "3s", "min_requests": 20, "repeats": 1,
-                         "precision": 0.05, "warmup": False}})
+            "capacity": {"start": 8, "max": 80, "step_duration": "2s", "min_requests": 20, "repeats": 1,
+                         "precision": 0.1, "warmup": False}})
         report, code = await run_capacity(scenario, RunOptions(), ["p(99) < 300ms"], {},
                                           Console(file=open(tmp_path / "out.txt", "w"), width=160))
         counts = [int(grpcclient.InferenceServerClient(url).get_inference_statistics("sleeper")

@@ -169,10 +169,16 @@ def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(ti
     assert triton_processes() - processes_before == set()
 
 
-def test_serve_rejects_a_bad_gpu_list_with_exit_2():
-    result = subprocess.run([sys.executable, "-m", "flux_async", "serve", "--gpus", "0,zero"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+def test_serve_rejects_a_bad_gpu_list_or_ports_past_the_top_with_exit_2():
+    def serve(*args):
+        return subprocess.run([sys.executable, "-m", "flux_async", "serve", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+
+    result = serve("--gpus", "0,zero")
     assert result.returncode == 2 and "--gpus must be 'all' or comma-separated GPU indices" in result.stderr
+    result = serve("--gpus", "0,1", "--grpc-port", "65530")
+    assert result.returncode == 2 and "server 1 would listen on 65540" in result.stderr, result.stderr
+    assert "at most 65525" in result.stderr
 
 
 def test_serve_exits_3_when_a_model_cannot_load(tmp_path, tiny_weights):

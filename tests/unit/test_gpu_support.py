@@ -69,3 +69,4 @@ def test_fleet_members_see_only_their_gpu_on_strided_ports():
     assert [c.env for c in configs] == [{"A": "b", "CUDA_VISIBLE_DEVICES": "1"}, {"A": "b", "CUDA_VISIBLE_DEVICES": "3"}]
     with pytest.raises(ValueError, match="above 65535"):
         member_port(65530, 1)
+    assert member_port(65525, 1) == 65535
