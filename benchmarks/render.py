@@ -220,8 +220,8 @@ def scale_out(data: dict) -> list[str]:
              "of any step (an overloaded step completes at the service rate). CPU per request: the load "
              "generator's process, and every tritonserver and stub process together.", "",
              "| GPUs | capacity, requests/s (images/s) | first failing | efficiency | saturation, requests/s | "
-             "saturation efficiency | p50 / p99 ms at capacity | GPU utilization p50 during the search | client CPU ms/request | "
-             "server CPU ms/request |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "saturation efficiency | p50 / p99 ms at capacity | GPU utilization p50 during the search | "
+             "client CPU ms/request | server CPU ms/request |", "|---|---|---|---|---|---|---|---|---|---|"]
     scaling = {row["gpus"]: row for row in data["scaling"]}
     for search in data["searches"]:
         row = scaling[search["gpus"]]

@@ -4,8 +4,8 @@ The search doubles the load from `start` until a step fails (or `max` is reached
 passing and the first failing load until they are within `precision`. Each candidate runs `repeats` times (a
 third run breaks a tie): one lucky or unlucky step does not decide. A step passes when every SLO expression holds,
 no image mismatches, and — unless the SLO says otherwise — under 1 % of requests fail or are dropped; in rate mode the
-completions must also keep up with 95 % of the offered rate (a backlog that grows shows there first). Their rate is
-taken between the first and the last completion of the step, so a long latency alone does not read as falling behind.
+completions must also keep up with 95 % of the offered rate (a backlog that grows shows there first). Their rate
+is taken between the first and last completion of the step, so a long latency alone does not read as falling behind.
 """
 
 from __future__ import annotations
@@ -93,14 +93,15 @@ class CapacitySearch:
         scope = figures(recorder, {name}, run.phases[0].duration_s)
         verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
         results = evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])
+        completion_rate = clock.rate_per_s()
         if self.config.mode == "rate":  # keeping up: a backlog that grows within the step shows here first
-            results.append(keep_up_result(load, clock.rate_per_s()))
+            results.append(keep_up_result(load, completion_rate))
         step = {"step": self._index, "mode": self.config.mode, "load": load, "repeat": repeat,
                 "warmup": warmup, **scope, "achieved_requests_per_s": scope["throughput"]["requests_per_s"],
                 "verification": verification, "slo": results, "passed": all(r["ok"] for r in results),
                 "stages": run.phases[0].stages, "interrupted": run.interrupted}
         if self.config.mode == "rate":
-            step["rate_per_s"], step["completion_rate_per_s"] = load, clock.rate_per_s()
+            step["rate_per_s"], step["completion_rate_per_s"] = load, completion_rate
         else:
             step["concurrency"] = int(load)
         self.steps.append(step)

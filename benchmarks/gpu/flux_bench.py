@@ -262,21 +262,29 @@ def stub_models() -> dict:
     return found
 
 
-def per_process_memory() -> dict:
-    """GPU memory (MiB) of each process, stubs named by their model, from nvidia-smi."""
+def nvidia_smi(query: str) -> list[list[str]]:
+    """The rows of `nvidia-smi --query-<query>` as lists of fields ([] without nvidia-smi)."""
     import subprocess
 
     try:
-        rows = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(["nvidia-smi", f"--query-{query}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return []
+    return [[x.strip() for x in row.split(",")] for row in out.strip().splitlines()]
+
+
+def gpu_processes() -> list[tuple[str, str, int, int]]:
+    """(pid, name, GPU index, MiB) of every process holding GPU memory, stubs named by their model (nvidia-smi)."""
+    index = {uuid: int(i) for i, uuid in nvidia_smi("gpu=index,uuid")}
     names = stub_models()
-    usage = {}
-    for row in rows.strip().splitlines():
-        pid, mib = [x.strip() for x in row.split(",")]
-        usage[names.get(pid) or _command_name(pid)] = int(mib)
-    return usage
+    return [(pid, names.get(pid) or _command_name(pid), index.get(uuid, -1), int(mib))
+            for pid, uuid, mib in nvidia_smi("compute-apps=pid,gpu_uuid,used_memory")]
+
+
+def per_process_memory() -> dict:
+    """GPU memory (MiB) of each process, stubs named by their model."""
+    return {name: mib for _, name, _, mib in gpu_processes()}
 
 
 def _command_name(pid: str) -> str:

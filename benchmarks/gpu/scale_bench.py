@@ -1,8 +1,9 @@
 """Multi-GPU scale-out: one Triton per GPU (flux_async.fleet), and `capacity` against 1, 2, 4 ... of them.
 
-Starts a fleet on the first max(--counts) GPUs (or, --layout single, one Triton seeing them all), records where each server's models sit (nvidia-smi, per GPU), checks
-that every server makes the same image for the same request, warms every server, then runs the capacity search of
-scenarios/capacity-gpu.yaml (start, max and max_in_flight scaled by the GPU count) for each count, and writes
+Starts a fleet on the first max(--counts) GPUs (or, --layout single, one Triton seeing them all), records where
+each server's models sit (nvidia-smi, per GPU), checks that every server makes the same image for the same request,
+warms every server, then runs the capacity search of scenarios/capacity-gpu.yaml (start and max scaled by the GPU
+count) for each count, and writes
 capacity, scaling efficiency, the load generator's CPU per request and each GPU's utilization to --out after every
 part. Run by run_scale_bench.sh. A dry run on a CPU (tiny weights; "GPUs" are labels) checks the script itself:
     uv run python benchmarks/gpu/scale_bench.py --weights-spec TINY_DIR --size 128 --counts 1,2 --rate-per-gpu 2 \
@@ -17,7 +18,6 @@ import io
 import json
 import resource
 import statistics
-import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -54,27 +54,17 @@ class UtilizationWatch:
     def summary(self) -> dict:
         if not self.samples or not self.samples[0]:
             return {}
-        return {f"gpu{i}_util_pct_p50": statistics.median(s[i] for s in self.samples) for i in range(len(self.samples[0]))}
+        return {f"gpu{i}_util_pct_p50": statistics.median(s[i] for s in self.samples)
+                for i in range(len(self.samples[0]))}
 
 
 def placement() -> dict:
     """{GPU index: {process: MiB}}: where each server's stubs and the servers themselves hold memory (nvidia-smi)."""
-    from flux_bench import stub_models  # this script's folder is on sys.path
+    from flux_bench import gpu_processes  # this script's folder is on sys.path
 
-    def query(what: str) -> list[list[str]]:
-        try:
-            out = subprocess.run(["nvidia-smi", f"--query-{what}", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            return []
-        return [[x.strip() for x in row.split(",")] for row in out.strip().splitlines()]
-
-    index = {uuid: i for i, uuid in query("gpu=index,uuid")}
-    names = stub_models()
     found: dict = {}
-    for pid, uuid, mib in query("compute-apps=pid,gpu_uuid,used_memory"):
-        name = names.get(pid, "tritonserver") + f" (pid {pid})"
-        found.setdefault(index.get(uuid, uuid), {})[name] = int(mib)
+    for pid, name, gpu, mib in gpu_processes():
+        found.setdefault(str(gpu), {})[f"{name} (pid {pid})"] = mib
     return found
 
 
@@ -191,6 +181,8 @@ def scaling(searches: list[dict]) -> list[dict]:
 
 def main() -> None:
     from flux_async.fleet import ServerFleet, nvml_gpu_count
+    from flux_async.gpu import GpuSampler
+    from flux_async.scenario import load_scenario
     from flux_async.server import ServerConfig, TritonServer
 
     parser = argparse.ArgumentParser()
@@ -211,12 +203,10 @@ def main() -> None:
     gpus = [str(i) for i in range(max(counts))]
     if args.layout == "single":
         counts = [len(gpus)]
-    from flux_async.gpu import GpuSampler
-
     names = sorted({g["name"] for g in GpuSampler().sample()})
-    report = {"layout": args.layout, "gpu": ", ".join(names) or "none (CPU dry run)", "gpus_available": available, "counts": counts,
-              "skipped_counts": sorted(set(wanted) - set(counts)), "weights": args.weights_spec, "size": args.size,
-              "scenario": SCENARIO.name, "searches": []}
+    report = {"layout": args.layout, "gpu": ", ".join(names) or "none (CPU dry run)", "gpus_available": available,
+              "counts": counts, "skipped_counts": sorted(set(wanted) - set(counts)), "weights": args.weights_spec,
+              "size": args.size, "scenario": SCENARIO.name, "searches": []}
     out, log = Path(args.out), Path(args.out).with_suffix(".log")
 
     def dump():  # after every part: a run cut short still leaves what it measured
@@ -232,7 +222,7 @@ def main() -> None:
         report["start_s"] = time.perf_counter() - started
         report["placement_mib"] = placement()
         urls = service.grpc_urls if args.layout == "fleet" else [service.grpc_url]
-        steps = scenario_for(urls, args.size, None).workload.steps
+        steps = load_scenario(SCENARIO).workload.steps
         copies = 1 if args.layout == "fleet" else 2 * len(gpus)
         report["same_image_everywhere"] = same_image_everywhere(urls, args.size, steps, copies)
         print(json.dumps({k: report[k] for k in ("start_s", "placement_mib", "same_image_everywhere")}), flush=True)

@@ -72,8 +72,8 @@ async def test_two_servers_behind_one_target_double_the_capacity(tiny_weights, t
 async def test_capacity_command_prints_steps_and_writes_json_plot_and_html(triton_server, tmp_path, inspect_html):
     result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", "scenarios/capacity.yaml", "--slo",
                              "p(99) < 2s", "--url", triton_server.grpc_url, "--step-duration", "2", "--repeats", "1",
-                             "--start", "2", "--max", "4", "--report", str(tmp_path / "cap.json"), "--plot", str(tmp_path / "cap.png"),
-                             "--html", str(tmp_path / "cap.html")],
+                             "--start", "2", "--max", "4", "--report", str(tmp_path / "cap.json"),
+                             "--plot", str(tmp_path / "cap.png"), "--html", str(tmp_path / "cap.html")],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "cap.json").read_text())

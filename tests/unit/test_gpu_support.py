@@ -66,7 +66,8 @@ def test_fleet_members_see_only_their_gpu_on_strided_ports():
     fleet = ServerFleet(["1", "3"], ServerConfig(http_port=8000, grpc_port=8001, metrics_port=0, env={"A": "b"}))
     configs = [server.config for server in fleet.servers]
     assert [(c.http_port, c.grpc_port, c.metrics_port) for c in configs] == [(8000, 8001, 0), (8010, 8011, 0)]
-    assert [c.env for c in configs] == [{"A": "b", "CUDA_VISIBLE_DEVICES": "1"}, {"A": "b", "CUDA_VISIBLE_DEVICES": "3"}]
+    assert [c.env for c in configs] == [{"A": "b", "CUDA_VISIBLE_DEVICES": "1"},
+                                        {"A": "b", "CUDA_VISIBLE_DEVICES": "3"}]
     with pytest.raises(ValueError, match="above 65535"):
         member_port(65530, 1)
     assert member_port(65525, 1) == 65535
