@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 
+from .client_usage import ClientUsage, warning_line
+from .client_usage import combine as combine_clients
 from .engine import Engine
 from .report import evaluate, figures
 from .scenario import CapacityConfig, PhaseConfig, Scenario
@@ -89,7 +91,9 @@ class CapacitySearch:
         recorder, clock = Recorder(), CompletionClock(self.target)
         engine = Engine(replace(self.scenario, phases=[phase]), clock, recorder, verifier=self.verifier)
         self.engine = engine
+        usage = ClientUsage()
         run = await engine.run()
+        client = usage.finish(run.phases[0].scheduled, recorder, engine.outbound_queue_max)
         scope = figures(recorder, {name}, run.phases[0].duration_s)
         verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
         results = evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])
@@ -99,7 +103,7 @@ class CapacitySearch:
         step = {"step": self._index, "mode": self.config.mode, "load": load, "repeat": repeat,
                 "warmup": warmup, **scope, "achieved_requests_per_s": scope["throughput"]["requests_per_s"],
                 "verification": verification, "slo": results, "passed": all(r["ok"] for r in results),
-                "stages": run.phases[0].stages, "interrupted": run.interrupted}
+                "stages": run.phases[0].stages, "interrupted": run.interrupted, "client": client}
         if self.config.mode == "rate":
             step["rate_per_s"], step["completion_rate_per_s"] = load, completion_rate
         else:
@@ -176,7 +180,8 @@ def describe_step(step: dict) -> str:
             f"(run {step['repeat']}) → {step['achieved_requests_per_s']:.2f} req/s, "
             f"{step['throughput']['images_per_s']:.2f} img/s, p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, "
             f"errors {step['requests']['errors']}, dropped {step['requests']['dropped']}, mismatches "
-            f"{step['verification']['mismatches']} → {verdict}" + (f" ({', '.join(failed)})" if failed else ""))
+            f"{step['verification']['mismatches']} → {verdict}" + (f" ({', '.join(failed)})" if failed else "")
+            + (f" [yellow]{warning_line(step['client'])}[/yellow]" if warning_line(step.get("client")) else ""))
 
 
 def capacity_report(scenario: Scenario, target, section: dict, started_at: datetime, verifier=None) -> dict:
@@ -187,6 +192,8 @@ def capacity_report(scenario: Scenario, target, section: dict, started_at: datet
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "passed": section["max_rate_per_s"] > 0 and not section["interrupted"],
             "capacity": section,
+            "client": combine_clients([{**step["client"], "name": f"step {step['step']}"}
+                                       for step in section["steps"] if step.get("client")]),
             "verification": verifier.summary() if verifier else {"enabled": False, "checked": 0, "mismatches": 0}}
 
 
@@ -223,3 +230,5 @@ def describe_capacity(report: dict, console) -> None:
                   f"under {' and '.join(section['slo'])}; bounded by {section['bounded_by']}"
                   + (f"; the first failing load: {section['lowest_failing_load']:g}"
                      if section["lowest_failing_load"] is not None else ""), soft_wrap=True)
+    if warning_line(report.get("client")):
+        console.print(f"[yellow]{warning_line(report['client'])}[/yellow]", soft_wrap=True)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--repeats", type=int, default=None, help="runs per candidate load (default 2)")
     capacity.add_argument("--precision", type=float, default=None, help="stop bisecting within this fraction")
     capacity.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+    capacity.add_argument("--workers", type=_positive, default=1,
+                          help="not supported: a capacity search runs in one process (1 is accepted)")
 
     report = commands.add_parser("report", help="work with saved results")
     report_commands = report.add_subparsers(dest="report_command", required=True, metavar="SUBCOMMAND")
@@ -244,6 +246,12 @@ def cmd_run(args) -> int:
 
 def cmd_capacity(args) -> int:
     from .runner import RunOptions, run_capacity
+
+    if args.workers > 1:
+        print("flux_async capacity: error: --workers must be 1: a capacity search runs every step in one process "
+              "(run --workers splits a fixed scenario; its report's client verdict, like each capacity step's, "
+              "says when the tester itself was the bottleneck)", file=sys.stderr)
+        return EXIT_USAGE
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
                          plot=args.plot, html=args.html, weights=args.weights, verify=not args.no_verify,

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from . import attribution, pacer
 from .scenario import PhaseConfig, Scenario
-from .stats import Interval, Recorder
+from .stats import Interval, Recorder, merge_intervals
 from .targets import Outcome
 from .verify import Verifier, keep
 from .workload import JobSource
@@ -124,6 +124,10 @@ class Engine:
         self._stop = asyncio.Event()
         self._stop_requested = False
         self._stop_count = 0
+        self._due = 0  # requests whose intended start has come (written by the pacing thread or a closed-loop worker)
+        self._taken = 0  # of those, handed to the target or dropped (written by the loop)
+        self.outbound_queue_max = 0  # the most requests due but not yet sent, at any interval's end
+        self._held: Interval | None = None  # the last interval, emitted when the next one shows it was complete
 
     # ---- control ---------------------------------------------------------------------------------------------
     def stop(self, reason: str = "stopped by a signal") -> None:
@@ -139,6 +143,12 @@ class Engine:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def outbound_queue(self) -> int:
+        """Requests whose intended start has come but which the loop has not yet handed to the target: a tester
+        that cannot keep up with its own schedule shows here first."""
+        return max(0, self._due - self._taken)
 
     async def _sleep_until(self, when_ns: int) -> bool:
         """Sleep until `when_ns` (perf_counter); False if a stop came first (noticed within 0.25 s).
@@ -157,6 +167,7 @@ class Engine:
         job = keep(self.jobs.next(), self.verifier)
         self.recorder.count(phase.name, "sent")
         self.in_flight += 1
+        self._taken += 1
         try:
             async with _deadline(self.request_timeout_s + 5):  # targets time out first; this bounds a stuck one
                 outcome = await self.target.send(job)
@@ -202,6 +213,7 @@ class Engine:
         def dispatch(intended: int) -> None:
             phase.scheduled += 1
             if cap is not None and self.in_flight >= cap:
+                self._taken += 1
                 self.recorder.count(phase.name, "dropped")
             else:
                 self._spawn(phase, intended)
@@ -217,6 +229,7 @@ class Engine:
                         time.sleep(min(delay, 0.25))
                     if self._stop_requested:
                         return
+                    self._due += 1
                     loop.call_soon_threadsafe(dispatch, intended)
             finally:
                 loop.call_soon_threadsafe(done.set)
@@ -252,6 +265,7 @@ class Engine:
                     await self._sleep_until(now + NS // 20)
                     continue
                 phase.scheduled += 1
+                self._due += 1
                 await self._send(phase, now)
 
         await asyncio.gather(*(worker(i) for i in range(workers)))
@@ -308,13 +322,27 @@ class Engine:
                 samples[name] = None
         return samples
 
-    def _close_interval(self, samples: dict) -> None:
+    def _close_interval(self, samples: dict, final: bool = False) -> None:
+        """Close the current interval. Each is held until the next one closes, so that the run's last interval,
+        shorter than the others, is merged into the one before it instead of reporting rates over its stub."""
         end = time.perf_counter_ns()
         histograms, counters = self.recorder.take_interval()
-        interval = Interval(self._interval_start, end, histograms, counters, samples)
-        for listener in self.listeners:
-            listener(interval)
+        queue = self.outbound_queue
+        self.outbound_queue_max = max(self.outbound_queue_max, queue)
+        interval = Interval(self._interval_start, end, histograms, counters, {**samples, "outbound_queue": queue})
         self._interval_start = end
+        held, self._held = self._held, interval
+        if not final:
+            ready = [held]
+        elif held is not None and (end - interval.start_ns) < self.interval_s * NS:
+            combine = {name: sampler.combine for name, sampler in self.samplers.items() if hasattr(sampler, "combine")}
+            ready = [merge_intervals(held, interval, combine)]
+        else:
+            ready = [held, interval]
+        for item in ready:
+            if item is not None:
+                for listener in self.listeners:
+                    listener(item)
 
     async def _intervals(self) -> None:
         while True:
@@ -350,6 +378,6 @@ class Engine:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (ticker, watchdog) if t is not None), return_exceptions=True)
-            self._close_interval(await self._sample())
+            self._close_interval(await self._sample(), final=True)
         return RunResult(self.phases, started_at, (time.perf_counter_ns() - started) / NS, self.stopping,
                          self.target.url, self.target.protocol, self.target.model, self.stop_reason)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import contract
+from .http_session import client_session
 
 ACTIONS = ("unload", "slow", "kill-server")
 # Where each model's Triton class lives, to build a slowed copy of it.
@@ -56,7 +57,7 @@ class ServerControl:
     async def _post(self, path: str, body: dict | None = None) -> None:
         import aiohttp
 
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        async with client_session(timeout=aiohttp.ClientTimeout(total=600)) as session:
             async with session.post(f"{self.base}{path}", json=body or {}) as response:
                 if response.status != 200:
                     raise RuntimeError(f"{path}: HTTP {response.status}: {(await response.text())[:300]}")
@@ -64,7 +65,7 @@ class ServerControl:
     async def _config(self, model: str) -> dict:
         import aiohttp
 
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with client_session(timeout=aiohttp.ClientTimeout(total=30)) as session:
             async with session.get(f"{self.base}/v2/models/{model}/config") as response:
                 response.raise_for_status()
                 return await response.json()

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 from . import __version__
+from .client_usage import warning_line
 from .plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
                     draw_throughput, gpu_memory_series, svg)
 from .report import describe_observed, format_ms, observed_phrase
@@ -123,6 +124,7 @@ def render_html(report: dict, hlog: str | Path | None = None, source: str | None
     stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(12, 1.2 + 0.35 * len(p["stages"])))
                     for i, p in enumerate(report.get("phases", [])) if p.get("stages")}
     return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report),
+                           tester_warning=warning_line(report.get("client")),
                            charts=_charts(report, spectrum), stage_charts=stage_charts,
                            gallery=_gallery(report.get("verification", {})),
                            spectrum_source=Path(hlog).name if spectrum else "the JSON report",

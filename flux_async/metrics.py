@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from .http_session import client_session
+
 COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
             "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
             "nv_inference_request_duration_us")
@@ -36,7 +38,7 @@ class MetricsScraper:
         import aiohttp
 
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            self._session = client_session(timeout=aiohttp.ClientTimeout(total=5))
         async with self._session.get(self.url) as response:
             response.raise_for_status()
             current = parse(await response.text())
@@ -48,6 +50,18 @@ class MetricsScraper:
                 changed = {key: now[key] - then.get(key, 0.0) for key in now if now[key] != then.get(key, 0.0)}
                 if changed:
                     result[name] = changed
+        return result
+
+    @staticmethod
+    def combine(earlier: dict, later: dict) -> dict:
+        """Two consecutive readings as one: counters' changes added, gauges from the later."""
+        result = dict(later)
+        for name in COUNTERS:
+            if name in earlier:
+                both = dict(earlier[name])
+                for key, value in later.get(name, {}).items():
+                    both[key] = both.get(key, 0.0) + value
+                result[name] = both
         return result
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .attribution import first_to_queue
+from .client_usage import warning_line
 from .engine import RunResult
 from .scenario import Scenario
 from .stats import Counters, Recorder, stat_ms, summarize_ms
@@ -257,6 +258,14 @@ def print_summary(report: dict, console) -> None:
             print_line(f"[red]UNSTABLE[/red] {problem}")
     elif verification.get("note"):
         print_line(f"verification: off ({verification['note']})")
+    client = report.get("client")
+    if client:
+        lag = client.get("schedule_lag_p99_ms")
+        print_line(f"client: {client['cpu_us_per_request'] or 0:.0f} µs CPU per request, event loop busy "
+                   f"{client.get('loop_busy', 0):.0%}, schedule lag p99 " + ("–" if lag is None else f"{lag:.2f} ms")
+                   + f", outbound queue max {client.get('outbound_queue_max', 0)}")
+    if warning_line(client):
+        print_line(f"[yellow]{warning_line(client)}[/yellow]")
     if report["interrupted"]:
         print_line(f"[yellow]interrupted ({report['stop_reason']}): the report covers the requests made until the "
                    "stop[/yellow]")

@@ -4,14 +4,13 @@ references, the engine (or the capacity search), live progress, signals, and the
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import time
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .client_usage import ClientUsage
 from .engine import Engine
 from .gpu import GpuSampler
 from .metrics import MetricsScraper
@@ -181,29 +180,6 @@ async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tupl
         return None, abort.code
 
 
-def _rss_mb() -> float:
-    """This process's resident memory now, in MB (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
-class ClientUsage:
-    """What the load generator itself cost during the run: CPU time and memory (the report's `client`)."""
-
-    def __init__(self):
-        self.cpu, self.rss = time.process_time(), _rss_mb()
-
-    def finish(self, result) -> dict:
-        cpu = time.process_time() - self.cpu
-        sent = sum(p.scheduled for p in result.phases)
-        return {"cpu_s": round(cpu, 3), "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
-                "rss_mb_start": round(self.rss, 1), "rss_mb_end": round(_rss_mb(), 1),
-                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
-
-
 def check_faults(scenario: Scenario, options: RunOptions) -> None:
     """Faults change the server: they run only with --allow-faults, and kill-server only on the embedded server."""
     if not scenario.faults:
@@ -264,7 +240,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
             hlog.close()
         if "metrics" in samplers:
             await samplers["metrics"].close()
-    client = usage.finish(result)
+    client = usage.finish(sum(p.scheduled for p in result.phases), recorder, engine.outbound_queue_max)
     if verifier is not None:
         await verifier.settle()
     gpu_summary = {"available": gpu.available, "reason": gpu.reason}
@@ -277,6 +253,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
 
         report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
         report["histograms"] = encode_histograms(recorder)
+        report["timeline_epoch_s"] = result.started_at.timestamp()  # the parent aligns the workers' timelines
     from .plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)

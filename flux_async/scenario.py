@@ -24,6 +24,7 @@ from .thresholds import Threshold, parse_threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
 BALANCE = ("round-robin", "least-in-flight")
+COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
 EXECUTORS = ("constant-concurrency", "ramping-concurrency", "constant-arrival-rate", "poisson-arrival-rate",
              "ramping-arrival-rate", "burst")
 
@@ -55,6 +56,7 @@ class TargetConfig:
     balance: str = "round-robin"
     metrics_url: str | None = None  # Triton's Prometheus endpoint, scraped per interval
     control_url: str | None = None  # Triton's HTTP endpoint for model control (fault injection)
+    compression: str = "none"  # HTTP: the Accept-Encoding asked for; gRPC: the channel's compression
 
     @property
     def model_name(self) -> str:
@@ -228,7 +230,8 @@ def _positive_int(r: _Reader, data, key, path, default=None):
 # ---- sections ----------------------------------------------------------------------------------------------------
 def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
-                                        "headers", "tls", "balance", "metrics_url", "control_url"))
+                                        "headers", "tls", "balance", "metrics_url", "control_url",
+                                        "compression"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -253,6 +256,7 @@ def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
         connect_timeout_s=r.get(data, "connect_timeout", path, parse_duration, 30.0, timeout, "must be > 0"),
         headers={str(k): str(v) for k, v in headers.items()}, tls=tls,
         balance=r.choice(data, "balance", path, BALANCE, "round-robin"),
+        compression=r.choice(data, "compression", path, COMPRESSION, "none"),
         metrics_url=r.get(data, "metrics_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
                           "must be an http:// or https:// URL"),
         control_url=r.get(data, "control_url", path, str, None, lambda v: v.startswith(("http://", "https://")),

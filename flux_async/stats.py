@@ -76,6 +76,28 @@ class Interval:
     samples: dict = field(default_factory=dict)
 
 
+def merge_intervals(earlier: Interval, later: Interval, combine: dict | None = None) -> Interval:
+    """One interval spanning both: histograms added, counters summed, each sampler's readings combined by
+    `combine[name](earlier, later)` where given, else the later reading."""
+    histograms = {}
+    for key in {**earlier.histograms, **later.histograms}:
+        histograms[key] = new_histogram()
+        for part in (earlier, later):
+            if key in part.histograms:
+                histograms[key].add(part.histograms[key])
+    counters: dict[str, Counters] = defaultdict(Counters)
+    for part in (earlier, later):
+        for phase, values in part.counters.items():
+            counters[phase].add(values)
+    samples = dict(earlier.samples)
+    for name, reading in later.samples.items():
+        join = (combine or {}).get(name)
+        previous = samples.get(name)
+        samples[name] = join(previous, reading) if join and previous is not None and reading is not None \
+            else (reading if reading is not None else previous)
+    return Interval(earlier.start_ns, later.end_ns, histograms, dict(counters), samples)
+
+
 class Recorder:
     """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric).
 

@@ -21,6 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from . import attribution, wire
+from .http_session import client_session
 from .scenario import TargetConfig, parse_duration
 from .wire import EncodedRequests
 from .workload import Job
@@ -142,12 +143,16 @@ class GrpcTarget:
 
         tls = self.config.tls
         options = self._channel_options()
+        compression = {"none": None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}[
+            self.config.compression]
         self.client = grpc_aio.InferenceServerClient(
             self.endpoint.address, ssl=self.endpoint.tls, root_certificates=tls.ca_file if tls else None,
             private_key=tls.key_file if tls else None, certificate_chain=tls.cert_file if tls else None,
             channel_args=options)
-        self.channel = (grpc.aio.secure_channel(self.endpoint.address, self._credentials(), options=options)
-                        if self.endpoint.tls else grpc.aio.insecure_channel(self.endpoint.address, options=options))
+        self.channel = (grpc.aio.secure_channel(self.endpoint.address, self._credentials(), options=options,
+                                                compression=compression)
+                        if self.endpoint.tls else grpc.aio.insecure_channel(self.endpoint.address, options=options,
+                                                                             compression=compression))
         self._infer = self.channel.unary_unary(self._method, request_serializer=None,
                                                response_deserializer=service_pb2.ModelInferResponse.FromString)
         self._stream = self.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
@@ -253,7 +258,8 @@ class HttpTarget:
                 context.load_cert_chain(tls.cert_file, tls.key_file)
         connector = aiohttp.TCPConnector(limit=0, ssl=context if context is not None else False)
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=self.config.connect_timeout_s)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.config.headers)
+        self.session = client_session(self.config.compression, self.config.headers, connector=connector,
+                                      timeout=timeout)
         await _check_ready(self, self._ready)
 
     async def _ready(self) -> tuple[bool, bool]:

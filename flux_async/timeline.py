@@ -1,9 +1,25 @@
 """The run as a time series: one row per interval (latency and service percentiles, throughput, errors, and the
-samplers' readings), kept in the report for plots and the HTML report."""
+samplers' readings), kept in the report for plots and the HTML report.
+
+Rates are always taken over an interval's real length. The engine merges a run's last, shorter interval into the
+one before it, and `combine` (several processes' rows) takes each process's rate over its own intervals' lengths:
+no row reports a rate computed over a stub as if it were a full interval.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from .stats import Counters, Interval, new_histogram, stat_ms
+
+COUNTS = ("sent", "ok", "errors", "dropped", "images")
+
+
+def _percentiles(row: dict, histograms: dict) -> None:
+    """p50 and p99 of latency, service and lag (ms; None without samples) into `row`."""
+    for metric in ("latency", "service", "lag"):
+        for stat in ("p50", "p99"):
+            row[f"{metric}_{stat}_ms"] = stat_ms(histograms.get(metric), stat)
 
 
 class Timeline:
@@ -23,16 +39,47 @@ class Timeline:
         for counters in interval.counters.values():
             total.add(counters)
         row.update({"sent": total.sent, "ok": total.ok, "errors": total.errors, "dropped": total.dropped,
-                    "requests_per_s": round(total.ok / seconds, 4), "images_per_s": round(total.images_ok / seconds, 4)})
-        for metric in ("latency", "service", "lag"):
-            merged = None
-            for (_, name), histogram in interval.histograms.items():
-                if name == metric:
-                    merged = merged or new_histogram()
-                    merged.add(histogram)
-            for stat in ("p50", "p99"):
-                row[f"{metric}_{stat}_ms"] = stat_ms(merged, stat)
+                    "images": total.images_ok, "requests_per_s": round(total.ok / seconds, 4),
+                    "images_per_s": round(total.images_ok / seconds, 4)})
+        merged: dict = {}
+        for (_, name), histogram in interval.histograms.items():
+            merged.setdefault(name, new_histogram()).add(histogram)
+        _percentiles(row, merged)
         for name, reading in interval.samples.items():
             if reading is not None:
                 row[name] = reading
         self.rows.append(row)
+
+
+def combine(parts: list[tuple[float, list[dict]]], logged: list, interval_s: float = 1.0) -> list[dict]:
+    """One timeline from several processes: `parts` holds each one's (epoch of its t = 0, rows), `logged` the
+    intervals of their .hlog files ((epoch start, length, tag, histogram)). Rows fall on a common grid by their
+    midpoints; counts add up, histograms add exactly, and each process's rate is its count over its own rows'
+    lengths in that grid cell, summed over processes."""
+    if not parts:
+        return []
+    base = min(epoch for epoch, _ in parts)
+    cells: dict[int, dict] = defaultdict(lambda: {"counts": dict.fromkeys(COUNTS, 0), "histograms": {},
+                                                  "rates": defaultdict(lambda: [0, 0, 0.0])})
+    for process, (epoch, rows) in enumerate(parts):
+        for row in rows:
+            cell = cells[int((epoch + row["t"] + row["dt"] / 2 - base) // interval_s)]
+            for key in COUNTS:
+                cell["counts"][key] += row.get(key, 0)
+            own = cell["rates"][process]
+            own[0] += row.get("ok", 0)
+            own[1] += row.get("images", 0)
+            own[2] += row["dt"]
+    for start, length, tag, histogram in logged:
+        cell = cells[int((start + length / 2 - base) // interval_s)]
+        cell["histograms"].setdefault(tag.rsplit(":", 1)[-1], new_histogram()).add(histogram)
+    result = []
+    for index in sorted(cells):
+        cell = cells[index]
+        rates = [(ok / seconds, images / seconds) for ok, images, seconds in cell["rates"].values() if seconds > 0]
+        row = {"t": round(index * interval_s, 3), "dt": interval_s, **cell["counts"],
+               "requests_per_s": round(sum(r for r, _ in rates), 4),
+               "images_per_s": round(sum(i for _, i in rates), 4)}
+        _percentiles(row, cell["histograms"])
+        result.append(row)
+    return result

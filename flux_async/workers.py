@@ -17,10 +17,12 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from .client_usage import combine as combine_clients
 from .engine import PhaseRun, RunResult
 from .merge import merge_logs, write_log
 from .scenario import RampStage, Scenario
-from .stats import Counters, Recorder, new_histogram, stat_ms
+from .stats import Counters, Recorder, new_histogram
+from .timeline import combine
 
 
 class WorkerSplitError(ValueError):
@@ -128,8 +130,10 @@ def merge_reports(scenario: Scenario, reports: list[dict], hlogs: list[Path], em
                        any(r["interrupted"] for r in reports), first["target"]["url"], first["target"]["protocol"],
                        first["target"]["model"])
     merged = build_report(scenario, result, recorder, embedded=embedded, verifier=MergedVerification(reports),
-                          timeline=_timeline(hlogs), gpu=first.get("gpu"), metrics_url=first.get("metrics_url"))
+                          timeline=_timeline(reports, hlogs), gpu=first.get("gpu"), metrics_url=first.get("metrics_url"))
     merged["workers"] = len(reports)
+    merged["client"] = combine_clients([{**r["client"], "name": f"worker {r['worker']}"} for r in reports
+                                        if r.get("client")])
     return merged
 
 
@@ -139,32 +143,11 @@ def _started_at(report: dict):
     return datetime.fromisoformat(report["started_at"])
 
 
-def _timeline(hlogs: list[Path]) -> list[dict]:
-    """Per-second rows from the workers' interval logs (latency, service and lag percentiles; completed requests)."""
+def _timeline(reports: list[dict], hlogs: list[Path]) -> list[dict]:
+    """The workers' rows on one time grid (see timeline.combine), percentiles from their interval logs."""
+    parts = [(r["timeline_epoch_s"], r.get("timeline", [])) for r in reports if "timeline_epoch_s" in r]
     existing = [p for p in hlogs if p.is_file()]
-    if not existing:
-        return []
-    merged = merge_logs(existing)
-    if not merged.intervals:
-        return []
-    base = min(start for start, _, _, _ in merged.intervals)
-    buckets: dict[int, dict[str, object]] = {}
-    for start, _, tag, histogram in merged.intervals:
-        metric = tag.rsplit(":", 1)[-1]
-        bucket = buckets.setdefault(int(start - base), {})
-        bucket.setdefault(metric, new_histogram()).add(histogram)
-    rows = []
-    for second in sorted(buckets):
-        bucket = buckets[second]
-        row = {"t": float(second), "dt": 1.0}
-        latency = bucket.get("latency")
-        row["ok"] = latency.get_total_count() if latency else 0
-        row["requests_per_s"] = float(row["ok"])
-        for metric in ("latency", "service", "lag"):
-            for stat in ("p50", "p99"):
-                row[f"{metric}_{stat}_ms"] = stat_ms(bucket.get(metric), stat)
-        rows.append(row)
-    return rows
+    return combine(parts, merge_logs(existing).intervals if existing else [])
 
 
 def worker_command(scenario_path: Path, index: int, count: int, url: str, options, folder: Path) -> list[str]:
@@ -194,7 +177,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
         embedded = not scenario.target.urls
         if embedded:
             try:
-                scenario = await embedded_server(scenario, options, console, stack)
+                scenario, _ = await embedded_server(scenario, options, console, stack)
             except Abort as abort:
                 return None, abort.code
         url = ",".join(scenario.target.urls)

@@ -1,0 +1,24 @@
+"""The one way flux_async opens an aiohttp session: transparent unless told otherwise.
+
+aiohttp asks for `gzip, deflate` by default and Triton honours it, compressing every response on the server's CPU
+(about 0.45 s per 12.6 MB image on 2 cores). flux_async asks for `identity` unless the scenario chooses a compression,
+and reads bodies in 1 MiB steps instead of aiohttp's 64 KiB (fewer pauses of the socket per image).
+"""
+
+from __future__ import annotations
+
+READ_BUFSIZE = 2**20
+
+
+def accept_encoding(compression: str) -> str:
+    """The Accept-Encoding header for a scenario's `target.compression` ('none', 'gzip' or 'deflate')."""
+    return "identity" if compression == "none" else compression
+
+
+def client_session(compression: str = "none", headers: dict[str, str] | None = None, **kwargs):
+    """An `aiohttp.ClientSession` asking for `compression` (default none) and reading in 1 MiB steps."""
+    import aiohttp
+
+    merged = {"Accept-Encoding": accept_encoding(compression)}
+    merged.update(headers or {})  # a user's own Accept-Encoding header wins
+    return aiohttp.ClientSession(headers=merged, read_bufsize=READ_BUFSIZE, **kwargs)

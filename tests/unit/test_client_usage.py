@@ -1,0 +1,61 @@
+"""The tester says when it was the bottleneck: the `client` verdict in the report, the console and the HTML."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from flux_async.client_usage import LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine, saturation_reasons
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(tmp_path: Path, rate: str, duration: str, latency: str) -> tuple[dict, subprocess.CompletedProcess]:
+    scenario = {"name": "load", "target": {"url": f"fake://?latency={latency}"}, "workload": {"prompts": ["a"]},
+                "phases": [{"executor": "constant-arrival-rate", "rate": rate, "duration": duration}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    result = subprocess.run([sys.executable, "-m", "flux_async", "run", str(tmp_path / "s.yaml"), "--no-progress",
+                             "--report", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return json.loads((tmp_path / "r.json").read_text()), result
+
+
+def test_each_criterion_alone_names_its_reason():
+    assert saturation_reasons(0.2, 0.5, 0) == []
+    assert "busy 90%" in saturation_reasons(LOOP_BUSY_LIMIT + 0.05, None, 0)[0]
+    assert "lag p99 25.0 ms" in saturation_reasons(0.2, LAG_P99_LIMIT_MS + 15, 0)[0]
+    assert saturation_reasons(0.2, 25.0, 0, service_p50_ms=1000.0) == []  # 25 ms before a 1 s request: no matter
+    assert "queue grew to 11" in saturation_reasons(0.2, 0.1, QUEUE_LIMIT + 1)[0]
+
+
+def test_an_overloaded_tester_says_so(tmp_path):
+    """fake:// at a rate one process cannot send: the run is flagged, with its reasons, in all three outputs."""
+    report, result = run(tmp_path, "40000/s", "1s", "0ms")
+    client = report["client"]
+    assert client["saturated"] and client["reasons"], client
+    assert client["schedule_lag_p99_ms"] > LAG_P99_LIMIT_MS  # the queue may sit in the pacing thread or the loop
+    assert "TESTER SATURATED: figures may describe the tester, not the service" in result.stdout
+    assert 'id="tester-warning"' in (tmp_path / "r.html").read_text()
+
+
+def test_a_tester_with_headroom_is_not_flagged(tmp_path):
+    report, result = run(tmp_path, "40/s", "2s", "10ms")
+    client = report["client"]
+    assert not client["saturated"] and client["reasons"] == [], client
+    assert client["loop_busy"] < LOOP_BUSY_LIMIT and client["outbound_queue_max"] <= QUEUE_LIMIT
+    assert "TESTER SATURATED" not in result.stdout and "client: " in result.stdout
+    assert 'id="tester-warning"' not in (tmp_path / "r.html").read_text()
+
+
+def test_combined_clients_are_saturated_if_any_part_was():
+    calm = {"requests": 10, "cpu_s": 0.01, "loop_busy": 0.1, "schedule_lag_p99_ms": 0.2, "outbound_queue_max": 0,
+            "reasons": [], "name": "worker 0/2"}
+    busy = {**calm, "requests": 30, "cpu_s": 0.05, "loop_busy": 0.95, "reasons": ["its event loop was busy 95%"],
+            "name": "worker 1/2"}
+    merged = combine([calm, busy])
+    assert merged["saturated"] and merged["reasons"] == ["worker 1/2: its event loop was busy 95%"]
+    assert merged["requests"] == 40 and merged["cpu_us_per_request"] == 1500.0 and merged["loop_busy"] == 0.95
