@@ -66,6 +66,25 @@ def test_main_job_with_an_embedded_server(tmp_path):
     assert "starting an embedded Triton server" in result.stdout
 
 
+def test_workers_with_an_embedded_server(tmp_path):
+    """`run scenarios/burst.yaml --workers 2` with no URL: one embedded server, two workers, one merged report whose
+    counts add up and whose verification covers both workers' images."""
+    result = run_cli("scenarios/burst.yaml", "--workers", "2", "--duration", "9", "--report", str(tmp_path / "r.json"),
+                     "--html", str(tmp_path / "r.html"), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["workers"] == 2 and report["embedded_server"] and report["passed"]
+    bursts = next(p for p in report["phases"] if p["name"] == "bursts")
+    assert bursts["requests"]["sent"] == 6 * 2 == report["requests"]["sent"]  # 2 bursts of 6 in 9 s, 3 per worker
+    assert report["requests"]["ok"] == report["requests"]["sent"] and report["images"]["ok"] >= 12
+    verification = report["verification"]
+    assert verification["workers"] == 2 and verification["mismatches"] == 0
+    warm_up = next(p for p in report["phases"] if p["name"] == "warm-up")
+    assert verification["checked"] == report["images"]["ok"] + warm_up["images"]["ok"]  # every image, both workers
+    assert report["client"]["parts"] == 2 and report["client"]["requests"] == 6 * 2 + 4
+    assert (tmp_path / "r.html").is_file()
+
+
 def test_bad_scenario_exits_2_listing_every_problem(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({
         "workload": {"prompts": []}, "phases": [{"executor": "warp-speed"}], "thresholds": ["p99 < 1"]}))
