@@ -81,14 +81,22 @@ def http_request(job: Job) -> tuple[bytes, dict[str, str]]:
 
 def http_images(payload: bytes, header_length: int | None,
                 keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
-    """(image count, images, seeds) of a KServe v2 response; reads only its JSON header unless `keep_pixels`."""
-    if keep_pixels:
-        import tritonclient.http as httpclient
-
-        result = httpclient.InferenceServerClient.parse_response_body(payload, header_length=header_length)
-        pixels, seeds = result.as_numpy("images"), result.as_numpy("seeds")
-        return (0 if pixels is None else len(pixels), pixels,
-                None if seeds is None else tuple(int(s) for s in seeds))
+    """(image count, images, seeds) of a KServe v2 response; reads only its JSON header unless `keep_pixels`, and
+    then views the binary outputs in place (no copy of the images)."""
     header = json.loads(payload[:header_length] if header_length else payload)
-    images = next((o for o in header.get("outputs", []) if o["name"] == "images"), None)
-    return (int(images["shape"][0]) if images else 0), None, None
+    outputs = {output["name"]: output for output in header.get("outputs", [])}
+    images = outputs.get("images")
+    count = int(images["shape"][0]) if images else 0
+    if not keep_pixels:
+        return count, None, None
+    arrays, offset, body = {}, header_length or len(payload), memoryview(payload)
+    for output in header.get("outputs", []):
+        size = output.get("parameters", {}).get("binary_data_size")
+        if size is None:  # sent as JSON data
+            arrays[output["name"]] = np.asarray(output.get("data", []), dtype=_NUMPY.get(output["datatype"]))
+        else:
+            arrays[output["name"]] = np.frombuffer(body[offset:offset + size], dtype=_NUMPY[output["datatype"]])
+            offset += size
+        arrays[output["name"]] = arrays[output["name"]].reshape(output["shape"])
+    pixels, seeds = arrays.get("images"), arrays.get("seeds")
+    return count, pixels, None if seeds is None else tuple(int(s) for s in seeds)

@@ -31,7 +31,7 @@ def test_shipped_scenarios_are_valid(path):
 def test_every_problem_is_reported_at_once_with_its_path():
     found = problems({
         "name": "bad", "colour": "blue",
-        "target": {"protocol": "udp", "request_timeout": "soon", "tls": {"ca": "x"}},
+        "target": {"protocol": "udp", "request_timeout": "soon", "tls": {"ca": "x"}, "compression": "br"},
         "workload": {"prompts": [], "height": 1000, "steps": 0, "prompts_per_request": {9: 1}},
         "phases": [{"executor": "constant-arrival-rate", "rate": "-2/s", "duration": "10s"},
                    {"executor": "teleport"},
@@ -44,6 +44,7 @@ def test_every_problem_is_reported_at_once_with_its_path():
         "target.protocol: must be one of grpc, grpc-stream, http, got 'udp'",
         "target.request_timeout: must be a duration like 10s or 500ms, got 'soon'",
         "target.tls.ca: unknown key",
+        "target.compression: must be one of none, gzip, deflate, got 'br'",
         "workload.prompts: must be a non-empty list",
         "workload.height: must be a multiple of 16 in [64, 2048], got 1000",
         "workload.steps: must be an integer in [1, 100], got 0",

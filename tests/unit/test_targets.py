@@ -64,3 +64,80 @@ async def test_least_in_flight_prefers_the_idle_target():
         assert (await target.send(job)).ok
     await slow
     assert hits == {"slow": 0, "fast": 5}
+
+
+def kserve_response(images, seeds) -> tuple[bytes, int]:
+    """A KServe v2 binary response body (JSON header, then the tensors' bytes) and its header length."""
+    import json
+
+    header = json.dumps({"model_name": "bls", "outputs": [
+        {"name": "images", "datatype": "FP32", "shape": list(images.shape),
+         "parameters": {"binary_data_size": images.nbytes}},
+        {"name": "seeds", "datatype": "INT64", "shape": list(seeds.shape),
+         "parameters": {"binary_data_size": seeds.nbytes}}]}).encode()
+    return header + images.tobytes() + seeds.tobytes(), len(header)
+
+
+def test_http_images_view_the_body_in_place_and_agree_with_tritonclient():
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from flux_async import wire
+
+    images = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
+    body, length = kserve_response(images, np.array([7, 9], dtype=np.int64))
+    count, pixels, seeds = wire.http_images(body, length, keep_pixels=True)
+    expected = httpclient.InferenceServerClient.parse_response_body(body, header_length=length)
+    assert count == 2 and seeds == (7, 9) and np.array_equal(pixels, expected.as_numpy("images"))
+    assert np.shares_memory(pixels, np.frombuffer(body, dtype=np.uint8))  # a view of the body, not a copy
+    assert wire.http_images(body, length, keep_pixels=False) == (2, None, None)
+
+
+@pytest.mark.parametrize("compression, expected", [("none", "identity"), ("gzip", "gzip")])
+async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compression, expected):
+    """Against a real aiohttp server: infer, health, readiness, statistics and metrics calls all send the
+    Accept-Encoding the scenario chose (aiohttp alone would ask for gzip, which Triton honours)."""
+    import numpy as np
+    from aiohttp import web
+
+    from flux_async.metrics import MetricsScraper
+    from flux_async.scenario import parse_scenario
+    from flux_async.workload import JobSource
+
+    seen: dict[str, str] = {}
+    body, length = kserve_response(np.zeros((1, 3, 2, 2), dtype=np.float32), np.array([1], dtype=np.int64))
+
+    async def record(request):
+        seen[request.path] = request.headers.get("Accept-Encoding", "")
+        if request.path.endswith("/infer"):
+            return web.Response(body=body, headers={"Inference-Header-Content-Length": str(length)})
+        if request.path == "/v2/models/stats":
+            return web.json_response({"model_stats": []})
+        return web.Response(text="nv_gpu_utilization{gpu_uuid=\"g\"} 0.5\n" if request.path == "/metrics" else "")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        scenario = parse_scenario({"target": {"url": f"http://127.0.0.1:{port}", "protocol": "http",
+                                              "compression": compression},
+                                   "workload": {"prompts": ["a"]}, "phases": [{"executor": "constant-concurrency",
+                                                                               "concurrency": 1, "requests": 1}]})
+        target = make_target(scenario.target)
+        await target.open()
+        outcome = await target.send(JobSource(scenario.workload).next())
+        await target.statistics()
+        await target.live()
+        await target.close()
+        scraper = MetricsScraper(f"http://127.0.0.1:{port}/metrics")
+        await scraper()
+        await scraper.close()
+    finally:
+        await runner.cleanup()
+    assert outcome.ok and outcome.images == 1, outcome
+    assert seen == {"/v2/health/live": expected, "/v2/models/bls/ready": expected, "/v2/models/bls/infer": expected,
+                    "/v2/models/stats": expected, "/metrics": "identity"}
