@@ -200,6 +200,9 @@ def run_async(coroutine):
     import asyncio
     import os
 
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
     if os.environ.get("FLUX_ASYNC_LOOP", "uvloop") == "uvloop":
         try:
             import uvloop

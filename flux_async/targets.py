@@ -153,8 +153,7 @@ class GrpcTarget:
                                                 compression=compression)
                         if self.endpoint.tls else grpc.aio.insecure_channel(self.endpoint.address, options=options,
                                                                              compression=compression))
-        self._infer = self.channel.unary_unary(self._method, request_serializer=None,
-                                               response_deserializer=service_pb2.ModelInferResponse.FromString)
+        self._infer = self.channel.unary_unary(self._method, request_serializer=None, response_deserializer=None)
         self._stream = self.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
                                                   request_serializer=None,
                                                   response_deserializer=service_pb2.ModelStreamInferResponse.FromString)

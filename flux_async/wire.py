@@ -49,17 +49,58 @@ def grpc_request(model: str, job: Job) -> bytes:
 
 
 def grpc_images(response, keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
-    """(image count, images, seeds) of a ModelInferResponse; images and seeds only when `keep_pixels`."""
+    """(image count, images, seeds) of a ModelInferResponse, given as the message or as its serialized bytes; images
+    and seeds only when `keep_pixels`. From bytes, the tensors are viewed in place: no copy of the images."""
+    if isinstance(response, (bytes, bytearray, memoryview)):
+        outputs, raws = _response_fields(response)
+    else:
+        outputs, raws = response.outputs, response.raw_output_contents
     count, pixels, seeds = 0, None, None
-    for index, output in enumerate(response.outputs):
+    for index, output in enumerate(outputs):
         if output.name == "images":
             count = int(output.shape[0]) if output.shape else 0
             if keep_pixels:
-                pixels = np.frombuffer(response.raw_output_contents[index],
-                                       dtype=_NUMPY[output.datatype]).reshape(tuple(output.shape))
+                pixels = np.frombuffer(raws[index], dtype=_NUMPY[output.datatype]).reshape(tuple(output.shape))
         elif output.name == "seeds" and keep_pixels:
-            seeds = tuple(int(s) for s in np.frombuffer(response.raw_output_contents[index], dtype=np.int64))
+            seeds = tuple(int(s) for s in np.frombuffer(raws[index], dtype=np.int64))
     return count, pixels, seeds
+
+
+def _varint(view: memoryview, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = view[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def _response_fields(data) -> tuple[list, list[memoryview]]:
+    """A serialized ModelInferResponse's `outputs` (field 5, parsed) and `raw_output_contents` (field 6, as views
+    into `data`); its other fields are skipped. Protobuf's own parser would copy every tensor."""
+    from tritonclient.grpc import service_pb2
+
+    view, position, outputs, raws = memoryview(data), 0, [], []
+    while position < len(view):
+        key, position = _varint(view, position)
+        field, kind = key >> 3, key & 7
+        if kind == 2:  # length-delimited: strings, messages, bytes
+            length, position = _varint(view, position)
+            if field == 5:
+                outputs.append(service_pb2.ModelInferResponse.InferOutputTensor.FromString(
+                    bytes(view[position:position + length])))
+            elif field == 6:
+                raws.append(view[position:position + length])
+            position += length
+        elif kind == 0:
+            _, position = _varint(view, position)
+        elif kind in (1, 5):
+            position += 8 if kind == 1 else 4
+        else:
+            raise ValueError(f"ModelInferResponse: unexpected wire type {kind} for field {field}")
+    return outputs, raws
 
 
 def http_request(job: Job) -> tuple[bytes, dict[str, str]]:

@@ -141,3 +141,25 @@ async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compre
     assert outcome.ok and outcome.images == 1, outcome
     assert seen == {"/v2/health/live": expected, "/v2/models/bls/ready": expected, "/v2/models/bls/infer": expected,
                     "/v2/models/stats": expected, "/metrics": "identity"}
+
+
+def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
+    import numpy as np
+    from tritonclient.grpc import service_pb2
+
+    from flux_async import wire
+
+    images = np.random.default_rng(1).random((2, 3, 4, 4), dtype=np.float32)
+    response = service_pb2.ModelInferResponse(model_name="bls", model_version="1", id="7")
+    response.parameters["triton_final_response"].bool_param = True
+    for name, datatype, array in (("images", "FP32", images), ("seeds", "INT64", np.array([5, 6], dtype=np.int64))):
+        output = response.outputs.add(name=name, datatype=datatype)
+        output.shape.extend(array.shape)
+        response.raw_output_contents.append(array.tobytes())
+    data = response.SerializeToString()
+    count, pixels, seeds = wire.grpc_images(data, keep_pixels=True)
+    assert (count, seeds) == (2, (5, 6)) and np.array_equal(pixels, images)
+    assert np.shares_memory(pixels, np.frombuffer(data, dtype=np.uint8))  # viewed in place, not copied
+    from_message = wire.grpc_images(response, keep_pixels=True)
+    assert from_message[0] == 2 and from_message[2] == (5, 6) and np.array_equal(from_message[1], images)
+    assert wire.grpc_images(data, keep_pixels=False) == (2, None, None)
