@@ -41,9 +41,12 @@ def noop_server(**env):
         yield server
 
 
-def run_measured(command: list[str], timeout: float = 600, cwd: Path = ROOT) -> tuple[str, float]:
-    """Run a client to its end; (stdout, CPU seconds it used, children included)."""
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def run_measured(command: list[str], timeout: float = 600, cwd: Path = ROOT,
+                 env: dict | None = None) -> tuple[str, float]:
+    """Run a client to its end (with `env` added to the environment); (stdout, CPU seconds it used, children
+    included)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **env} if env else None)
     started = time.monotonic()
     output = []
     for line in process.stdout:

@@ -47,8 +47,8 @@ def client_cost(data: dict) -> list[str]:
     lines += [
         "Why the two client targets are missed: the engine itself costs " + engine_cost + " of CPU per request "
         "(scheduling, histograms, bookkeeping — measured against the fake target in the memory benchmark below); the "
-        "rest is the Python protocol stacks, grpc.aio and aiohttp, which cost tritonclient's own asyncio clients as "
-        "much or more (flux_async is ahead of both of them). Locust's FastHttpUser parses HTTP in C "
+        "rest is the Python protocol stacks, grpc.aio and aiohttp, the same ones tritonclient's own asyncio clients "
+        "use. " + _against_tritonclient(data["rows"]) + " Locust's FastHttpUser parses HTTP in C "
         "(geventhttpclient) and wrk is C throughout. Closing the gap needs a leaner HTTP/1.1 client (pre-encoded "
         "requests, which flux_async already keeps, written to keep-alive sockets and parsed with a C parser), or "
         "`run --workers N` to spread the client over more cores: on this 2-core machine the server shares them.",
@@ -61,6 +61,85 @@ def client_cost(data: dict) -> list[str]:
         "and 4,770 over HTTP at maximum on this machine (242 and 208 µs of CPU per request), and the engine's own "
         "cost against the fake target at 84 µs per request; the table shows the figures now.", ""]
     return lines
+
+
+def _against_tritonclient(rows: list[dict]) -> str:
+    """flux_async's CPU per request against tritonclient's asyncio client of the same protocol, load by load, as
+    the table has them (no adjective the figures do not carry)."""
+    parts = []
+    for protocol, theirs in (("gRPC", "tritonclient grpc.aio"), ("HTTP", "tritonclient http.aio")):
+        ratios = []
+        for row in rows:
+            if row["tool"] == f"flux_async {protocol}":
+                other = next((r for r in rows if r["tool"] == theirs and r["load"] == row["load"]), None)
+                if other:
+                    ratios.append(f"{row['cpu_us_per_request'] / other['cpu_us_per_request']:.2f}x at {row['load']}")
+        if ratios:
+            parts.append(f"flux_async {protocol} against {theirs}: " + ", ".join(ratios))
+    if not parts:
+        return ""
+    return ("On this no-op model (a 1x1 image per response) flux_async's CPU per request is " + "; ".join(parts)
+            + " (below 1: flux_async spends less; the payload section below compares them on image-sized responses).")
+
+
+def payload(data: dict) -> list[str]:
+    """flux_async against curl and tritonclient on image-sized responses (benchmarks/payload.py)."""
+    lines = ["## Payload: realistic responses", "", _source(data, "uv run python benchmarks/payload.py"),
+             "Against `benchmarks/payload_repository/bls`: a Triton python model with bls's inputs and outputs that "
+             "answers at once with deterministic FP32 images in [0, 1) (numpy's generator seeded by each prompt's "
+             "seed, cached in the model; 768 KiB per 256² image, 12 MiB per 1024²) and the seeds, from "
+             f"{data['instances']} CPU instances. Closed loop, {data['duration_s']:g} s per row; {data['note']}. "
+             "curl (C, libcurl) POSTs a pre-encoded KServe binary body over a kept-alive connection, one process "
+             "per request in flight; tritonclient's asyncio clients call `infer` and `as_numpy(\"images\")`; "
+             "flux_async runs a `constant-concurrency` scenario (verification on: every image checked against its "
+             "single-prompt reference). Bytes per response: the body as it travels (HTTP: after any "
+             "Content-Encoding; gRPC: the serialized ModelInferResponse).", "",
+             "| client | protocol | size | prompts/request | concurrency | requests/s | client CPU µs/request | "
+             "p50 ms | p99 ms | bytes/response | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        encoding = "" if row["encoding"] in ("identity", "none") else f" ({row['encoding']})"
+        lines.append(f"| {row['client']} | {row['protocol']} | {row['size']}² | {row['prompts']} | "
+                     f"{row['concurrency']} | {row['requests_per_s']:.1f} | {row['cpu_us_per_request']:.0f} | "
+                     f"{_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {row['bytes_per_response']:,}{encoding} | "
+                     f"{row['errors']}{_mismatches(row)} |")
+    lines += ["", "flux_async's percentiles are its corrected latency (from the intended start; in closed loop about "
+              "its service time, which the JSON keeps beside them); the others' are from the send. \"heap reuse\": "
+              "tritonclient run with glibc's `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`, the setting "
+              "flux_async applies to itself (`flux_async/allocator.py`), to show how much of the difference that "
+              "setting explains.", ""]
+    lines += [line for verdict in data.get("verdict", []) for line in (verdict, "")]
+    unpinned = _load("payload-unpinned")
+    if unpinned:
+        lines += ["With the server not pinned (it shares both cores with the client; "
+                  "`uv run python benchmarks/payload.py --no-pin --sizes 1024 --concurrency 4 --clients curl fa-grpc "
+                  f"fa-http --save-as payload-unpinned`, {unpinned['measured_at']}):", "",
+                  "| client | protocol | size | prompts/request | concurrency | requests/s | client CPU µs/request | "
+                  "p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['client']} | {r['protocol']} | {r['size']}² | {r['prompts']} | {r['concurrency']} | "
+                  f"{r['requests_per_s']:.1f} | {r['cpu_us_per_request']:.0f} | {_ms(r['p50_ms'])} | "
+                  f"{_ms(r['p99_ms'])} |" for r in unpinned["rows"]]
+        lines += [""] + [line for verdict in unpinned.get("verdict", []) if verdict.startswith(("(c)", "For (c)"))
+                         for line in (verdict, "")]
+    return lines + [PAYLOAD_FINDINGS, ""]
+
+
+PAYLOAD_FINDINGS = (
+    "What these rows showed, and what changed in flux_async because of them. (1) aiohttp asks for `gzip, deflate` "
+    "by default and Triton's HTTP endpoint honours it: the server gzips every image (compare the default "
+    "tritonclient http.aio rows with the identity ones), which made flux_async's HTTP latencies describe a "
+    "compression nobody asked for. flux_async now sends `Accept-Encoding: identity` on every HTTP call unless "
+    "`target.compression` asks for gzip or deflate. (2) Before these changes, most of the client's CPU per large "
+    "response went to page faults, not to copying: glibc serves allocations over its mmap threshold (at most "
+    "32 MiB) with fresh pages and unmaps them on free, so each 50 MB response faulted in about 12,000 pages per copy. "
+    "flux_async keeps freed memory for reuse (mallopt: no mmap, 1 GiB trim threshold; `FLUX_ASYNC_MALLOC=default` "
+    "opts out); the heap-reuse rows show the same switch applied to tritonclient. (3) flux_async takes gRPC "
+    "responses as bytes and views the tensors in place (`wire.grpc_images`), where protobuf's parser copies each "
+    "tensor once more (and `as_numpy` on HTTP bodies another time); images are converted only when verified. "
+    "Verification on costs the image comparisons (in a worker thread) on top.")
+
+
+def _mismatches(row: dict) -> str:
+    return f" ({row['mismatches']} mismatches in {row['checked']} checked)" if row.get("checked") else ""
 
 
 def schedule(data: dict) -> list[str]:
@@ -254,7 +333,7 @@ def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below comes from a committed script; each script writes "
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
              "measure your machine.", "", TARGETS, ""]
-    for name, render in (("client_cost", client_cost), ("schedule_accuracy", schedule),
+    for name, render in (("client_cost", client_cost), ("payload", payload), ("schedule_accuracy", schedule),
                          ("coordinated_omission", omission), ("memory", memory), ("sut_overhead", overhead),
                          ("fidelity-cpu", fidelity)):
         data = _load(name)

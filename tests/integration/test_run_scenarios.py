@@ -57,23 +57,16 @@ def test_scenario_runs_against_the_server(name, protocol, triton_server, tmp_pat
     assert logged == sum(p["requests"]["ok"] for p in report["phases"])
 
 
-def test_main_job_with_an_embedded_server(tmp_path):
-    """No URL anywhere: `run` starts Triton on the tiny weights, runs, reports, stops it (exit 0)."""
-    result = run_cli("scenarios/burst.yaml", "--duration", "3", "--report", str(tmp_path / "r.json"), timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["passed"] and report["embedded_server"] and report["requests"]["ok"] > 0
-    assert "starting an embedded Triton server" in result.stdout
-
-
-def test_workers_with_an_embedded_server(tmp_path):
-    """`run scenarios/burst.yaml --workers 2` with no URL: one embedded server, two workers, one merged report whose
-    counts add up and whose verification covers both workers' images."""
+def test_main_job_with_an_embedded_server_and_two_workers(tmp_path):
+    """`run scenarios/burst.yaml --workers 2` with no URL: Triton starts on the tiny weights, two workers share the
+    main job, and one merged report's counts add up and its verification covers both workers' images (exit 0).
+    The single-process embedded path runs in test_failures' kill-server test."""
     result = run_cli("scenarios/burst.yaml", "--workers", "2", "--duration", "9", "--report", str(tmp_path / "r.json"),
                      "--html", str(tmp_path / "r.html"), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["workers"] == 2 and report["embedded_server"] and report["passed"]
+    assert "starting an embedded Triton server" in result.stdout
     bursts = next(p for p in report["phases"] if p["name"] == "bursts")
     assert bursts["requests"]["sent"] == 6 * 2 == report["requests"]["sent"]  # 2 bursts of 6 in 9 s, 3 per worker
     assert report["requests"]["ok"] == report["requests"]["sent"] and report["images"]["ok"] >= 12
