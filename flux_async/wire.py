@@ -16,6 +16,7 @@ from .bls_inputs import bls_arrays, datatype
 from .workload import Job
 
 _NUMPY = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP16": np.float16}
+VIEW_AT_BYTES = 2**16  # smaller gRPC responses go through protobuf's C parser: copying them costs less than our scan
 
 
 class EncodedRequests:
@@ -51,9 +52,13 @@ def grpc_request(model: str, job: Job) -> bytes:
 def grpc_images(response, keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
     """(image count, images, seeds) of a ModelInferResponse, given as the message or as its serialized bytes; images
     and seeds only when `keep_pixels`. From bytes, the tensors are viewed in place: no copy of the images."""
-    if isinstance(response, (bytes, bytearray, memoryview)):
+    if isinstance(response, (bytes, bytearray, memoryview)) and len(response) >= VIEW_AT_BYTES:
         outputs, raws = _response_fields(response)
     else:
+        if isinstance(response, (bytes, bytearray, memoryview)):
+            from tritonclient.grpc import service_pb2
+
+            response = service_pb2.ModelInferResponse.FromString(response)
         outputs, raws = response.outputs, response.raw_output_contents
     count, pixels, seeds = 0, None, None
     for index, output in enumerate(outputs):

@@ -149,7 +149,7 @@ def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
 
     from flux_async import wire
 
-    images = np.random.default_rng(1).random((2, 3, 4, 4), dtype=np.float32)
+    images = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)  # over wire.VIEW_AT_BYTES
     response = service_pb2.ModelInferResponse(model_name="bls", model_version="1", id="7")
     response.parameters["triton_final_response"].bool_param = True
     for name, datatype, array in (("images", "FP32", images), ("seeds", "INT64", np.array([5, 6], dtype=np.int64))):
@@ -163,3 +163,9 @@ def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
     from_message = wire.grpc_images(response, keep_pixels=True)
     assert from_message[0] == 2 and from_message[2] == (5, 6) and np.array_equal(from_message[1], images)
     assert wire.grpc_images(data, keep_pixels=False) == (2, None, None)
+    small = images[:, :, :2, :2].copy()
+    response.raw_output_contents[0] = small.tobytes()
+    del response.outputs[0].shape[:]
+    response.outputs[0].shape.extend(small.shape)
+    count, pixels, seeds = wire.grpc_images(response.SerializeToString(), keep_pixels=True)  # protobuf's parser
+    assert (count, seeds) == (2, (5, 6)) and np.array_equal(pixels, small)
