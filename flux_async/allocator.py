@@ -1,9 +1,9 @@
 """Keep freed memory for reuse, so that receiving an image costs copies and not page faults.
 
 glibc serves allocations over its mmap threshold (at most 32 MiB) with fresh pages and returns them on free: every
-50 MB response (4 FP32 images of 1024²) then faults in 12,000 pages, per copy, in the tester. Measured here on one
-core: 110-127 ms of client CPU per such gRPC response by default, 31-35 ms with this. The cost: the process keeps
-up to TRIM_THRESHOLD of freed memory instead of returning it to the system. FLUX_ASYNC_MALLOC=default opts out.
+50 MB response (4 FP32 images of 1024²) then faults in 12,000 pages, per copy, in the tester (BENCHMARKS.md, the
+payload section's heap-reuse rows). The cost: the process keeps up to TRIM_THRESHOLD of freed memory instead of
+returning it to the system. FLUX_ASYNC_MALLOC=default opts out.
 """
 
 from __future__ import annotations
