@@ -37,7 +37,11 @@ def test_an_overloaded_tester_says_so(tmp_path):
     report, result = run(tmp_path, "40000/s", "1s", "0ms")
     client = report["client"]
     assert client["saturated"] and client["reasons"], client
-    assert client["schedule_lag_p99_ms"] > LAG_P99_LIMIT_MS  # the queue may sit in the pacing thread or the loop
+    # which limits it crosses depends on where the backlog sits (the pacing thread, the loop's queue) on the machine
+    assert all(r.startswith(("its event loop was busy", "requests left late", "its outbound queue grew"))
+               for r in client["reasons"]), client
+    assert client["loop_busy"] > LOOP_BUSY_LIMIT or client["schedule_lag_p99_ms"] > LAG_P99_LIMIT_MS \
+        or client["outbound_queue_max"] > QUEUE_LIMIT
     assert "TESTER SATURATED: figures may describe the tester, not the service" in result.stdout
     assert 'id="tester-warning"' in (tmp_path / "r.html").read_text()
 
