@@ -79,13 +79,22 @@ async def test_capacity_command_prints_steps_and_writes_json_plot_and_html(trito
     report = json.loads((tmp_path / "cap.json").read_text())
     capacity = report["capacity"]
     assert capacity["max_rate_per_s"] > 0 and capacity["steps"] and capacity["slo"][0] == "p(99) < 2s"
-    assert all({"rate_per_s", "latency_ms", "throughput", "passed", "stages"} <= set(s) for s in capacity["steps"])
+    assert all({"rate_per_s", "latency_ms", "throughput", "passed", "stages", "client"} <= set(s)
+               for s in capacity["steps"])
+    assert report["client"]["parts"] == len(capacity["steps"])  # every step's tester verdict, combined
+    assert report["client"]["saturated"] == any(s["client"]["saturated"] for s in capacity["steps"])
     assert "capacity search" in result.stdout and "capacity: " in result.stdout
     assert (tmp_path / "cap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = await inspect_html(tmp_path / "cap.html", "html-report-capacity")
     assert page["errors"] == [] and page["verdict"] == "PASSED" and page["reasons"][0].startswith("capacity ")
     assert [name for name, width in page["charts"] if width > 300] == ["capacity"]
     assert page["capacityRows"] == len(capacity["steps"]) and page["scrollWidth"] <= 1280
+
+
+def test_capacity_says_it_has_no_workers(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", "scenarios/capacity.yaml", "--workers",
+                             "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--workers must be 1" in result.stderr and "one process" in result.stderr
 
 
 def test_capacity_without_an_slo_is_a_usage_error(tmp_path):
