@@ -93,7 +93,7 @@ class CapacitySearch:
         self.engine = engine
         usage = ClientUsage()
         run = await engine.run()
-        client = usage.finish(run.phases[0].scheduled, recorder, engine.outbound_queue_max)
+        client = usage.finish(run.phases[0].scheduled, recorder, engine)
         scope = figures(recorder, {name}, run.phases[0].duration_s)
         verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
         results = evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])

@@ -2,11 +2,12 @@
 
 The tester is called saturated — its figures may describe the tester, not the service — when any of these held over
 the load window:
-  - its event loop's thread was busy (on the CPU) for more than LOOP_BUSY_LIMIT of the wall time: one core, nearly
-    full, leaves the loop no idle time to send and receive on schedule;
+  - its event loop's thread was busy (on the CPU) for more than LOOP_BUSY_LIMIT of an interval's wall time, in
+    its busiest interval: one core, nearly full, leaves the loop no idle time to send and receive on schedule;
   - requests left later than their schedule: schedule lag p99 above LAG_P99_LIMIT_MS and above LAG_SHARE_LIMIT of
     the service time's p50 (a few ms of lag before requests that take seconds changes no figure);
-  - its outbound queue grew: at an interval's end, more than QUEUE_LIMIT requests were due but not yet sent.
+  - its outbound queue grew: at two interval ends in a row, more than QUEUE_LIMIT requests were due but not yet
+    sent (one reading alone may catch a burst the loop is still handing out).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def saturation_reasons(loop_busy: float, lag_p99_ms: float | None, queue_max: in
     """Why the tester was the bottleneck ([] when it was not)."""
     reasons = []
     if loop_busy > LOOP_BUSY_LIMIT:
-        reasons.append(f"its event loop was busy {loop_busy:.0%} of the time (limit {LOOP_BUSY_LIMIT:.0%} of a core)")
+        reasons.append(f"its event loop was busy {loop_busy:.0%} of its busiest interval (limit {LOOP_BUSY_LIMIT:.0%} "
+                       "of a core)")
     lag_limit = lag_limit_ms(service_p50_ms)
     if lag_p99_ms is not None and lag_p99_ms > lag_limit:
         reasons.append(f"requests left late: schedule lag p99 {lag_p99_ms:.1f} ms (limit {lag_limit:.3g} ms)")
@@ -59,14 +61,17 @@ class ClientUsage:
         self.cpu, self.loop_cpu, self.wall = time.process_time(), time.thread_time(), time.perf_counter()
         self.rss = _rss_mb()
 
-    def finish(self, sent: int, recorder, outbound_queue_max: int) -> dict:
-        """The report's `client`: CPU, memory, loop busy share, lag, queue, and the verdict with its reasons."""
+    def finish(self, sent: int, recorder, engine) -> dict:
+        """The report's `client`: CPU, memory, loop busy share (whole window and busiest interval), lag, queue,
+        and the verdict with its reasons. `engine`: the Engine that ran (its loop and queue readings)."""
         wall = max(time.perf_counter() - self.wall, 1e-9)
         cpu, loop_busy = time.process_time() - self.cpu, (time.thread_time() - self.loop_cpu) / wall
         lag_p99_ms, service_p50_ms = stat_ms(recorder.merged("lag"), "p99"), stat_ms(recorder.merged("service"), "p50")
-        reasons = saturation_reasons(loop_busy, lag_p99_ms, outbound_queue_max, service_p50_ms)
+        busiest, outbound_queue_max = max(engine.loop_busy_max, loop_busy), engine.outbound_queue_max
+        reasons = saturation_reasons(busiest, lag_p99_ms, outbound_queue_max, service_p50_ms)
         return {"requests": sent, "cpu_s": round(cpu, 3),
-                "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None, "cores": round(cpu / wall, 3), "loop_busy": round(loop_busy, 3),
+                "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None, "cores": round(cpu / wall, 3),
+                "loop_busy": round(loop_busy, 3), "loop_busy_max": round(busiest, 3),
                 "schedule_lag_p99_ms": None if lag_p99_ms is None else round(lag_p99_ms, 3),
                 "outbound_queue_max": outbound_queue_max,
                 "rss_mb_start": round(self.rss, 1), "rss_mb_end": round(_rss_mb(), 1),
@@ -76,14 +81,18 @@ class ClientUsage:
                            "outbound_queue": QUEUE_LIMIT}}
 
 
-def combine(clients: list[dict]) -> dict:
-    """Several processes' `client` sections (workers, capacity steps) as one: saturated if any one was."""
+def combine(clients: list[dict]) -> dict | None:
+    """Several processes' `client` sections (workers, capacity steps) as one: saturated if any one was; each
+    figure the largest of the parts' (lag: the largest p99); None without parts."""
     clients = [c for c in clients if c]
+    if not clients:
+        return None
     reasons = [f"{c['name']}: {r}" if c.get("name") else r for c in clients for r in c.get("reasons", [])]
     cpu, sent = sum(c["cpu_s"] for c in clients), sum(c.get("requests", 0) for c in clients)
     return {"requests": sent, "cpu_s": round(cpu, 3),
             "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None,
             "loop_busy": max((c.get("loop_busy", 0.0) for c in clients), default=0.0),
+            "loop_busy_max": max((c.get("loop_busy_max", 0.0) for c in clients), default=0.0),
             "schedule_lag_p99_ms": max((c["schedule_lag_p99_ms"] for c in clients
                                         if c.get("schedule_lag_p99_ms") is not None), default=None),
             "outbound_queue_max": max((c.get("outbound_queue_max", 0) for c in clients), default=0),

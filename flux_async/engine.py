@@ -124,9 +124,13 @@ class Engine:
         self._stop = asyncio.Event()
         self._stop_requested = False
         self._stop_count = 0
-        self._due = 0  # requests whose intended start has come (written by the pacing thread or a closed-loop worker)
-        self._taken = 0  # of those, handed to the target or dropped (written by the loop)
-        self.outbound_queue_max = 0  # the most requests due but not yet sent, at any interval's end
+        # One writer each, so the GIL keeps them whole (a free-threaded build would need a lock or atomics):
+        self._due = 0  # requests whose intended start has come (the pacing thread, or a closed-loop worker)
+        self._taken = 0  # of those, handed to the target or dropped (the loop)
+        self.outbound_queue_max = 0  # the most requests due but not yet sent at two interval ends in a row
+        self._last_queue = 0
+        self.loop_busy_max = 0.0  # the event loop thread's CPU over wall time, in its busiest interval
+        self._loop_cpu = time.thread_time()  # reset at run() on the loop's thread
         self._held: Interval | None = None  # the last interval, emitted when the next one shows it was complete
 
     # ---- control ---------------------------------------------------------------------------------------------
@@ -322,32 +326,46 @@ class Engine:
                 samples[name] = None
         return samples
 
-    def _close_interval(self, samples: dict, final: bool = False) -> None:
-        """Close the current interval. Each is held until the next one closes, so that the run's last interval,
-        shorter than the others, is merged into the one before it instead of reporting rates over its stub."""
-        end = time.perf_counter_ns()
+    async def _close_interval(self, final: bool = False) -> None:
+        """Close the current interval, then read the samplers. Each interval is held until the next one closes, so
+        that the run's last interval, shorter than the others, is merged into the one before it instead of
+        reporting rates over its stub."""
+        end, loop_cpu = time.perf_counter_ns(), time.thread_time()  # on the loop's thread: the loop's own CPU
         histograms, counters = self.recorder.take_interval()
         queue = self.outbound_queue
-        self.outbound_queue_max = max(self.outbound_queue_max, queue)
-        interval = Interval(self._interval_start, end, histograms, counters, {**samples, "outbound_queue": queue})
-        self._interval_start = end
+        self.outbound_queue_max = max(self.outbound_queue_max, min(queue, self._last_queue))  # held, not a blip
+        self._last_queue = queue
+        start, self._interval_start = self._interval_start, end
+        cpu, self._loop_cpu = loop_cpu - self._loop_cpu, loop_cpu
+        samples = {**await self._sample(), "outbound_queue": queue, "loop_cpu_s": round(cpu, 6)}
+        interval = Interval(start, end, histograms, counters, samples)
         held, self._held = self._held, interval
         if not final:
             ready = [held]
-        elif held is not None and (end - interval.start_ns) < self.interval_s * NS:
+        elif held is not None and (end - start) < self.interval_s * NS:
             combine = {name: sampler.combine for name, sampler in self.samplers.items() if hasattr(sampler, "combine")}
-            ready = [merge_intervals(held, interval, combine)]
+            ready = [merge_intervals(held, interval, {**combine, "loop_cpu_s": lambda a, b: a + b})]
         else:
             ready = [held, interval]
         for item in ready:
             if item is not None:
+                seconds = (item.end_ns - item.start_ns) / NS
+                self.loop_busy_max = max(self.loop_busy_max, item.samples["loop_cpu_s"] / seconds if seconds else 0)
                 for listener in self.listeners:
                     listener(item)
 
     async def _intervals(self) -> None:
+        """Close an interval every `interval_s` on a fixed grid from the run's start (no drift: the rows of several
+        workers stay aligned)."""
+        tick = self._interval_start
         while True:
-            await asyncio.sleep(self.interval_s)
-            self._close_interval(await self._sample())
+            tick += int(self.interval_s * NS)
+            delay = (tick - time.perf_counter_ns()) / NS
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:  # the loop overran a whole interval: restart the grid from now
+                tick = time.perf_counter_ns()
+            await self._close_interval()
 
     async def _watchdog(self) -> None:
         """Stop the run when the target stops answering its liveness check for `lost_after_s` (a dead server)."""
@@ -365,7 +383,7 @@ class Engine:
 
     async def run(self) -> RunResult:
         started_at, started = datetime.now(timezone.utc), time.perf_counter_ns()
-        self._interval_start = started
+        self._interval_start, self._loop_cpu = started, time.thread_time()
         ticker = asyncio.create_task(self._intervals())
         watchdog = asyncio.create_task(self._watchdog()) if self.lost_after_s else None
         try:
@@ -378,6 +396,6 @@ class Engine:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (ticker, watchdog) if t is not None), return_exceptions=True)
-            self._close_interval(await self._sample(), final=True)
+            await self._close_interval(final=True)
         return RunResult(self.phases, started_at, (time.perf_counter_ns() - started) / NS, self.stopping,
                          self.target.url, self.target.protocol, self.target.model, self.stop_reason)

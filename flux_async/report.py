@@ -262,7 +262,8 @@ def print_summary(report: dict, console) -> None:
     if client:
         lag = client.get("schedule_lag_p99_ms")
         print_line(f"client: {client['cpu_us_per_request'] or 0:.0f} µs CPU per request, event loop busy "
-                   f"{client.get('loop_busy', 0):.0%}, schedule lag p99 " + ("–" if lag is None else f"{lag:.2f} ms")
+                   f"{client.get('loop_busy', 0):.0%} (busiest interval {client.get('loop_busy_max', 0):.0%}), "
+                   "schedule lag p99 " + ("–" if lag is None else f"{lag:.2f} ms")
                    + f", outbound queue max {client.get('outbound_queue_max', 0)}")
     if warning_line(client):
         print_line(f"[yellow]{warning_line(client)}[/yellow]")

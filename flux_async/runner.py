@@ -240,7 +240,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
             hlog.close()
         if "metrics" in samplers:
             await samplers["metrics"].close()
-    client = usage.finish(sum(p.scheduled for p in result.phases), recorder, engine.outbound_queue_max)
+    client = usage.finish(sum(p.scheduled for p in result.phases), recorder, engine)
     if verifier is not None:
         await verifier.settle()
     gpu_summary = {"available": gpu.available, "reason": gpu.reason}

@@ -184,7 +184,12 @@ class GrpcTarget:
             response = await self._infer(request, timeout=self.config.request_timeout_s, metadata=self.metadata)
         except Exception as exc:  # every failure is a result, classified by kind
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=_error_kind(exc), error=_message(exc))
-        return _success(sent, *wire.grpc_images(response, job.verify))
+        try:
+            parts = wire.grpc_images(response, job.verify)
+        except Exception as exc:  # a response we cannot read is the server's error, not the tester's crash
+            return Outcome(sent, time.perf_counter_ns(), False, error_kind="bad_response",
+                           error=f"{type(exc).__name__}: {exc}")
+        return _success(sent, *parts)
 
     async def close(self) -> None:
         if self.channel is not None:

@@ -46,40 +46,47 @@ class Timeline:
             merged.setdefault(name, new_histogram()).add(histogram)
         _percentiles(row, merged)
         for name, reading in interval.samples.items():
-            if reading is not None:
+            if name == "loop_cpu_s":  # the engine's reading: its loop thread's CPU in this interval
+                row["loop_busy"] = round(reading / seconds, 3)
+            elif reading is not None:
                 row[name] = reading
         self.rows.append(row)
 
 
-def combine(parts: list[tuple[float, list[dict]]], logged: list, interval_s: float = 1.0) -> list[dict]:
-    """One timeline from several processes: `parts` holds each one's (epoch of its t = 0, rows), `logged` the
-    intervals of their .hlog files ((epoch start, length, tag, histogram)). Rows fall on a common grid by their
-    midpoints; counts add up, histograms add exactly, and each process's rate is its count over its own rows'
-    lengths in that grid cell, summed over processes."""
+def combine(parts: list[tuple[float, list[dict], list]], interval_s: float = 1.0) -> list[dict]:
+    """One timeline from several processes: each part is (the epoch of its t = 0, its rows, its .hlog intervals as
+    (epoch start, length, tag, histogram)). Rows fall on a common grid by their midpoints and each .hlog interval
+    goes with its own process's row that starts nearest to it; counts add up, histograms add exactly, and each
+    process's rate is its count over its own rows' lengths in that cell, summed over processes."""
     if not parts:
         return []
-    base = min(epoch for epoch, _ in parts)
-    cells: dict[int, dict] = defaultdict(lambda: {"counts": dict.fromkeys(COUNTS, 0), "histograms": {},
+    base = min(epoch for epoch, _, _ in parts)
+    cells: dict[int, dict] = defaultdict(lambda: {"counts": dict.fromkeys(COUNTS, 0), "histograms": {}, "queue": {},
                                                   "rates": defaultdict(lambda: [0, 0, 0.0])})
-    for process, (epoch, rows) in enumerate(parts):
+    for process, (epoch, rows, logged) in enumerate(parts):
+        placed = []  # (absolute start, cell index) of this process's rows
         for row in rows:
-            cell = cells[int((epoch + row["t"] + row["dt"] / 2 - base) // interval_s)]
+            index = int((epoch + row["t"] + row["dt"] / 2 - base) // interval_s)
+            placed.append((epoch + row["t"], index))
+            cell = cells[index]
             for key in COUNTS:
                 cell["counts"][key] += row.get(key, 0)
             own = cell["rates"][process]
             own[0] += row.get("ok", 0)
             own[1] += row.get("images", 0)
             own[2] += row["dt"]
-    for start, length, tag, histogram in logged:
-        cell = cells[int((start + length / 2 - base) // interval_s)]
-        cell["histograms"].setdefault(tag.rsplit(":", 1)[-1], new_histogram()).add(histogram)
+            cell["queue"][process] = max(cell["queue"].get(process, 0), row.get("outbound_queue", 0))
+        for start, length, tag, histogram in logged:
+            index = min(placed, key=lambda p: abs(p[0] - start))[1] if placed else \
+                int((start + length / 2 - base) // interval_s)
+            cells[index]["histograms"].setdefault(tag.rsplit(":", 1)[-1], new_histogram()).add(histogram)
     result = []
     for index in sorted(cells):
         cell = cells[index]
         rates = [(ok / seconds, images / seconds) for ok, images, seconds in cell["rates"].values() if seconds > 0]
         row = {"t": round(index * interval_s, 3), "dt": interval_s, **cell["counts"],
                "requests_per_s": round(sum(r for r, _ in rates), 4),
-               "images_per_s": round(sum(i for _, i in rates), 4)}
+               "images_per_s": round(sum(i for _, i in rates), 4), "outbound_queue": sum(cell["queue"].values())}
         _percentiles(row, cell["histograms"])
         result.append(row)
     return result

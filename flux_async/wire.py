@@ -136,13 +136,13 @@ def http_images(payload: bytes, header_length: int | None,
     if not keep_pixels:
         return count, None, None
     arrays, offset, body = {}, header_length or len(payload), memoryview(payload)
-    for output in header.get("outputs", []):
+    for output in header.get("outputs", []):  # binary outputs follow the header in the header's order
         size = output.get("parameters", {}).get("binary_data_size")
-        if size is None:  # sent as JSON data
-            arrays[output["name"]] = np.asarray(output.get("data", []), dtype=_NUMPY.get(output["datatype"]))
-        else:
-            arrays[output["name"]] = np.frombuffer(body[offset:offset + size], dtype=_NUMPY[output["datatype"]])
-            offset += size
-        arrays[output["name"]] = arrays[output["name"]].reshape(output["shape"])
+        if output["name"] in ("images", "seeds"):
+            dtype = _NUMPY[output["datatype"]]
+            array = np.asarray(output.get("data", []), dtype=dtype) if size is None else \
+                np.frombuffer(body[offset:offset + size], dtype=dtype)
+            arrays[output["name"]] = array.reshape(output["shape"])
+        offset += size or 0
     pixels, seeds = arrays.get("images"), arrays.get("seeds")
     return count, pixels, None if seeds is None else tuple(int(s) for s in seeds)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .client_usage import combine as combine_clients
 from .engine import PhaseRun, RunResult
-from .merge import merge_logs, write_log
+from .merge import merge_logs, read_log, write_log
 from .scenario import RampStage, Scenario
 from .stats import Counters, Recorder, new_histogram
 from .timeline import combine
@@ -130,7 +130,8 @@ def merge_reports(scenario: Scenario, reports: list[dict], hlogs: list[Path], em
                        any(r["interrupted"] for r in reports), first["target"]["url"], first["target"]["protocol"],
                        first["target"]["model"])
     merged = build_report(scenario, result, recorder, embedded=embedded, verifier=MergedVerification(reports),
-                          timeline=_timeline(reports, hlogs), gpu=first.get("gpu"), metrics_url=first.get("metrics_url"))
+                          timeline=_timeline(reports, hlogs), gpu=first.get("gpu"),
+                          metrics_url=first.get("metrics_url"))
     merged["workers"] = len(reports)
     merged["client"] = combine_clients([{**r["client"], "name": f"worker {r['worker']}"} for r in reports
                                         if r.get("client")])
@@ -144,19 +145,19 @@ def _started_at(report: dict):
 
 
 def _timeline(reports: list[dict], hlogs: list[Path]) -> list[dict]:
-    """The workers' rows on one time grid (see timeline.combine), percentiles from their interval logs."""
-    parts = [(r["timeline_epoch_s"], r.get("timeline", [])) for r in reports if "timeline_epoch_s" in r]
-    existing = [p for p in hlogs if p.is_file()]
-    return combine(parts, merge_logs(existing).intervals if existing else [])
+    """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs."""
+    return combine([(report["timeline_epoch_s"], report.get("timeline", []), read_log(hlog) if hlog.is_file() else [])
+                    for report, hlog in zip(reports, hlogs) if "timeline_epoch_s" in report])
 
 
-def worker_command(scenario_path: Path, index: int, count: int, url: str, options, folder: Path) -> list[str]:
+def worker_command(scenario_path: Path, index: int, count: int, url: str, options, folder: Path,
+                   metrics_url: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "flux_async", "run", str(scenario_path), "--worker", f"{index}/{count}",
                "--url", url, "--no-progress", "--report", str(folder / f"worker-{index}.json"),
                "--hlog", str(folder / f"worker-{index}.hlog"),
                "--mismatch-dir", str((options.mismatch_dir or folder / "mismatches") / f"worker-{index}")]
     for flag, value in (("--protocol", options.protocol), ("--model", options.model),
-                        ("--duration", options.duration_s), ("--metrics-url", options.metrics_url)):
+                        ("--duration", options.duration_s), ("--metrics-url", options.metrics_url or metrics_url)):
         if value is not None:
             command += [flag, str(value)]
     if not options.verify:
@@ -182,8 +183,9 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
                 return None, abort.code
         url = ",".join(scenario.target.urls)
         console.print(f"flux_async: {count} workers against {url} …")
+        metrics_url = scenario.target.metrics_url  # the embedded server's, when there is one
         processes = [await asyncio.create_subprocess_exec(*worker_command(scenario_path, i, count, url, options,
-                                                                          folder))
+                                                                          folder, metrics_url))
                      for i in range(count)]
         loop = asyncio.get_running_loop()
 

@@ -63,3 +63,46 @@ def test_combined_clients_are_saturated_if_any_part_was():
     merged = combine([calm, busy])
     assert merged["saturated"] and merged["reasons"] == ["worker 1/2: its event loop was busy 95%"]
     assert merged["requests"] == 40 and merged["cpu_us_per_request"] == 1500.0 and merged["loop_busy"] == 0.95
+
+
+class LoopBlockingTarget:
+    """Each send blocks the event loop for 15 ms (no CPU: a sleep): at most ~66 requests/s leave."""
+
+    protocol, model, url = "grpc", "m", "blocking://"
+
+    async def open(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def statistics(self):
+        return None
+
+    async def live(self):
+        return True
+
+    async def send(self, job):
+        import time
+
+        from flux_async.targets import Outcome
+
+        time.sleep(0.015)
+        now = time.perf_counter_ns()
+        return Outcome(now, now, True, images=1)
+
+
+async def test_a_backlog_held_across_intervals_is_the_outbound_queue():
+    from flux_async.engine import Engine
+    from flux_async.scenario import parse_scenario
+    from flux_async.stats import Recorder
+    from flux_async.timeline import Timeline
+
+    scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
+                               "phases": [{"executor": "constant-arrival-rate", "rate": "100/s", "duration": "2s"}]})
+    timeline = Timeline()
+    engine = Engine(scenario, LoopBlockingTarget(), Recorder(), listeners=[timeline.add], lost_after_s=None)
+    await engine.run()
+    assert engine.outbound_queue_max > QUEUE_LIMIT, timeline.rows  # ~34 more due than sent each second
+    assert timeline.rows[0]["outbound_queue"] > QUEUE_LIMIT
+    assert engine.loop_busy_max < LOOP_BUSY_LIMIT  # a sleeping loop is late, not busy: the queue tells

@@ -70,3 +70,18 @@ def test_a_failed_run_renders_its_reasons_and_every_chart(tmp_path):
     for chart in ("latency", "spectrum", "throughput", "lag"):
         assert f'data-chart="{chart}"><svg' in html
     assert html.count("<svg") == 4 and "GPU memory:" in html  # no GPU here: said in words, no empty chart
+
+
+def test_reports_older_than_the_tester_verdict_still_render(tmp_path):
+    """A saved report whose `client` predates the verdict keys, and a capacity search that ran no step."""
+    report = fake_run(tmp_path, stall=False)
+    report["client"] = {"cpu_s": 0.5, "cpu_us_per_request": 120.0, "rss_mb_start": 50.0, "rss_mb_end": 51.0,
+                        "event_loop": "uvloop"}
+    html = render_html(report)
+    assert "120 µs CPU per request" in html and "busiest interval" not in html and 'id="tester-warning"' not in html
+    capacity = {"kind": "capacity", "version": 1, "scenario": "s", "target": report["target"], "passed": False,
+                "started_at": report["started_at"], "client": None, "verification": {"enabled": False},
+                "capacity": {"mode": "rate", "max_rate_per_s": 0.0, "max_images_per_s": 0.0, "steps": [],
+                             "slo": ["p(99) < 2s"], "slo_limits_ms": [2000.0], "bounded_by": "not found",
+                             "interrupted": True, "knee": None, "lowest_failing_load": None}}
+    assert "µs CPU per request" not in render_html(capacity)

@@ -93,8 +93,9 @@ def test_http_images_view_the_body_in_place_and_agree_with_tritonclient():
     assert wire.http_images(body, length, keep_pixels=False) == (2, None, None)
 
 
-@pytest.mark.parametrize("compression, expected", [("none", "identity"), ("gzip", "gzip")])
-async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compression, expected):
+@pytest.mark.parametrize("compression, headers, expected", [("none", {}, "identity"), ("gzip", {}, "gzip"),
+                                                       ("none", {"accept-encoding": "br"}, "br")])
+async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compression, headers, expected):
     """Against a real aiohttp server: infer, health, readiness, statistics and metrics calls all send the
     Accept-Encoding the scenario chose (aiohttp alone would ask for gzip, which Triton honours)."""
     import numpy as np
@@ -108,7 +109,7 @@ async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compre
     body, length = kserve_response(np.zeros((1, 3, 2, 2), dtype=np.float32), np.array([1], dtype=np.int64))
 
     async def record(request):
-        seen[request.path] = request.headers.get("Accept-Encoding", "")
+        seen[request.path] = ",".join(request.headers.getall("Accept-Encoding", []))  # sent once, not twice
         if request.path.endswith("/infer"):
             return web.Response(body=body, headers={"Inference-Header-Content-Length": str(length)})
         if request.path == "/v2/models/stats":
@@ -124,7 +125,7 @@ async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compre
     port = site._server.sockets[0].getsockname()[1]
     try:
         scenario = parse_scenario({"target": {"url": f"http://127.0.0.1:{port}", "protocol": "http",
-                                              "compression": compression},
+                                              "compression": compression, "headers": headers},
                                    "workload": {"prompts": ["a"]}, "phases": [{"executor": "constant-concurrency",
                                                                                "concurrency": 1, "requests": 1}]})
         target = make_target(scenario.target)
@@ -169,3 +170,37 @@ def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
     response.outputs[0].shape.extend(small.shape)
     count, pixels, seeds = wire.grpc_images(response.SerializeToString(), keep_pixels=True)  # protobuf's parser
     assert (count, seeds) == (2, (5, 6)) and np.array_equal(pixels, small)
+
+
+def test_http_images_skip_outputs_they_do_not_need():
+    """An extra output of another datatype (BYTES here) is stepped over, not decoded."""
+    import json
+
+    import numpy as np
+
+    from flux_async import wire
+
+    images, seeds, extra = np.ones((1, 3, 2, 2), dtype=np.float32), np.array([3], dtype=np.int64), b"\x05\x00\x00\x00hello"
+    header = json.dumps({"outputs": [
+        {"name": "caption", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(extra)}},
+        {"name": "images", "datatype": "FP32", "shape": [1, 3, 2, 2], "parameters": {"binary_data_size": 48}},
+        {"name": "seeds", "datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}]}).encode()
+    count, pixels, got = wire.http_images(header + extra + images.tobytes() + seeds.tobytes(), len(header), True)
+    assert count == 1 and got == (3,) and np.array_equal(pixels, images)
+
+
+@pytest.mark.parametrize("size", [100, 2**17], ids=["protobuf", "in-place scan"])
+async def test_a_grpc_response_that_cannot_be_read_is_an_error_not_a_crash(size):
+    from flux_async.scenario import parse_scenario
+    from flux_async.workload import JobSource
+
+    scenario = parse_scenario({"target": {"url": "grpc://127.0.0.1:1"}, "workload": {"prompts": ["a"]},
+                               "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})
+    target = make_target(scenario.target)
+
+    async def garbage(request, **_):  # the channel's answer, replaced: bytes that are no ModelInferResponse
+        return b"\xff" * size
+
+    target._infer = garbage
+    outcome = await target.send(JobSource(scenario.workload).next())
+    assert not outcome.ok and outcome.error_kind == "bad_response" and outcome.error
