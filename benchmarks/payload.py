@@ -267,8 +267,18 @@ def verdict(rows: list[dict]) -> list[str]:
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------------
+def median_of(rounds: list[dict]) -> dict:
+    """One row from several rounds of the same client: each number the median of its rounds."""
+    merged = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in rounds)
+    return {**merged, "rounds": len(rounds)}
+
+
 def measure(args, server: TritonServer, folder: Path) -> list[dict]:
-    """Every row of the filtered matrix, printed as it is measured."""
+    """Every row of the filtered matrix: each client `args.rounds` times, the clients of one size × prompts ×
+    concurrency taking turns (so that a slow minute of the machine hits them alike), printed as measured."""
     probe = folder / "probe.yaml"
     probe.write_text(yaml.safe_dump(scenario("http", f"http://{server.http_url}", 256, 1, 1, 1, False)))
     fa_encoding = asyncio.run(flux_async_encoding(probe))
@@ -277,22 +287,28 @@ def measure(args, server: TritonServer, folder: Path) -> list[dict]:
         for prompts in args.prompts:
             wire = wire_sizes(server, size, prompts, fa_encoding)
             for concurrency in args.concurrency:
+                rounds: dict[str, list[dict]] = {key: [] for key in args.clients}
+                for _ in range(args.rounds):
+                    for key in args.clients:
+                        name, protocol, encoding = CLIENTS[key]
+                        result = {"bytes_per_response": wire[encoding][1], "encoding": wire[encoding][0],
+                                  **run_client(key, server, size, prompts, concurrency, args.duration, folder)}
+                        rounds[key].append(result)
+                        print(f"{name:38s} {protocol:4s} {size:4d}² x{prompts} c{concurrency} "
+                              f"{result['requests_per_s']:8.1f} req/s {result['cpu_us_per_request']:8.0f} µs CPU/req "
+                              f"p50 {result['p50_ms']:8.2f} ms p99 {result['p99_ms']:8.2f} ms "
+                              f"{result['bytes_per_response']:>10,} B errors {result['errors']}", flush=True)
                 for key in args.clients:
-                    name, protocol, encoding = CLIENTS[key]
-                    result = {"bytes_per_response": wire[encoding][1], "encoding": wire[encoding][0],
-                              **run_client(key, server, size, prompts, concurrency, args.duration, folder)}
+                    name, protocol, _ = CLIENTS[key]
                     rows.append({"client": name, "protocol": protocol, "size": size, "prompts": prompts,
-                                 "concurrency": concurrency, **result})
-                    print(f"{name:38s} {protocol:4s} {size:4d}² x{prompts} c{concurrency} "
-                          f"{result['requests_per_s']:8.1f} req/s {result['cpu_us_per_request']:8.0f} µs CPU/req "
-                          f"p50 {result['p50_ms']:8.2f} ms p99 {result['p99_ms']:8.2f} ms "
-                          f"{result['bytes_per_response']:>10,} B errors {result['errors']}", flush=True)
+                                 "concurrency": concurrency, **median_of(rounds[key])})
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per row")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run of a client")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per client and row (the row: their medians)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--prompts", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
@@ -314,13 +330,12 @@ def main() -> None:
         rows = measure(args, server, Path(tmp))
     lines = verdict(rows)
     print("\n".join(lines))
-    save(args.save_as, {"duration_s": args.duration, "instances": instances(), "rows": rows, "verdict": lines,
-                     "pinned": pinned,
-                     "note": ("the server on core " + str(cores[0]) + ", each client on core(s) "
-                              + ",".join(map(str, cores[1:])) if pinned else "client and server share the cores")
-                             + "; client CPU is the client's own: curl's "
-                             "whole processes, tritonclient's over the load window, flux_async's as its report gives "
-                             "it (over its phases, a 0.5 s warm-up included)"})
+    save(args.save_as, {"duration_s": args.duration, "rounds": args.rounds, "instances": instances(), "rows": rows,
+                         "verdict": lines, "pinned": pinned,
+                         "note": ("the server on core " + str(cores[0]) + ", each client on core(s) "
+                                  + ",".join(map(str, cores[1:])) if pinned else "client and server share the cores")
+                         + "; client CPU is the client's own: curl's whole processes, tritonclient's over the load "
+                           "window, flux_async's as its report gives it (over its phases, a 0.5 s warm-up included)"})
 
 
 if __name__ == "__main__":
