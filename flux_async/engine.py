@@ -327,9 +327,11 @@ class Engine:
         return samples
 
     async def _close_interval(self, final: bool = False) -> None:
-        """Close the current interval, then read the samplers. Each interval is held until the next one closes, so
-        that the run's last interval, shorter than the others, is merged into the one before it instead of
-        reporting rates over its stub."""
+        """Read the samplers, then close the current interval (nothing is taken before the await, so a run that
+        ends during a reading loses nothing). Each interval is held until the next one closes, so that the run's
+        last interval, shorter than the others, is merged into the one before it instead of reporting rates over
+        its stub."""
+        samples = await self._sample()
         end, loop_cpu = time.perf_counter_ns(), time.thread_time()  # on the loop's thread: the loop's own CPU
         histograms, counters = self.recorder.take_interval()
         queue = self.outbound_queue
@@ -337,7 +339,7 @@ class Engine:
         self._last_queue = queue
         start, self._interval_start = self._interval_start, end
         cpu, self._loop_cpu = loop_cpu - self._loop_cpu, loop_cpu
-        samples = {**await self._sample(), "outbound_queue": queue, "loop_cpu_s": round(cpu, 6)}
+        samples.update(outbound_queue=queue, loop_cpu_s=round(cpu, 6))
         interval = Interval(start, end, histograms, counters, samples)
         held, self._held = self._held, interval
         if not final:
@@ -355,8 +357,8 @@ class Engine:
                     listener(item)
 
     async def _intervals(self) -> None:
-        """Close an interval every `interval_s` on a fixed grid from the run's start (no drift: the rows of several
-        workers stay aligned)."""
+        """Close an interval every `interval_s` on a fixed grid from the run's start (readings may delay a close,
+        but the delays do not add up: the rows of several workers stay aligned)."""
         tick = self._interval_start
         while True:
             tick += int(self.interval_s * NS)
