@@ -308,7 +308,7 @@ def measure(args, server: TritonServer, folder: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run of a client")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per client and row (the row: their medians)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per client and row (the row: their medians)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--prompts", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
