@@ -2,6 +2,7 @@
 
 The tester is called saturated — its figures may describe the tester, not the service — when any of these held over
 the load window:
+  - its process used more than CORES_LIMIT of a core (the event loop and the pacing thread share one interpreter);
   - its event loop's thread was busy (on the CPU) for more than LOOP_BUSY_LIMIT of an interval's wall time, in
     its busiest interval: one core, nearly full, leaves the loop no idle time to send and receive on schedule;
   - requests left later than their schedule: schedule lag p99 above LAG_P99_LIMIT_MS and above LAG_SHARE_LIMIT of
@@ -18,6 +19,7 @@ import time
 
 from .stats import stat_ms
 
+CORES_LIMIT = 0.9
 LOOP_BUSY_LIMIT = 0.85
 LAG_P99_LIMIT_MS = 10.0
 LAG_SHARE_LIMIT = 0.05
@@ -40,9 +42,11 @@ def lag_limit_ms(service_p50_ms: float | None) -> float:
 
 
 def saturation_reasons(loop_busy: float, lag_p99_ms: float | None, queue_max: int,
-                       service_p50_ms: float | None = None) -> list[str]:
+                       service_p50_ms: float | None = None, cores: float = 0.0) -> list[str]:
     """Why the tester was the bottleneck ([] when it was not)."""
     reasons = []
+    if cores > CORES_LIMIT:
+        reasons.append(f"its process used {cores:.0%} of a core over the load window (limit {CORES_LIMIT:.0%})")
     if loop_busy > LOOP_BUSY_LIMIT:
         reasons.append(f"its event loop was busy {loop_busy:.0%} of its busiest interval (limit {LOOP_BUSY_LIMIT:.0%} "
                        "of a core)")
@@ -68,7 +72,7 @@ class ClientUsage:
         cpu, loop_busy = time.process_time() - self.cpu, (time.thread_time() - self.loop_cpu) / wall
         lag_p99_ms, service_p50_ms = stat_ms(recorder.merged("lag"), "p99"), stat_ms(recorder.merged("service"), "p50")
         busiest, outbound_queue_max = max(engine.loop_busy_max, loop_busy), engine.outbound_queue_max
-        reasons = saturation_reasons(busiest, lag_p99_ms, outbound_queue_max, service_p50_ms)
+        reasons = saturation_reasons(busiest, lag_p99_ms, outbound_queue_max, service_p50_ms, cpu / wall)
         return {"requests": sent, "cpu_s": round(cpu, 3),
                 "cpu_us_per_request": round(cpu / sent * 1e6, 1) if sent else None, "cores": round(cpu / wall, 3),
                 "loop_busy": round(loop_busy, 3), "loop_busy_max": round(busiest, 3),
@@ -77,7 +81,7 @@ class ClientUsage:
                 "rss_mb_start": round(self.rss, 1), "rss_mb_end": round(_rss_mb(), 1),
                 "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                 "saturated": bool(reasons), "reasons": reasons,
-                "limits": {"loop_busy": LOOP_BUSY_LIMIT, "schedule_lag_p99_ms": round(lag_limit_ms(service_p50_ms), 3),
+                "limits": {"cores": CORES_LIMIT, "loop_busy": LOOP_BUSY_LIMIT, "schedule_lag_p99_ms": round(lag_limit_ms(service_p50_ms), 3),
                            "outbound_queue": QUEUE_LIMIT}}
 
 

@@ -79,6 +79,7 @@ def test_kill_server_fault_on_the_embedded_server(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
     result = run_cli(str(tmp_path / "s.yaml"), "--model-repository", str(SLEEPER), "--allow-faults",
                      "--report", str(tmp_path / "r.json"), timeout=600)
+    assert (tmp_path / "r.json").is_file(), f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
     report = json.loads((tmp_path / "r.json").read_text())
     [fault] = report["faults"]
     assert fault["error"] is None and fault["recovery_s"] is not None, fault

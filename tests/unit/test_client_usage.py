@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from flux_async.client_usage import LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine, saturation_reasons
+from flux_async.client_usage import (CORES_LIMIT, LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine,
+                                     saturation_reasons)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,18 +31,19 @@ def test_each_criterion_alone_names_its_reason():
     assert "lag p99 25.0 ms" in saturation_reasons(0.2, LAG_P99_LIMIT_MS + 15, 0)[0]
     assert saturation_reasons(0.2, 25.0, 0, service_p50_ms=1000.0) == []  # 25 ms before a 1 s request: no matter
     assert "queue grew to 11" in saturation_reasons(0.2, 0.1, QUEUE_LIMIT + 1)[0]
+    assert "used 95% of a core" in saturation_reasons(0.2, 0.1, 0, cores=CORES_LIMIT + 0.05)[0]
 
 
 def test_an_overloaded_tester_says_so(tmp_path):
     """fake:// at a rate one process cannot send: the run is flagged, with its reasons, in all three outputs."""
-    report, result = run(tmp_path, "40000/s", "1s", "0ms")
+    report, result = run(tmp_path, "100000/s", "0.5s", "0ms")
     client = report["client"]
     assert client["saturated"] and client["reasons"], client
     # which limits it crosses depends on where the backlog sits (the pacing thread, the loop's queue) on the machine
-    assert all(r.startswith(("its event loop was busy", "requests left late", "its outbound queue grew"))
-               for r in client["reasons"]), client
-    assert client["loop_busy"] > LOOP_BUSY_LIMIT or client["schedule_lag_p99_ms"] > LAG_P99_LIMIT_MS \
-        or client["outbound_queue_max"] > QUEUE_LIMIT
+    assert all(r.startswith(("its process used", "its event loop was busy", "requests left late",
+                             "its outbound queue grew")) for r in client["reasons"]), client
+    assert client["cores"] > CORES_LIMIT or client["loop_busy_max"] > LOOP_BUSY_LIMIT \
+        or client["schedule_lag_p99_ms"] > LAG_P99_LIMIT_MS or client["outbound_queue_max"] > QUEUE_LIMIT
     assert "TESTER SATURATED: figures may describe the tester, not the service" in result.stdout
     assert 'id="tester-warning"' in (tmp_path / "r.html").read_text()
 
@@ -51,6 +53,7 @@ def test_a_tester_with_headroom_is_not_flagged(tmp_path):
     client = report["client"]
     assert not client["saturated"] and client["reasons"] == [], client
     assert client["loop_busy"] < LOOP_BUSY_LIMIT and client["outbound_queue_max"] <= QUEUE_LIMIT
+    assert client["cores"] < CORES_LIMIT
     assert "TESTER SATURATED" not in result.stdout and "client: " in result.stdout
     assert 'id="tester-warning"' not in (tmp_path / "r.html").read_text()
 
