@@ -9,7 +9,6 @@ returning it to the system. FLUX_ASYNC_MALLOC=default opts out.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -22,7 +21,7 @@ def keep_freed_memory() -> bool:
     if os.environ.get("FLUX_ASYNC_MALLOC", "reuse") == "default" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (find_library would spawn ldconfig)
         return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False

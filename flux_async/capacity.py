@@ -181,7 +181,7 @@ def describe_step(step: dict) -> str:
             f"{step['throughput']['images_per_s']:.2f} img/s, p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, "
             f"errors {step['requests']['errors']}, dropped {step['requests']['dropped']}, mismatches "
             f"{step['verification']['mismatches']} → {verdict}" + (f" ({', '.join(failed)})" if failed else "")
-            + (f" [yellow]{warning_line(step['client'])}[/yellow]" if warning_line(step.get("client")) else ""))
+            + (f" [yellow]{warning}[/yellow]" if (warning := warning_line(step.get("client"))) else ""))
 
 
 def capacity_report(scenario: Scenario, target, section: dict, started_at: datetime, verifier=None) -> dict:
@@ -230,5 +230,6 @@ def describe_capacity(report: dict, console) -> None:
                   f"under {' and '.join(section['slo'])}; bounded by {section['bounded_by']}"
                   + (f"; the first failing load: {section['lowest_failing_load']:g}"
                      if section["lowest_failing_load"] is not None else ""), soft_wrap=True)
-    if warning_line(report.get("client")):
-        console.print(f"[yellow]{warning_line(report['client'])}[/yellow]", soft_wrap=True)
+    warning = warning_line(report.get("client"))
+    if warning:
+        console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)

@@ -81,7 +81,8 @@ class ClientUsage:
                 "rss_mb_start": round(self.rss, 1), "rss_mb_end": round(_rss_mb(), 1),
                 "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                 "saturated": bool(reasons), "reasons": reasons,
-                "limits": {"cores": CORES_LIMIT, "loop_busy": LOOP_BUSY_LIMIT, "schedule_lag_p99_ms": round(lag_limit_ms(service_p50_ms), 3),
+                "limits": {"cores": CORES_LIMIT, "loop_busy": LOOP_BUSY_LIMIT,
+                           "schedule_lag_p99_ms": round(lag_limit_ms(service_p50_ms), 3),
                            "outbound_queue": QUEUE_LIMIT}}
 
 
@@ -100,9 +101,9 @@ def combine(clients: list[dict]) -> dict | None:
             "schedule_lag_p99_ms": max((c["schedule_lag_p99_ms"] for c in clients
                                         if c.get("schedule_lag_p99_ms") is not None), default=None),
             "outbound_queue_max": max((c.get("outbound_queue_max", 0) for c in clients), default=0),
-            "event_loop": clients[0].get("event_loop") if clients else None,
+            "event_loop": clients[0].get("event_loop"),
             "saturated": bool(reasons), "reasons": reasons, "parts": len(clients),
-            "limits": clients[0].get("limits") if clients else None}
+            "limits": clients[0].get("limits")}
 
 
 def warning_line(client: dict | None) -> str | None:

@@ -265,8 +265,9 @@ def print_summary(report: dict, console) -> None:
                    f"{client.get('loop_busy', 0):.0%} (busiest interval {client.get('loop_busy_max', 0):.0%}), "
                    "schedule lag p99 " + ("–" if lag is None else f"{lag:.2f} ms")
                    + f", outbound queue max {client.get('outbound_queue_max', 0)}")
-    if warning_line(client):
-        print_line(f"[yellow]{warning_line(client)}[/yellow]")
+    warning = warning_line(client)
+    if warning:
+        print_line(f"[yellow]{warning}[/yellow]")
     if report["interrupted"]:
         print_line(f"[yellow]interrupted ({report['stop_reason']}): the report covers the requests made until the "
                    "stop[/yellow]")
