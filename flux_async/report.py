@@ -242,18 +242,18 @@ def print_summary(report: dict, console) -> None:
                    + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
     verification = report["verification"]
     if verification.get("enabled"):
-        worst = verification["worst"]
-        psnr = "–" if worst["min_psnr"] is None else f"{worst['min_psnr']:.1f} dB"
         print_line(f"verification: {verification['checked']} images checked against their single runs, "
-                      f"{verification['mismatches']} mismatches (worst: similarity {worst['min_similarity']:.1%}, "
-                      f"max abs diff {worst['max_abs']:.3g}, PSNR {psnr})"
-                      + (f", {verification['unchecked']} unchecked" if verification["unchecked"] else ""))
+                   f"{verification['mismatches']} mismatches"
+                   + (f", {verification['unchecked']} unchecked" if verification["unchecked"] else ""))
+        print_line(f"  gate {verification['gate']['description']}")
+        if verification["checked"] > verification["mismatches"]:
+            print_line(f"  passing images: {verification['gate_explained']}")
         for example in verification["mismatch_examples"][:5]:
+            difference = "" if example["max_abs"] is None else f"; max abs diff {example['max_abs']:.3g}"
             print_line(f"[red]MISMATCH[/red] phase {example['phase']!r} request #{example['request']} item "
-                          f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
-                          f"seed {example['seed']}: {'; '.join(example['reasons'])}; max abs diff "
-                          f"{example['max_abs']:.3g}" + (f" → {Path(example['files'][0]).parent}"
-                                                        if example["files"] else ""))
+                       f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
+                       f"seed {example['seed']}: {'; '.join(example['reasons'])}{difference}"
+                       + (f" → {Path(example['files'][0]).parent}" if example["files"] else ""))
         for problem in verification["unstable_references"]:
             print_line(f"[red]UNSTABLE[/red] {problem}")
     elif verification.get("note"):

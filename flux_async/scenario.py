@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import contract
+from .gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from .thresholds import Threshold, parse_threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
@@ -81,10 +82,7 @@ class VerifyConfig:
 
     enabled: bool = True
     sample_rate: float = 1.0  # the fraction of requests whose images are checked
-    pixel_tolerance: float = 1 / 255  # a pixel matches when |received - reference| <= this (one 8-bit level)
-    min_similarity: float = 0.95  # the test plan's gate: more than 95 % of pixels match
-    max_abs: float | None = None  # optional extra gates
-    min_psnr: float | None = None
+    gate: Gate = GATES["auto"]  # when an image passes: auto, exact or the scenario's explicit thresholds
     save_mismatches: int = 5  # PNG triplets for the first N mismatches
     output_dir: str | None = None
     cache_dir: str | None = None  # references on disk, reused across runs (clear it when the weights change)
@@ -415,17 +413,33 @@ def _phase(r: _Reader, data: Any, index: int) -> PhaseConfig | None:
 def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
     if isinstance(data, bool):
         return VerifyConfig(enabled=data)
-    data = r.mapping(data or {}, path, ("enabled", "sample_rate", "pixel_tolerance", "min_similarity", "max_abs",
-                                        "min_psnr", "save_mismatches", "output_dir", "cache_dir"))
+    data = r.mapping(data or {}, path, ("enabled", "sample_rate", "gate", *THRESHOLD_KEYS, "save_mismatches",
+                                        "output_dir", "cache_dir"))
     fraction = lambda v: 0 < v <= 1  # noqa: E731
+    positive = lambda v: v > 0  # noqa: E731
+    checks = {"min_psnr": (positive, "must be > 0 (dB)"), "min_tile_psnr": (positive, "must be > 0 (dB)"),
+              "min_similarity": (fraction, "must be a fraction in (0, 1]"),
+              "pixel_tolerance": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
+              "max_abs": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
+              "min_ssim": (fraction, "must be in (0, 1]")}
+    thresholds = {key: r.get(data, key, path, _number, None, *checks[key]) for key in THRESHOLD_KEYS}
+    thresholds = {key: value for key, value in thresholds.items() if value is not None}
+    name = r.choice(data, "gate", path, (*GATES, "explicit"), "explicit" if thresholds else "auto")
+    if name != "explicit":
+        for key in thresholds:
+            r.problem(f"{path}.{key}", f"is a threshold of gate: explicit; gate {name!r} sets its own "
+                                       f"({GATES[name].describe()}): remove it, or write gate: explicit")
+        gate = GATES[name]
+    elif not thresholds:
+        r.problem(f"{path}.gate", f"explicit needs at least one threshold: {', '.join(THRESHOLD_KEYS)}")
+        gate = GATES["auto"]
+    else:
+        gate = explicit_gate(thresholds)
     return VerifyConfig(
         enabled=r.get(data, "enabled", path, lambda v: v if isinstance(v, bool) else int("x"), True,
                       expect="must be true or false"),
         sample_rate=r.get(data, "sample_rate", path, _number, 1.0, fraction, "must be a fraction in (0, 1]"),
-        pixel_tolerance=r.get(data, "pixel_tolerance", path, _number, 1 / 255, lambda v: v >= 0, "must be >= 0"),
-        min_similarity=r.get(data, "min_similarity", path, _number, 0.95, fraction, "must be a fraction in (0, 1]"),
-        max_abs=r.get(data, "max_abs", path, _number, None, lambda v: v >= 0, "must be >= 0"),
-        min_psnr=r.get(data, "min_psnr", path, _number, None, lambda v: v > 0, "must be > 0 (dB)"),
+        gate=gate,
         save_mismatches=r.get(data, "save_mismatches", path, _int, 5, lambda v: v >= 0, "must be an integer >= 0"),
         output_dir=r.get(data, "output_dir", path, str, None), cache_dir=r.get(data, "cache_dir", path, str, None))
 

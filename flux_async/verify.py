@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .gates import Gate, WorstScores
+from .image_scores import Scores, score
 from .images import save_png
 from .scenario import TargetConfig, VerifyConfig, WorkloadConfig
 from .targets import FakeTarget, Outcome, make_target
@@ -53,33 +55,20 @@ class ReferenceKey:
 
 @dataclass
 class Comparison:
-    max_abs: float
-    mean_abs: float
-    psnr: float | None  # None when identical
-    similarity: float  # fraction of pixels within the tolerance
-    ok: bool
+    """An image's scores and, when it failed the gate, why."""
+
+    scores: Scores
     reasons: list[str] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
 
-def compare(received: np.ndarray, reference: np.ndarray, config: VerifyConfig) -> Comparison:
-    """Compare two [3, H, W] images in [0, 1] against the configured gates."""
-    if received.shape != reference.shape:
-        return Comparison(1.0, 1.0, 0.0, 0.0, False,
-                          [f"shape {list(received.shape)} != reference {list(reference.shape)}"])
-    diff = np.abs(received.astype(np.float32) - reference.astype(np.float32))
-    mse = float(np.mean(diff.astype(np.float64) ** 2))
-    psnr = None if mse == 0 else 10 * float(np.log10(1.0 / mse))
-    within = np.all(diff <= config.pixel_tolerance, axis=0)  # a pixel matches when all its channels do
-    result = Comparison(float(diff.max()), float(diff.mean()), psnr, float(within.mean()), True)
-    if result.similarity <= config.min_similarity:
-        result.reasons.append(f"similarity {result.similarity:.1%} <= {config.min_similarity:.0%} of pixels within "
-                              f"{config.pixel_tolerance:.4g}")
-    if config.max_abs is not None and result.max_abs > config.max_abs:
-        result.reasons.append(f"max abs {result.max_abs:.4g} > {config.max_abs:.4g}")
-    if config.min_psnr is not None and psnr is not None and psnr < config.min_psnr:
-        result.reasons.append(f"PSNR {psnr:.1f} dB < {config.min_psnr:.1f} dB")
-    result.ok = not result.reasons
-    return result
+
+def compare(received: np.ndarray, reference: np.ndarray, gate: Gate) -> Comparison:
+    """Score a received [3, H, W] image in [0, 1] against its reference and judge it by `gate`."""
+    scores = score(received, reference, gate.pixel_tolerance, ssim=gate.needs_ssim)
+    return Comparison(scores, gate.failures(scores))
 
 
 @dataclass
@@ -93,18 +82,21 @@ class Mismatch:
     files: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        c = self.comparison
-        psnr = "identical" if c.psnr is None else f"PSNR {c.psnr:.1f} dB"
+        s = self.comparison.scores
+        psnr = "identical" if s.psnr is None else f"PSNR {s.psnr:.1f} dB"
         return (f"phase {self.phase!r}, request #{self.request} item {self.item + 1}/{self.prompts_in_request}: "
-                f"prompt {self.key.prompt!r} seed {self.key.seed}: {'; '.join(c.reasons)} (max abs diff "
-                f"{c.max_abs:.4g}, mean {c.mean_abs:.4g}, {psnr})")
+                f"prompt {self.key.prompt!r} seed {self.key.seed}: {'; '.join(self.comparison.reasons)} (max abs diff "
+                f"{s.max_abs:.4g}, mean {s.mean_abs:.4g}, {psnr})")
 
     def as_dict(self) -> dict:
-        c = self.comparison
         return {"phase": self.phase, "request": self.request, "item": self.item,
                 "prompts_in_request": self.prompts_in_request, "prompt": self.key.prompt, "seed": self.key.seed,
-                "max_abs": c.max_abs, "mean_abs": c.mean_abs, "psnr": c.psnr, "similarity": c.similarity,
-                "reasons": c.reasons, "files": self.files}
+                **_finite(self.comparison.scores.as_dict()), "reasons": self.comparison.reasons, "files": self.files}
+
+
+def _finite(values: dict) -> dict:
+    """JSON has no infinity: a defective image's infinite differences are written as null."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in values.items()}
 
 
 def workload_keys(workload: WorkloadConfig) -> list[ReferenceKey]:
@@ -130,12 +122,13 @@ class Verifier:
         self._futures: list[asyncio.Future] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flux_async-verify")
         self._rng = random.Random(seed)
+        self._credit = 0.0
         self.checked: dict[str, int] = {}
         self.mismatches: list[Mismatch] = []
         self.mismatch_count: dict[str, int] = {}
         self.unchecked = 0
         self.unstable: list[str] = []
-        self.worst = {"max_abs": 0.0, "min_psnr": None, "min_similarity": 1.0}
+        self.worst = WorstScores()
 
     async def open(self) -> None:
         if not self.enabled:
@@ -148,8 +141,15 @@ class Verifier:
         await self._target.open()
 
     def sample(self) -> bool:
-        """Whether to check the next request (the scenario's sample_rate, reproducibly)."""
-        return self.enabled and (self.config.sample_rate >= 1 or self._rng.random() < self.config.sample_rate)
+        """Whether to check the next request: the scenario's sample_rate, reproducibly, at random positions but never
+        more than about 1/sample_rate requests apart (a credit that each request adds to and each check spends)."""
+        if not self.enabled or self.config.sample_rate >= 1:
+            return self.enabled
+        self._credit += self.config.sample_rate
+        if self._rng.random() < self._credit:
+            self._credit -= 1
+            return True
+        return False
 
     # ---- references --------------------------------------------------------------------------------------------
     def _cache_path(self, key: ReferenceKey) -> Path | None:
@@ -190,11 +190,12 @@ class Verifier:
         first = await self.reference(keys[0])
         again = await self._fetch(keys[0]) if first is not None else None
         if again is not None:
-            check = compare(again, first, self.config)
+            check = compare(again, first, self.config.gate)
             if not check.ok:
                 self.unstable.append(f"the server does not reproduce its own single-prompt image for prompt "
                                      f"{keys[0].prompt!r} seed {keys[0].seed} ({'; '.join(check.reasons)}, max abs "
-                                     f"diff {check.max_abs:.4g}): references, and so the checks, cannot be trusted")
+                                     f"diff {check.scores.max_abs:.4g}): references, and so the checks, cannot be "
+                                     f"trusted")
         for key in keys[1:]:
             await self.reference(key)
 
@@ -218,13 +219,9 @@ class Verifier:
 
     def _compare_and_save(self, phase, job, item, key, received) -> None:
         """In the worker thread (one, so the counts need no lock): compare, count, save the first mismatches."""
-        comparison = compare(received, self._references[key], self.config)
+        comparison = compare(received, self._references[key], self.config.gate)
         self.checked[phase] = self.checked.get(phase, 0) + 1
-        self.worst["max_abs"] = max(self.worst["max_abs"], comparison.max_abs)
-        self.worst["min_similarity"] = min(self.worst["min_similarity"], comparison.similarity)
-        if comparison.psnr is not None:
-            low = self.worst["min_psnr"]
-            self.worst["min_psnr"] = comparison.psnr if low is None else min(low, comparison.psnr)
+        self.worst.add(comparison.scores, comparison.ok)
         if comparison.ok:
             return
         self.mismatch_count[phase] = self.mismatch_count.get(phase, 0) + 1
@@ -237,8 +234,9 @@ class Verifier:
         """reference.png, received.png, difference.png (|diff| scaled so its max is white) and meta.json."""
         folder = self.output_dir / f"mismatch-{number:02d}-{mismatch.phase}-request{mismatch.request}"
         reference = self._references[mismatch.key]
+        received = np.nan_to_num(received, nan=0.0, posinf=1.0, neginf=0.0)  # a defect still saves viewable files
         diff = np.abs(received - reference) if received.shape == reference.shape else np.zeros_like(reference)
-        scale = float(diff.max()) or 1.0
+        scale = float(np.nan_to_num(diff).max()) or 1.0
         files = [save_png(reference, folder / "reference.png"), save_png(received, folder / "received.png"),
                  save_png(diff / scale, folder / "difference.png")]
         meta = mismatch.as_dict() | {"difference_png_scale": scale, **asdict(mismatch.key)}
@@ -277,10 +275,14 @@ class Verifier:
                 "unchecked": self.unchecked, "references": len(self._references),
                 "reference_errors": {k.prompt + f" (seed {k.seed})": v for k, v in self._failed_references.items()},
                 "unstable_references": self.unstable, "sample_rate": self.config.sample_rate,
-                "gate": {"pixel_tolerance": self.config.pixel_tolerance, "min_similarity": self.config.min_similarity,
-                         "max_abs": self.config.max_abs, "min_psnr": self.config.min_psnr},
-                "worst": dict(self.worst), "mismatch_examples": [m.as_dict() for m in self.mismatches[:20]],
+                **gate_summary(self.config.gate, self.worst.all, self.worst.passing), "mismatch_examples": [m.as_dict() for m in self.mismatches[:20]],
                 **({"note": self.note} if self.note else {})}
+
+
+def gate_summary(gate: Gate, worst: dict, worst_passing: dict) -> dict:
+    """The report's gate keys: the gate in force, the worst scores (all checked, and passing) and the margins."""
+    return {"gate": gate.as_dict(), "worst": worst, "worst_passing": worst_passing,
+            "margin": gate.margins(worst_passing), "gate_explained": gate.explain(worst_passing)}
 
 
 def disabled_summary(note: str) -> dict:

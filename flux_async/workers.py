@@ -19,10 +19,12 @@ from pathlib import Path
 
 from .client_usage import combine as combine_clients
 from .engine import PhaseRun, RunResult
+from .gates import GATES, Gate, WorstScores
 from .merge import merge_logs, read_log, write_log
 from .scenario import RampStage, Scenario
 from .stats import Counters, Recorder, new_histogram
 from .timeline import combine
+from .verify import gate_summary
 
 
 class WorkerSplitError(ValueError):
@@ -83,17 +85,15 @@ class MergedVerification:
                 total = self._phases.setdefault(phase["name"], {"checked": 0, "mismatches": 0})
                 for key in total:
                     total[key] += phase.get("verification", {}).get(key, 0)
-        worsts = [p["worst"] for p in parts if p.get("worst")]
-        psnrs = [w["min_psnr"] for w in worsts if w.get("min_psnr") is not None]
+        gate = Gate.from_dict(parts[0]["gate"]) if parts and parts[0].get("gate") else GATES["auto"]
+        worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
+        passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
         self._summary = {
             "enabled": self.enabled, "workers": len(parts),
             **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
             "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
             "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
-            "sample_rate": parts[0].get("sample_rate") if parts else None, "gate": parts[0].get("gate", {}),
-            "worst": {"max_abs": max((w["max_abs"] for w in worsts), default=0.0),
-                      "min_psnr": min(psnrs) if psnrs else None,
-                      "min_similarity": min((w["min_similarity"] for w in worsts), default=1.0)},
+            "sample_rate": parts[0].get("sample_rate") if parts else None, **gate_summary(gate, worst, passing),
             "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
 
     def summary(self) -> dict:

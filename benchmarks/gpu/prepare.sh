@@ -2,12 +2,13 @@
 # Prepare what the GPU machine (no package registry, Python 3.12) needs, into .whl/ (git-ignored, carried by the
 # device tool): the bundled tritonserver with the Python 3.12 stub and its libraries as one xz tarball, the wheels
 # the image lacks (diffusers, tritonclient, python-rapidjson, hdrhistogram, pytest-asyncio) and the stub's numpy<2 /
-# protobuf<7, and the tiny
-# weights. Run from the repository root after `uv sync`.
+# protobuf<7, and the tiny weights; into .whl-metrics/ scikit-image and scipy for numpy 1 (the verification gate's
+# metrics), a second carry because both folders together pass the device tool's 64 MiB. Run from the repository root
+# after `uv sync`.
 set -euo pipefail
 out=.whl
 py=3.12
-rm -rf "$out" && mkdir -p "$out"
+rm -rf "$out" .whl-metrics && mkdir -p "$out" .whl-metrics
 site=$(uv run python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 stage=$(mktemp -d)
 mkdir -p "$stage/tritonserver/backends/python" "$stage/tritonserver/lib"
@@ -23,7 +24,7 @@ rm -rf "$stage"
 download() {
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version $py --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        --platform manylinux1_x86_64 -d "$out" "$@"
+        --platform manylinux1_x86_64 -d "${out}" "$@"
 }
 download "diffusers==$(uv run python -c 'import diffusers; print(diffusers.__version__)')" \
     "tritonclient==$(uv run python -c 'import importlib.metadata as m; print(m.version("tritonclient"))')" \
@@ -31,4 +32,7 @@ download "diffusers==$(uv run python -c 'import diffusers; print(diffusers.__ver
     "pytest-asyncio==$(uv run python -c 'import importlib.metadata as m; print(m.version("pytest-asyncio"))')" \
     "hdrhistogram==$(uv run python -c 'import importlib.metadata as m; print(m.version("hdrhistogram"))')" \
     "pbr==$(uv run python -c 'import importlib.metadata as m; print(m.version("pbr"))')"
-du -ch "$out"/* | sort -h
+for package in scikit-image scipy lazy_loader imageio tifffile networkx; do
+    out=.whl-metrics download "$package==$(uv run python -c "import importlib.metadata as m; print(m.version('$package'))")"
+done
+du -ch "$out"/* .whl-metrics/* | sort -h

@@ -10,6 +10,9 @@ base=$(command -v python3)
 site=$(/tmp/fa/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 image_site=$("$base" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 /tmp/fa/bin/python -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
+if compgen -G ".whl-metrics/*.whl" > /dev/null; then  # carried on its own (size): scikit-image and scipy for numpy 1
+    /tmp/fa/bin/python -m pip install --quiet --no-index --no-deps --no-compile .whl-metrics/*.whl
+fi
 echo "$PWD" > "$site/flux_async_checkout.pth"
 mkdir -p /tmp/fa/image-site
 deny='^(numpy|scipy|sklearn|scikit_learn|pandas|numba|cupy|cv2|opencv|pyarrow|h5py|skimage|scikit_image|jax|jaxlib|statsmodels|tensorstore|xarray|onnxruntime)([-_.].*)?$'
@@ -22,5 +25,7 @@ mkdir -p /tmp/srv && tar -C /tmp/srv -xJf .whl/tritonserver-py3.12.tar.xz
 tar -C /tmp -xJf .whl/tiny-flux.tar.xz
 /tmp/fa/bin/python -c 'import numpy, torch, diffusers, transformers, tritonclient.grpc, flux_async; print("numpy", numpy.__version__, "torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
 # the presets take their tokenizers and scheduler from the tiny folder in the cache: put the carried one there
-cache=$(/tmp/fa/bin/python -c 'from flux_async.pipeline.weights import cache_dir, TINY_FORMAT, TINY_SEED; print(cache_dir() / f"tiny-flux-schnell-seed{TINY_SEED}-v{TINY_FORMAT}")')
-mkdir -p "$(dirname "$cache")" && rm -rf "$cache" && cp -r /tmp/tiny-flux "$cache"
+for variant in schnell dev; do  # both presets read the same tokenizers; building a tiny folder here needs open_clip
+    cache=$(/tmp/fa/bin/python -c "from flux_async.pipeline.weights import cache_dir, TINY_FORMAT, TINY_SEED; print(cache_dir() / f'tiny-flux-$variant-seed{TINY_SEED}-v{TINY_FORMAT}')")
+    mkdir -p "$(dirname "$cache")" && rm -rf "$cache" && cp -r /tmp/tiny-flux "$cache"
+done

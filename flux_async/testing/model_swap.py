@@ -1,14 +1,30 @@
 """Swap a model's implementation on a running server (explicit model control), then restore it from its repository.
 
 Used by the regression suite to load deliberately broken models; useful to anyone testing what their checks catch.
+Plain HTTP to Triton's model-repository API (KServe v2 extension), so it needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+def _call(http_url: str, path: str, body: dict | None = None) -> dict:
+    url = (http_url if "://" in http_url else f"http://{http_url}") + path
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            text = response.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
+    return json.loads(text) if text else {}
 
 
 @contextmanager
@@ -16,23 +32,20 @@ def swapped_model(http_url: str, name: str, model_py: str | Path | None = None,
                   config_changes: dict | None = None) -> Iterator[None]:
     """Within the block, model `name` runs `model_py` (and/or its config with `config_changes` merged in); afterwards
     it is loaded again from the server's model repository. The server must run with --model-control-mode explicit."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(http_url, network_timeout=600.0)
-    config = client.get_model_config(name)
+    config = _call(http_url, f"/v2/models/{name}/config")
     for key, value in (config_changes or {}).items():
         if isinstance(value, dict):
             config.setdefault(key, {}).update(value)
         else:
             config[key] = value
-    files = None
+    parameters = {}
     if model_py:
-        files = {"file:1/model.py": Path(model_py).read_bytes()}
+        parameters["file:1/model.py"] = base64.b64encode(Path(model_py).read_bytes()).decode()
         # Triton skips the reload when the config is unchanged, whatever the files: make it differ
         config.setdefault("parameters", {})["flux_async_swapped_in"] = {"string_value": str(model_py)}
+    parameters["config"] = json.dumps(config)
     try:
-        client.load_model(name, config=json.dumps(config), files=files)
+        _call(http_url, f"/v2/repository/models/{name}/load", {"parameters": parameters})
         yield
     finally:
-        client.load_model(name)  # back to the repository's own version, also when the swap failed to load
-        client.close()
+        _call(http_url, f"/v2/repository/models/{name}/load", {})  # the repository's own version, also on failure
