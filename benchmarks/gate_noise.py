@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine  # noqa: E402
 
 from flux_async.image_scores import score  # noqa: E402
 from flux_async.pipeline.generate import GenerationRequest, Geometry, InProcessRunner, generate  # noqa: E402
@@ -77,7 +80,9 @@ def run(args) -> dict:
     bench = Bench(args.weights, args.device, dtype, args.guidance)
     guided = bench.geometry.guidance_embeds
     result = {"weights": args.weights, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-              "dtype": args.dtype, "torch": torch.__version__, "cases": []}
+              "dtype": args.dtype, "torch": torch.__version__, "machine": machine(),
+              "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
+              "cases": []}
     started = time.monotonic()
 
     def save(case: dict) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from .client_usage import ClientUsage, warning_line
 from .client_usage import combine as combine_clients
 from .engine import Engine
-from .report import evaluate, figures
+from .report import evaluate, figures, verification_lines
 from .scenario import CapacityConfig, PhaseConfig, Scenario
 from .stats import Recorder
 from .thresholds import Threshold, parse_threshold
@@ -230,6 +230,8 @@ def describe_capacity(report: dict, console) -> None:
                   f"under {' and '.join(section['slo'])}; bounded by {section['bounded_by']}"
                   + (f"; the first failing load: {section['lowest_failing_load']:g}"
                      if section["lowest_failing_load"] is not None else ""), soft_wrap=True)
+    for line in verification_lines(report.get("verification", {})):
+        console.print(line, soft_wrap=True)
     warning = warning_line(report.get("client"))
     if warning:
         console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)

@@ -192,6 +192,27 @@ def describe_observed(result: dict) -> str:
     return f"{result['value']:.4g}"
 
 
+def verification_lines(verification: dict) -> list[str]:
+    """The console's verification lines: counts, the gate, how close the passing images came, the mismatches."""
+    if not verification.get("enabled"):
+        return [f"verification: off ({verification['note']})"] if verification.get("note") else []
+    lines = [f"verification: {verification['checked']} images checked against their single runs, "
+             f"{verification['mismatches']} mismatches"
+             + (f", {verification['unchecked']} unchecked" if verification.get("unchecked") else "")]
+    if verification.get("gate"):
+        lines.append(f"  gate {verification['gate']['description']}")
+        if verification["checked"] > verification["mismatches"]:
+            lines.append(f"  passing images: {verification['gate_explained']}")
+    for example in verification.get("mismatch_examples", [])[:5]:
+        difference = "" if example.get("max_abs") is None else f"; max abs diff {example['max_abs']:.3g}"
+        lines.append(f"[red]MISMATCH[/red] phase {example['phase']!r} request #{example['request']} item "
+                     f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
+                     f"seed {example['seed']}: {'; '.join(example['reasons'])}{difference}"
+                     + (f" → {Path(example['files'][0]).parent}" if example["files"] else ""))
+    lines += [f"[red]UNSTABLE[/red] {problem}" for problem in verification.get("unstable_references", [])]
+    return lines
+
+
 def print_summary(report: dict, console) -> None:
     """Two tables (requests; latency), one row per phase and the measured total, then thresholds and the verdict."""
     from rich import box
@@ -240,24 +261,8 @@ def print_summary(report: dict, console) -> None:
                    + ("?" if fault["revert_took_s"] is None else f"{fault['revert_took_s']:.1f}s")
                    + f", {recovery} after the revert began"
                    + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
-    verification = report["verification"]
-    if verification.get("enabled"):
-        print_line(f"verification: {verification['checked']} images checked against their single runs, "
-                   f"{verification['mismatches']} mismatches"
-                   + (f", {verification['unchecked']} unchecked" if verification["unchecked"] else ""))
-        print_line(f"  gate {verification['gate']['description']}")
-        if verification["checked"] > verification["mismatches"]:
-            print_line(f"  passing images: {verification['gate_explained']}")
-        for example in verification["mismatch_examples"][:5]:
-            difference = "" if example["max_abs"] is None else f"; max abs diff {example['max_abs']:.3g}"
-            print_line(f"[red]MISMATCH[/red] phase {example['phase']!r} request #{example['request']} item "
-                       f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
-                       f"seed {example['seed']}: {'; '.join(example['reasons'])}{difference}"
-                       + (f" → {Path(example['files'][0]).parent}" if example["files"] else ""))
-        for problem in verification["unstable_references"]:
-            print_line(f"[red]UNSTABLE[/red] {problem}")
-    elif verification.get("note"):
-        print_line(f"verification: off ({verification['note']})")
+    for line in verification_lines(report["verification"]):
+        print_line(line)
     client = report.get("client")
     if client:
         lag = client.get("schedule_lag_p99_ms")

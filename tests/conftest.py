@@ -95,6 +95,8 @@ PAGE_SUMMARY = """JSON.stringify({
   gallery: [...document.querySelectorAll('.mismatch')].map(m => [...m.querySelectorAll('img')].map(
           i => i.complete && i.naturalWidth > 0)),
   counts: Object.fromEntries([...document.querySelectorAll('.fact .value[id]')].map(v => [v.id, v.textContent])),
+  gate: document.querySelector('#verification-gate')?.textContent,
+  mismatchNotes: [...document.querySelectorAll('.mismatch .bad')].map(b => b.textContent),
   footer: document.querySelector('footer')?.textContent,
   fetched: performance.getEntriesByType('resource').map(r => r.name).filter(n => !n.startsWith('data:')),
   scrollWidth: document.documentElement.scrollWidth,

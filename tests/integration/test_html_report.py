@@ -52,6 +52,9 @@ async def test_run_writes_a_page_that_reads_in_a_browser(burst_run, inspect_html
     page = await inspect_html(burst_run / "r.html", "html-report-run")
     check_run_page(page, report)
     assert sum(1 for name, _ in page["charts"] if name == "stages") == len(report["phases"])
+    gate = report["verification"]["gate"]
+    assert page["gate"].startswith(f"Gate {gate['description']}")  # the gate in force and how close images came
+    assert f"Passing images: {report['verification']['gate_explained']}" in page["gate"]
 
 
 async def test_report_html_renders_a_saved_run(burst_run, inspect_html):

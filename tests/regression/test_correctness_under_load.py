@@ -88,6 +88,9 @@ async def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_pa
     assert page["errors"] == [] and page["verdict"] == "FAILED"
     assert any("differ from their single-prompt runs" in reason for reason in page["reasons"])
     assert saved and page["gallery"] == [[True, True, True]] * len(saved)  # reference, received, difference
+    assert page["gate"].startswith("Gate auto: PSNR >= 42.0 dB") and "Passing images: worst PSNR" in page["gate"]
+    assert page["mismatchNotes"][0].startswith("failed: PSNR ") and "< 42.0 dB" in page["mismatchNotes"][0]
+    assert "gate auto: PSNR >= 42.0 dB" in result.stdout and "passing images: worst PSNR" in result.stdout
 
 
 @pytest.mark.slow
