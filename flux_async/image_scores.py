@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from skimage.measure import block_reduce
-from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 TILE = 32  # pixels per side of the squares the worst-tile PSNR is taken over
 DATA_RANGE = 1.0  # images are float RGB in [0, 1]
@@ -31,6 +29,15 @@ class Scores:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def load_metrics():
+    """scikit-image's functions, imported on first use: they bring scipy.stats (0.6 s), which a run that checks no
+    image never needs. The verifier calls this before the load starts."""
+    from skimage.measure import block_reduce
+    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+    return block_reduce, mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 
 def _psnr(mse: float) -> float | None:
@@ -53,6 +60,7 @@ def defect(received: np.ndarray, reference: np.ndarray) -> str | None:
 
 def score(received: np.ndarray, reference: np.ndarray, tolerance: float = 1 / 255, ssim: bool = False) -> Scores:
     """Score two [3, H, W] float images in [0, 1]; a defective pair gets the worst scores and says why."""
+    block_reduce, mean_squared_error, peak_signal_noise_ratio, structural_similarity = load_metrics()
     problem = defect(received, reference)
     if problem is not None:
         return Scores(0.0, 0.0, float("inf"), float("inf"), 0.0, 0.0 if ssim else None, problem)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .gates import Gate, WorstScores
-from .image_scores import Scores, score
+from .image_scores import Scores, load_metrics, score
 from .images import save_png
 from .scenario import TargetConfig, VerifyConfig, WorkloadConfig
 from .targets import FakeTarget, Outcome, make_target
@@ -139,6 +139,7 @@ class Verifier:
             self.enabled, self.note = False, "the fake target makes no images: nothing to verify"
             return
         await self._target.open()
+        load_metrics()  # now, not in the worker thread while the load runs
 
     def sample(self) -> bool:
         """Whether to check the next request: the scenario's sample_rate, reproducibly, at random positions but never

@@ -27,6 +27,14 @@ SINGLE_PROMPTS = {  # single-prompt requests only: whatever is batched, Triton b
     "phases": [{"name": "together", "executor": "constant-concurrency", "concurrency": 4, "requests": 16}],
 }
 
+MULTI_PROMPTS = {  # requests of 2 and 3 prompts: what bls batches itself
+    "name": "multi-prompt",
+    "workload": {"prompts": ["A red bicycle", "A lighthouse at dusk", "A bowl of ramen"], "seed": 91, "steps": 2,
+                 "size": "128x128", "prompts_per_request": {2: 1, 3: 1}},
+    "phases": [{"name": "pairs-and-triples", "executor": "constant-concurrency", "concurrency": 2, "requests": 6}],
+}
+SCENARIOS = {"burst": ROOT / "scenarios" / "burst.yaml", "single": SINGLE_PROMPTS, "multi": MULTI_PROMPTS}
+
 
 async def test_burst_scenario_is_correct_under_load(run_scenario):
     report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
@@ -49,16 +57,13 @@ async def test_requests_batched_together_by_triton_are_each_correct(run_scenario
     ("dit_swap", "dit_transformer", "burst"),  # batches of 2-4 prompts: items swapped
     ("dit_cross", "dit_transformer", "single"),  # requests combined by the batcher get each other's outputs
     ("bls_leak", "bls", "single"),  # the previous request's latents leak into the next
-    ("bls_seed", "bls", "burst"),  # a request's second item starts from the first item's seed
-    ("bls_blend", "bls", "burst"),  # 10 % of the previous item's image blended in: looks right to the eye
+    ("bls_seed", "bls", "multi"),  # a request's second item starts from the first item's seed
+    ("bls_blend", "bls", "multi"),  # 10 % of the previous item's image blended in: looks right to the eye
 ])
 async def test_verification_catches_a_broken_repository(bug, model, scenario, run_scenario, flux_server):
     window = WIDE_BATCHING_WINDOW if model == "dit_transformer" else None
     with swapped_model(flux_server.http_url, model, BROKEN / bug / "model.py", window):
-        if scenario == "burst":
-            report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
-        else:
-            report = await run_scenario(SINGLE_PROMPTS)
+        report = await run_scenario(SCENARIOS[scenario], **({"duration_s": 4} if scenario == "burst" else {}))
     verification = report["verification"]
     assert not report["passed"] and report["exit_code"] == 1
     assert verification["mismatches"] > 0, report["output"]
@@ -103,7 +108,7 @@ async def test_rounding_noise_of_bf16_size_passes_the_default_gate(run_scenario,
     """A correct bls whose batched items carry noise as large as the worst measured on a GPU in bf16: the default
     gate passes it, although `exact` would not (fewer than 95 % of pixels stay within 1/255)."""
     with swapped_model(flux_server.http_url, "bls", NOISY / "bls_bf16_noise" / "model.py"):
-        report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
+        report = await run_scenario(MULTI_PROMPTS)
     verification = report["verification"]
     assert report["passed"] and verification["mismatches"] == 0, report["output"]
     assert verification["checked"] >= report["images"]["ok"] > 0
