@@ -27,11 +27,8 @@ def _call(http_url: str, path: str, body: dict | None = None) -> dict:
     return json.loads(text) if text else {}
 
 
-@contextmanager
-def swapped_model(http_url: str, name: str, model_py: str | Path | None = None,
-                  config_changes: dict | None = None) -> Iterator[None]:
-    """Within the block, model `name` runs `model_py` (and/or its config with `config_changes` merged in); afterwards
-    it is loaded again from the server's model repository. The server must run with --model-control-mode explicit."""
+def swap_in(http_url: str, name: str, model_py: str | Path | None = None, config_changes: dict | None = None) -> None:
+    """Load model `name` with `model_py` as its code and/or `config_changes` merged into its config."""
     config = _call(http_url, f"/v2/models/{name}/config")
     for key, value in (config_changes or {}).items():
         if isinstance(value, dict):
@@ -44,8 +41,21 @@ def swapped_model(http_url: str, name: str, model_py: str | Path | None = None,
         # Triton skips the reload when the config is unchanged, whatever the files: make it differ
         config.setdefault("parameters", {})["flux_async_swapped_in"] = {"string_value": str(model_py)}
     parameters["config"] = json.dumps(config)
+    _call(http_url, f"/v2/repository/models/{name}/load", {"parameters": parameters})
+
+
+def restore(http_url: str, name: str) -> None:
+    """Load model `name` again from the server's model repository."""
+    _call(http_url, f"/v2/repository/models/{name}/load", {})
+
+
+@contextmanager
+def swapped_model(http_url: str, name: str, model_py: str | Path | None = None,
+                  config_changes: dict | None = None) -> Iterator[None]:
+    """Within the block, model `name` runs `model_py` (and/or its config with `config_changes` merged in); afterwards
+    it is loaded again from the server's model repository. The server must run with --model-control-mode explicit."""
     try:
-        _call(http_url, f"/v2/repository/models/{name}/load", {"parameters": parameters})
+        swap_in(http_url, name, model_py, config_changes)
         yield
     finally:
-        _call(http_url, f"/v2/repository/models/{name}/load", {})  # the repository's own version, also on failure
+        restore(http_url, name)  # also when the swap failed to load
