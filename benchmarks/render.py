@@ -334,7 +334,8 @@ def scale_out(data: dict) -> list[str]:
     return lines
 
 
-NOISE_SOURCES = (("h200-schnell", "H200, FLUX.1-schnell-sized preset, bf16"), ("h200-dev", "H200, FLUX.1-dev-sized preset, bf16"),
+NOISE_SOURCES = (("h200-schnell", "H200, FLUX.1-schnell-sized preset, bf16"),
+                 ("h200-dev", "H200, FLUX.1-dev-sized preset, bf16"),
                  ("cpu", "CPU, tiny schnell weights, fp32"), ("cpu-dev", "CPU, tiny dev weights, fp32"))
 BUG_NAMES = {"other-seed": "another item's seed", "steps-1": "one step fewer", "other-guidance": "guidance 3.5 → 5.0",
              "blend-2%": "2 % of a neighbour blended in", "blend-5%": "5 % blended in",
@@ -372,8 +373,8 @@ def verification_gate() -> list[str]:
     lines += ["", "### Correct servers: batched against single (rounding only)", "",
               "Batches of 2, 4 and 8 items (4 items at 28 steps on the GPU) against each item alone; PSNR in dB, "
               "worst over the row's images. Batch 1 against itself (run to run) was identical in every row.", "",
-              "| source | CUDA graphs | size | steps | images | PSNR worst | PSNR median | worst tile, worst | SSIM worst "
-              "| max abs worst | within 1/255, worst |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| source | CUDA graphs | size | steps | images | PSNR worst | PSNR median | worst tile, worst "
+              "| SSIM worst | max abs worst | within 1/255, worst |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     worst_noise = {"psnr": float("inf"), "tile": float("inf")}
     for src, what in NOISE_SOURCES:
         groups: dict = {}
@@ -388,12 +389,14 @@ def verification_gate() -> list[str]:
             lines.append(f"| {src} | {graphs if src.startswith('h200') else '–'} | {size}² | {steps} | "
                          f"{sum(c['images'] for c in cases)} | {_db(psnr)} | "
                          f"{_db(statistics.median(c['psnr']['median'] for c in cases))} | {_db(tile)} | "
-                         f"{min(c['ssim']['worst'] for c in cases):.5f} | {max(c['max_abs']['worst'] for c in cases):.4f} | "
+                         f"{min(c['ssim']['worst'] for c in cases):.5f} | "
+                         f"{max(c['max_abs']['worst'] for c in cases):.4f} | "
                          f"{min(c['similarity']['worst'] for c in cases):.1%} |")
     lines += ["", "### Simulated bugs, in-process (the same runs)", "",
               "Each item made wrong in one way, scored against its correct single run; 'closest' is the bug image "
               "nearest to passing (highest PSNR), the one that decides the margin.", "",
-              "| source | bug | images | PSNR closest | PSNR worst | worst tile, closest | SSIM closest | failed by auto |",
+              "| source | bug | images | PSNR closest | PSNR worst | worst tile, closest | SSIM closest "
+              "| failed by auto |",
               "|---|---|---|---|---|---|---|---|"]
     closest_bug = {}
     for src, what in NOISE_SOURCES:
@@ -410,7 +413,8 @@ def verification_gate() -> list[str]:
             lines.append(f"| {src} | {BUG_NAMES[name]} | {sum(c['images'] for c in cases)} | {_db(psnr['best'])} | "
                          f"{_db(psnr['worst'])} | {_db(tile['best'])} | {max(c['ssim']['best'] for c in cases):.5f} | "
                          f"{_caught(psnr, tile, thresholds)} |")
-    served = [(path.stem.removeprefix("verify-gate-"), _load(path.stem)) for path in sorted(RESULTS.glob("verify-gate-*.json"))]
+    served = [(path.stem.removeprefix("verify-gate-"), _load(path.stem))
+              for path in sorted(RESULTS.glob("verify-gate-*.json"))]
     if served:
         lines += ["", "### Served bugs: `scenarios/burst.yaml` through Triton, broken models swapped in", "",
                   "`uv run python benchmarks/verify_gate.py` (CPU, an embedded Triton on the tiny weights) and "
@@ -425,16 +429,19 @@ def verification_gate() -> list[str]:
                 lines.append(f"| {label} ({data['measured_at']}) | {row['case']}: {row['what']} | {row['scenario']} | "
                              f"{'PASSED' if row['passed'] else 'FAILED'} | {row['checked']} | {row['mismatches']} | "
                              f"{_db(wp.get('min_psnr'))} / {_db(wp.get('min_tile_psnr'))} | "
-                             f"{_db(bf['psnr']) if bf['psnr'] else '–'} / {_db(bf['tile_psnr']) if bf['tile_psnr'] else '–'} | "
+                             f"{_db(bf['psnr']) if bf['psnr'] else '–'} / "
+                             f"{_db(bf['tile_psnr']) if bf['tile_psnr'] else '–'} | "
                              f"{', '.join(row['failed_on']) or '–'} |")
-        lines += ["", "Cost of one comparison (scores and verdict, in the verifier's worker thread, off the event loop), "
-                  "median ms per image:", "", "| machine | " + " | ".join(served[0][1]["comparison_ms"]) + " |",
+        lines += ["", "Cost of one comparison (scores and verdict, in the verifier's worker thread, off the event "
+                  "loop), median ms per image:", "", "| machine | " + " | ".join(served[0][1]["comparison_ms"]) + " |",
                   "|---|" + "---|" * len(served[0][1]["comparison_ms"])]
         for label, data in served:
-            lines.append(f"| {data['machine']} | " + " | ".join(f"{v:.1f}" for v in data["comparison_ms"].values()) + " |")
+            costs = " | ".join(f"{v:.1f}" for v in data["comparison_ms"].values())
+            lines.append(f"| {data['machine']} | {costs} |")
     for path in sorted(RESULTS.glob("gate-served-*.json")):
         data = _load(path.stem)
-        lines += ["", f"### {data['gpu']}: the main job and the GPU tests under the default gate ({data['measured_at']})", ""]
+        lines += ["", f"### {data['gpu']}: the main job and the GPU tests under the default gate "
+                      f"({data['measured_at']})", ""]
         if data.get("cli_burst"):
             b = data["cli_burst"]
             lines.append(f"- `python -m flux_async run scenarios/burst.yaml --url …` against `serve --weights "

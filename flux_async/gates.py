@@ -142,6 +142,12 @@ def explicit_gate(thresholds: dict) -> Gate:
     return Gate("explicit", **values)
 
 
+def gate_summary(gate: Gate, worst: dict, worst_passing: dict) -> dict:
+    """The report's gate keys: the gate in force, the worst scores (all checked, and passing) and the margins."""
+    return {"gate": gate.as_dict(), "worst": worst, "worst_passing": worst_passing,
+            "margin": gate.margins(worst_passing), "gate_explained": gate.explain(worst_passing)}
+
+
 class WorstScores:
     """The worst value of every criterion's score, over all checked images and over those that passed."""
 

@@ -68,7 +68,10 @@ def score(received: np.ndarray, reference: np.ndarray, tolerance: float = 1 / 25
     diff = np.abs(received - reference)
     mse = float(mean_squared_error(reference, received))
     psnr = None if mse == 0 else float(peak_signal_noise_ratio(reference, received, data_range=DATA_RANGE))
-    tile_mse = block_reduce(diff * diff, (diff.shape[0], TILE, TILE), np.mean)  # edge tiles padded with zeros
+    # sizes that are not multiples of TILE: edge tiles padded with NaN and averaged over their real pixels only
+    whole = diff.shape[1] % TILE == 0 and diff.shape[2] % TILE == 0
+    tile_mse = block_reduce(diff * diff, (diff.shape[0], TILE, TILE), np.mean if whole else np.nanmean,
+                            cval=0 if whole else np.nan)
     within = np.all(diff <= tolerance, axis=0)  # a pixel matches when all its channels do
     structure = None
     if ssim:

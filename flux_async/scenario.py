@@ -416,8 +416,8 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
     data = r.mapping(data or {}, path, ("enabled", "sample_rate", "gate", *THRESHOLD_KEYS, "save_mismatches",
                                         "output_dir", "cache_dir"))
     fraction = lambda v: 0 < v <= 1  # noqa: E731
-    positive = lambda v: v > 0  # noqa: E731
-    checks = {"min_psnr": (positive, "must be > 0 (dB)"), "min_tile_psnr": (positive, "must be > 0 (dB)"),
+    decibels = lambda v: 0 < v < 1000  # noqa: E731  (finite: the report is JSON)
+    checks = {"min_psnr": (decibels, "must be in (0, 1000) dB"), "min_tile_psnr": (decibels, "must be in (0, 1000) dB"),
               "min_similarity": (fraction, "must be a fraction in (0, 1]"),
               "pixel_tolerance": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
               "max_abs": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),

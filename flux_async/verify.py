@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gates import Gate, WorstScores
+from .gates import Gate, WorstScores, gate_summary
 from .image_scores import Scores, load_metrics, score
 from .images import save_png
 from .scenario import TargetConfig, VerifyConfig, WorkloadConfig
@@ -142,8 +142,8 @@ class Verifier:
         load_metrics()  # now, not in the worker thread while the load runs
 
     def sample(self) -> bool:
-        """Whether to check the next request: the scenario's sample_rate, reproducibly, at random positions but never
-        more than about 1/sample_rate requests apart (a credit that each request adds to and each check spends)."""
+        """Whether to check the next request: the scenario's sample_rate, reproducibly, at random positions but less
+        than 2/sample_rate requests apart (a credit that each request adds to and each check spends)."""
         if not self.enabled or self.config.sample_rate >= 1:
             return self.enabled
         self._credit += self.config.sample_rate
@@ -276,14 +276,9 @@ class Verifier:
                 "unchecked": self.unchecked, "references": len(self._references),
                 "reference_errors": {k.prompt + f" (seed {k.seed})": v for k, v in self._failed_references.items()},
                 "unstable_references": self.unstable, "sample_rate": self.config.sample_rate,
-                **gate_summary(self.config.gate, self.worst.all, self.worst.passing), "mismatch_examples": [m.as_dict() for m in self.mismatches[:20]],
+                **gate_summary(self.config.gate, self.worst.all, self.worst.passing),
+                "mismatch_examples": [m.as_dict() for m in self.mismatches[:20]],
                 **({"note": self.note} if self.note else {})}
-
-
-def gate_summary(gate: Gate, worst: dict, worst_passing: dict) -> dict:
-    """The report's gate keys: the gate in force, the worst scores (all checked, and passing) and the margins."""
-    return {"gate": gate.as_dict(), "worst": worst, "worst_passing": worst_passing,
-            "margin": gate.margins(worst_passing), "gate_explained": gate.explain(worst_passing)}
 
 
 def disabled_summary(note: str) -> dict:

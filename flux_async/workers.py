@@ -19,12 +19,11 @@ from pathlib import Path
 
 from .client_usage import combine as combine_clients
 from .engine import PhaseRun, RunResult
-from .gates import GATES, Gate, WorstScores
+from .gates import GATES, Gate, WorstScores, gate_summary
 from .merge import merge_logs, read_log, write_log
 from .scenario import RampStage, Scenario
 from .stats import Counters, Recorder, new_histogram
 from .timeline import combine
-from .verify import gate_summary
 
 
 class WorkerSplitError(ValueError):
@@ -85,7 +84,7 @@ class MergedVerification:
                 total = self._phases.setdefault(phase["name"], {"checked": 0, "mismatches": 0})
                 for key in total:
                     total[key] += phase.get("verification", {}).get(key, 0)
-        gate = Gate.from_dict(parts[0]["gate"]) if parts and parts[0].get("gate") else GATES["auto"]
+        gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
         worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
         passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
         self._summary = {

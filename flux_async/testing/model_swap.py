@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Iterator
 
 
 def _call(http_url: str, path: str, body: dict | None = None) -> dict:
-    url = (http_url if "://" in http_url else f"http://{http_url}") + path
+    url = (http_url if "://" in http_url else f"http://{http_url}").rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"})
@@ -24,11 +26,14 @@ def _call(http_url: str, path: str, body: dict | None = None) -> dict:
             text = response.read()
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as exc:
+        raise RuntimeError(f"{url}: {exc.reason}") from None
     return json.loads(text) if text else {}
 
 
 def swap_in(http_url: str, name: str, model_py: str | Path | None = None, config_changes: dict | None = None) -> None:
     """Load model `name` with `model_py` as its code and/or `config_changes` merged into its config."""
+    name = urllib.parse.quote(name, safe="")
     config = _call(http_url, f"/v2/models/{name}/config")
     for key, value in (config_changes or {}).items():
         if isinstance(value, dict):
@@ -46,7 +51,7 @@ def swap_in(http_url: str, name: str, model_py: str | Path | None = None, config
 
 def restore(http_url: str, name: str) -> None:
     """Load model `name` again from the server's model repository."""
-    _call(http_url, f"/v2/repository/models/{name}/load", {})
+    _call(http_url, f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/load", {})
 
 
 @contextmanager

@@ -7,6 +7,7 @@ Run alone: `uv run pytest tests/regression` (add --run-slow for the full-length 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ async def test_verification_catches_a_broken_repository(bug, model, scenario, ru
     assert verification["mismatches"] > 0, report["output"]
     example = verification["mismatch_examples"][0]
     assert verification["gate"]["name"] == "auto" and example["psnr"] < verification["gate"]["min_psnr"]
-    assert example["prompt"] and example["seed"] >= 0 and example["reasons"][0].startswith("PSNR ")
+    assert example["prompt"] and example["seed"] >= 0 and re.match(r"(32x32-tile )?PSNR ", example["reasons"][0])
     assert f"seed {example['seed']}" in report["output"] and "MISMATCH" in report["output"]
     assert {"reference.png", "received.png", "difference.png", "meta.json"} == {Path(f).name
                                                                                  for f in example["files"]}

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flux_async.gates import GATES, WorstScores, explicit_gate
+from flux_async.gates import GATES, WorstScores, explicit_gate, gate_summary
 from flux_async.scenario import TargetConfig, VerifyConfig, WorkloadConfig, parse_scenario
-from flux_async.verify import ReferenceKey, Verifier, compare, gate_summary, keep, workload_keys
+from flux_async.verify import ReferenceKey, Verifier, compare, keep, workload_keys
 from flux_async.workload import Job
 
 RNG = np.random.default_rng(0)
@@ -154,7 +154,7 @@ def test_verify_gate_profiles_and_explicit_thresholds():
     assert problems["{'gate': 'auto', 'min_psnr': 30}"][0].startswith(
         "verify.min_psnr: is a threshold of gate: explicit; gate 'auto' sets its own")
     assert problems["{'gate': 'explicit'}"][0].startswith("verify.gate: explicit needs at least one threshold")
-    assert problems["{'min_psnr': -1, 'max_abs': 2}"] == ["verify.min_psnr: must be > 0 (dB), got -1",
+    assert problems["{'min_psnr': -1, 'max_abs': 2}"] == ["verify.min_psnr: must be in (0, 1000) dB, got -1",
                                                           "verify.max_abs: must be in [0, 1) (images are in [0, "
                                                           "1]), got 2"]
 
@@ -185,3 +185,23 @@ def test_a_defective_image_is_counted_saved_and_reported_as_valid_json(tmp_path)
     assert {Path(f).name for f in example["files"]} == {"reference.png", "received.png", "difference.png", "meta.json"}
     assert summary["worst"]["min_psnr"] == pytest.approx(50, abs=1) == summary["worst_passing"]["min_psnr"]
     verifier._pool.shutdown()
+
+
+def test_edge_tiles_of_sizes_not_a_multiple_of_the_tile_are_scored_over_their_own_pixels():
+    """720 = 22.5 tiles: an error filling the last 16-pixel strip scores as badly as the same error in a whole tile."""
+    reference = RNG.random((3, 64, 720), dtype=np.float32)
+    edge, inner = reference.copy(), reference.copy()
+    edge[:, :32, 704:] = np.clip(edge[:, :32, 704:] + 0.1, 0, 1)
+    inner[:, :32, :16] = np.clip(inner[:, :32, :16] + 0.1, 0, 1)
+    inner[:, :32, 16:32] = np.clip(inner[:, :32, 16:32] + 0.1, 0, 1)  # a whole 32x32 tile, same error density
+    edge_tile = compare(edge, reference, AUTO).scores.tile_psnr
+    inner_tile = compare(inner, reference, AUTO).scores.tile_psnr
+    assert edge_tile == pytest.approx(inner_tile, abs=0.5) and edge_tile < AUTO.min_tile_psnr
+
+
+def test_thresholds_must_be_finite():
+    base = {"workload": {"prompts": ["a"]}, "phases": [{"executor": "constant-concurrency", "concurrency": 1,
+                                                        "requests": 1}]}
+    with pytest.raises(ValueError) as caught:
+        parse_scenario(base | {"verify": {"min_psnr": float("inf")}})
+    assert caught.value.problems == ["verify.min_psnr: must be in (0, 1000) dB, got inf"]
