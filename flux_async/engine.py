@@ -363,10 +363,10 @@ class Engine:
         while True:
             tick += int(self.interval_s * NS)
             delay = (tick - time.perf_counter_ns()) / NS
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:  # the loop overran a whole interval: restart the grid from now
-                tick = time.perf_counter_ns()
+            if delay <= 0:  # a blocked loop overran a whole interval: the grid restarts from now (closing now
+                tick = time.perf_counter_ns()  # would leave a stub of a few ms, whose rates mean nothing)
+                continue
+            await asyncio.sleep(delay)
             await self._close_interval()
 
     async def _watchdog(self) -> None:

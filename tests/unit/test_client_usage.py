@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import subprocess
 import sys
@@ -102,10 +104,39 @@ async def test_a_backlog_held_across_intervals_is_the_outbound_queue():
     from flux_async.timeline import Timeline
 
     scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
-                               "phases": [{"executor": "constant-arrival-rate", "rate": "100/s", "duration": "2s"}]})
+                               "phases": [{"executor": "constant-arrival-rate", "rate": "100/s", "duration": "4s"}]})
     timeline = Timeline()
     engine = Engine(scenario, LoopBlockingTarget(), Recorder(), listeners=[timeline.add], lost_after_s=None)
     await engine.run()
-    assert engine.outbound_queue_max > QUEUE_LIMIT, timeline.rows  # ~34 more due than sent each second
+    # ~34 more due than sent each second; 4 s so that, on a busy machine whose blocked loop stretches the intervals
+    # to 1.5-2 s, two interval ends in a row still fall while requests are due
+    assert engine.outbound_queue_max > QUEUE_LIMIT, timeline.rows
     assert timeline.rows[0]["outbound_queue"] > QUEUE_LIMIT
     assert engine.loop_busy_max < LOOP_BUSY_LIMIT  # a sleeping loop is late, not busy: the queue tells
+
+
+async def test_a_blocked_loop_stretches_intervals_instead_of_leaving_stubs():
+    """A close delayed past the next grid tick (the loop was blocked) is followed an interval later, not at once: a
+    stub interval of a few ms would read as a 100 % busy loop."""
+    import time
+
+    from flux_async.engine import Engine
+    from flux_async.scenario import parse_scenario
+    from flux_async.stats import Recorder
+
+    scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
+                               "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})
+    engine = Engine(scenario, LoopBlockingTarget(), Recorder(), lost_after_s=None)
+    closes = []
+
+    async def close(final=False):
+        if not closes:
+            time.sleep(1.5)  # the first close ends late (a blocked loop), after the next tick
+        closes.append(time.perf_counter())  # when the interval ended
+
+    engine._close_interval, engine._interval_start = close, time.perf_counter_ns()
+    task = asyncio.create_task(engine._intervals())
+    await asyncio.sleep(3.7)
+    task.cancel()
+    gaps = [round(b - a, 3) for a, b in zip(closes, closes[1:])]
+    assert len(closes) >= 2 and min(gaps) >= 0.99, gaps
