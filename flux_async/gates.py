@@ -11,6 +11,7 @@ Under every gate a defect (wrong shape, NaN or infinite values, an all-constant 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import reduce
 
 from .image_scores import TILE, Scores
 
@@ -172,8 +173,5 @@ class WorstScores:
         for criterion in CRITERIA:
             present = [t[criterion.key] for t in tables if criterion.key in t]
             if present:
-                worst = present[0]
-                for value in present[1:]:
-                    worst = criterion.worse(worst, value)
-                out[criterion.key] = worst
+                out[criterion.key] = reduce(criterion.worse, present)
         return out

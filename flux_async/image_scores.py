@@ -1,6 +1,6 @@
 """How far a received image is from its reference: the scores the verification gates read.
 
-PSNR, SSIM and mean squared error come from scikit-image; the worst tile's PSNR is the same formula over
+PSNR and SSIM come from scikit-image; the worst tile's PSNR is the same formula over
 `TILE`-pixel squares (skimage's `block_reduce`), so an error confined to a small region cannot hide in the average.
 A defect (wrong shape, NaN or infinite pixels, an all-constant image) makes an image unusable whatever its scores.
 """
@@ -35,9 +35,9 @@ def load_metrics():
     """scikit-image's functions, imported on first use: they bring scipy.stats (0.6 s), which a run that checks no
     image never needs. The verifier calls this before the load starts."""
     from skimage.measure import block_reduce
-    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    return block_reduce, mean_squared_error, peak_signal_noise_ratio, structural_similarity
+    return block_reduce, peak_signal_noise_ratio, structural_similarity
 
 
 def _psnr(mse: float) -> float | None:
@@ -60,14 +60,14 @@ def defect(received: np.ndarray, reference: np.ndarray) -> str | None:
 
 def score(received: np.ndarray, reference: np.ndarray, tolerance: float = 1 / 255, ssim: bool = False) -> Scores:
     """Score two [3, H, W] float images in [0, 1]; a defective pair gets the worst scores and says why."""
-    block_reduce, mean_squared_error, peak_signal_noise_ratio, structural_similarity = load_metrics()
+    block_reduce, peak_signal_noise_ratio, structural_similarity = load_metrics()
     problem = defect(received, reference)
     if problem is not None:
         return Scores(0.0, 0.0, float("inf"), float("inf"), 0.0, 0.0 if ssim else None, problem)
     received, reference = received.astype(np.float32, copy=False), reference.astype(np.float32, copy=False)
     diff = np.abs(received - reference)
-    mse = float(mean_squared_error(reference, received))
-    psnr = None if mse == 0 else float(peak_signal_noise_ratio(reference, received, data_range=DATA_RANGE))
+    max_abs = float(diff.max())
+    psnr = None if max_abs == 0 else float(peak_signal_noise_ratio(reference, received, data_range=DATA_RANGE))
     # sizes that are not multiples of TILE: edge tiles padded with NaN and averaged over their real pixels only
     whole = diff.shape[1] % TILE == 0 and diff.shape[2] % TILE == 0
     tile_mse = block_reduce(diff * diff, (diff.shape[0], TILE, TILE), np.mean if whole else np.nanmean,
@@ -76,5 +76,4 @@ def score(received: np.ndarray, reference: np.ndarray, tolerance: float = 1 / 25
     structure = None
     if ssim:
         structure = float(structural_similarity(reference, received, data_range=DATA_RANGE, channel_axis=0))
-    return Scores(psnr, _psnr(float(tile_mse.max())), float(diff.max()), float(diff.mean()), float(within.mean()),
-                  structure)
+    return Scores(psnr, _psnr(float(tile_mse.max())), max_abs, float(diff.mean()), float(within.mean()), structure)
