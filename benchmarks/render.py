@@ -335,6 +335,7 @@ def scale_out(data: dict) -> list[str]:
 
 
 NOISE_SOURCES = (("h200-schnell", "H200, FLUX.1-schnell-sized preset, bf16"),
+                 ("h200-schnell-b8", "H200, FLUX.1-schnell-sized preset, bf16, 8 items at 28 steps"),
                  ("h200-dev", "H200, FLUX.1-dev-sized preset, bf16"),
                  ("cpu", "CPU, tiny schnell weights, fp32"), ("cpu-dev", "CPU, tiny dev weights, fp32"))
 BUG_NAMES = {"other-seed": "another item's seed", "steps-1": "one step fewer", "other-guidance": "guidance 3.5 → 5.0",
@@ -371,8 +372,8 @@ def verification_gate() -> list[str]:
         if noise[src]:
             lines.append(f"- {what}: `{noise[src]['command']}`, {noise[src]['measured_at']}, {noise[src]['machine']}.")
     lines += ["", "### Correct servers: batched against single (rounding only)", "",
-              "Batches of 2, 4 and 8 items (4 items at 28 steps on the GPU) against each item alone; PSNR in dB, "
-              "worst over the row's images. Batch 1 against itself (run to run) was identical in every row.", "",
+              "Batches of 2, 4 and 8 items (at 28 steps on the GPU 4 items, and 8 in the h200-schnell-b8 rows) against "
+              "each item alone; PSNR in dB, worst over the row's images. Batch 1 against itself (run to run) was identical in every row.", "",
               "| source | CUDA graphs | size | steps | images | PSNR worst | PSNR median | worst tile, worst "
               "| SSIM worst | max abs worst | within 1/255, worst |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     worst_noise = {"psnr": float("inf"), "tile": float("inf")}
@@ -437,28 +438,29 @@ def verification_gate() -> list[str]:
                   "|---|" + "---|" * len(served[0][1]["comparison_ms"])]
         for label, data in served:
             costs = " | ".join(f"{v:.1f}" for v in data["comparison_ms"].values())
-            lines.append(f"| {data['machine']} | {costs} |")
+            lines.append(f"| {label}: {data['machine']} | {costs} |")
     for path in sorted(RESULTS.glob("gate-served-*.json")):
         data = _load(path.stem)
-        lines += ["", f"### {data['gpu']}: the main job and the GPU tests under the default gate "
-                      f"({data['measured_at']})", ""]
+        lines += ["", f"### {data['gpu']}: the main job and the GPU tests under the default gate", ""]
         if data.get("cli_burst"):
             b = data["cli_burst"]
             lines.append(f"- `python -m flux_async run scenarios/burst.yaml --url …` against `serve --weights "
-                         f"{data['weights']}` ({data['dtype']}): {'PASSED' if b['passed'] else 'FAILED'}, "
-                         f"{b['checked']} images checked, {b['mismatches']} mismatches; passing images: "
-                         f"{b['gate_explained']}.")
+                         f"{data['weights']}` ({data['dtype']}, {b['measured_at']}): "
+                         f"{'PASSED' if b['passed'] else 'FAILED'}, {b['checked']} images checked, {b['mismatches']} "
+                         f"mismatches; passing images: {b['gate_explained']}.")
         if data.get("capacity"):
             c = data["capacity"]
-            lines.append(f"- `capacity scenarios/capacity-gpu.yaml` (verify.sample_rate {c['sample_rate']}): "
-                         f"{c['max_rate_per_s']} requests/s, {c['checked']} images checked, {c['mismatches']} "
-                         "mismatches. That run checked none: the sampler of then (a seeded random draw per request) "
-                         "drew one request in 26; it now spends a credit, so a sample never comes out empty (unit "
-                         "test), but the GPU rerun did not fit in the session's device time.")
+            lines.append(f"- `capacity scenarios/capacity-gpu.yaml` (verify.sample_rate {c['sample_rate']}, "
+                         f"{c['measured_at']}): {c['max_rate_per_s']} requests/s, {c['checked']} images checked, "
+                         f"{c['mismatches']} mismatches; passing images: {c['gate_explained']}"
+                         + (" (single-prompt requests at this load were never batched: the largest DiT batch was 1, "
+                            "so each image equals its single run bit for bit)." if c.get("largest_dit_batch") == 1
+                            else "."))
         if data.get("gpu_tests"):
+            t = data["gpu_tests"]
             lines.append(f"- `pytest --run-gpu -m gpu tests/regression` against that server "
-                         f"(`test_gpu_batches_match_single_runs_under_the_default_gate`, 1024², 16 images): "
-                         f"{data['gpu_tests']}.")
+                         f"(`test_gpu_batches_match_single_runs_under_the_default_gate`, 1024², 16 images, "
+                         f"{t['measured_at']}): {t['summary']}.")
     if worst_noise["psnr"] < float("inf") and closest_bug:
         name, (bug_psnr, bug_tile) = max(closest_bug.items(), key=lambda item: item[1][0])
         tile_bug = max(t for _, t in closest_bug.values())
