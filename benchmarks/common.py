@@ -35,7 +35,7 @@ def machine() -> str:
 def noop_server(**env):
     """A Triton serving only the no-op bls stand-in (model `noop`), on free ports."""
     sys.path.insert(0, str(ROOT))
-    from flux_async.server import TritonServer
+    from flux_async.launch.triton_server import TritonServer
 
     with TritonServer(model_repository=NOOP_REPOSITORY, env={k: str(v) for k, v in env.items()}) as server:
         yield server

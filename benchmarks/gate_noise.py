@@ -1,5 +1,5 @@
 """What separates a correct server from a broken one: batched-vs-single differences of a correct pipeline (rounding)
-and of simulated serving bugs, scored by the verification gate's own code (flux_async.image_scores).
+and of simulated serving bugs, scored by the verification gate's own code (flux_async.measure.image_scores).
 
 In-process, no Triton: the stage loop Triton serves (flux_async.pipeline.generate). For each size and step count,
 every item is generated alone (its reference), then in batches of 2, 4, 8 (correct: rounding only), and as bugs:
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine  # noqa: E402
 
-from flux_async.image_scores import score  # noqa: E402
+from flux_async.measure.image_scores import score  # noqa: E402
 from flux_async.pipeline.generate import GenerationRequest, Geometry, InProcessRunner, generate  # noqa: E402
 from flux_async.pipeline.stages import ClipStage, DitStage, T5Stage, VaeStage  # noqa: E402
 from flux_async.pipeline.weights import default_tiny_weights, resolve_weights  # noqa: E402

@@ -29,7 +29,7 @@ import yaml
 from common import ROOT, run_measured, save
 
 sys.path.insert(0, str(ROOT))
-from flux_async.server import TritonServer  # noqa: E402
+from flux_async.launch.triton_server import TritonServer  # noqa: E402
 
 REPOSITORY = ROOT / "benchmarks" / "payload_repository"
 CLIENTS_DIR = ROOT / "benchmarks" / "clients"
@@ -40,7 +40,7 @@ CURL_FORMAT = "%{stderr}%{time_total} %{size_download} %{http_code}\n"  # stderr
 
 def job(size: int, prompts: int):
     """The request curl and the probes send: the first `prompts` prompts at size², one step."""
-    from flux_async.workload import Job
+    from flux_async.scenario.workload import Job
 
     return Job(0, tuple(PROMPTS[:prompts]), tuple(SEED + i for i in range(prompts)), 1, None, size, size, None)
 
@@ -48,7 +48,7 @@ def job(size: int, prompts: int):
 # ---- what each response weighs on the wire --------------------------------------------------------------------------
 def http_bytes(address: str, size: int, prompts: int, accept_encoding: str) -> tuple[str, int]:
     """(Content-Encoding, body bytes) of one HTTP response, read raw (not decompressed)."""
-    from flux_async.wire import http_request
+    from flux_async.targets.wire import http_request
 
     body, headers = http_request(job(size, prompts))
     connection = http.client.HTTPConnection(address)
@@ -63,7 +63,7 @@ def grpc_bytes(address: str, size: int, prompts: int) -> int:
     """The serialized size of one ModelInferResponse."""
     import tritonclient.grpc as grpcclient
 
-    from flux_async.bls_inputs import bls_inputs
+    from flux_async.targets.bls_inputs import bls_inputs
 
     client = grpcclient.InferenceServerClient(address)
     inputs = bls_inputs(grpcclient, PROMPTS[:prompts], seeds=[SEED + i for i in range(prompts)],
@@ -75,9 +75,9 @@ def grpc_bytes(address: str, size: int, prompts: int) -> int:
 
 async def flux_async_encoding(scenario: Path) -> str:
     """The Content-Encoding flux_async's HTTP target gets: one request through its own session and headers."""
-    from flux_async.scenario import load_scenario
-    from flux_async.targets import make_target
-    from flux_async.workload import JobSource
+    from flux_async.scenario.config import load_scenario
+    from flux_async.targets.triton import make_target
+    from flux_async.scenario.workload import JobSource
 
     config = load_scenario(scenario)
     target = make_target(config.target)
@@ -106,7 +106,7 @@ def warm(server: TritonServer, sizes: list[int]) -> None:
 # ---- the clients -----------------------------------------------------------------------------------------------------
 def curl(server: TritonServer, size: int, prompts: int, concurrency: int, duration: float, folder: Path) -> dict:
     """`concurrency` curl processes, each POSTing the pre-encoded body over one kept-alive connection until stopped."""
-    from flux_async.wire import http_request
+    from flux_async.targets.wire import http_request
 
     body, headers = http_request(job(size, prompts))
     (folder / "body.bin").write_bytes(body)
@@ -126,7 +126,7 @@ def curl(server: TritonServer, size: int, prompts: int, concurrency: int, durati
             "errors": errors}
 
 
-# glibc's environment switches for what flux_async sets with mallopt (flux_async/allocator.py): freed memory is kept
+# glibc's environment switches for what flux_async sets with mallopt (flux_async/targets/allocator.py): freed memory is kept
 # for reuse instead of every large response taking fresh pages
 HEAP_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 

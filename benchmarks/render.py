@@ -110,7 +110,7 @@ def payload(data: dict) -> list[str]:
     lines += ["", "flux_async's percentiles are its corrected latency (from the intended start; in closed loop about "
               "its service time, which the JSON keeps beside them); the others' are from the send. \"heap reuse\": "
               "tritonclient run with glibc's `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`, the setting "
-              "flux_async applies to itself (`flux_async/allocator.py`), to show how much of the difference that "
+              "flux_async applies to itself (`flux_async/targets/allocator.py`), to show how much of the difference that "
               "setting explains.", ""]
     lines += [line for verdict in data.get("verdict", []) for line in (verdict, "")]
     unpinned = _load("payload-unpinned")
@@ -357,7 +357,7 @@ def _caught(psnr: dict, tile: dict, gate: dict) -> str:
 
 def verification_gate() -> list[str]:
     """Noise of correct servers against simulated and served bugs, and the auto gate chosen between them."""
-    from flux_async.gates import GATES
+    from flux_async.measure.gates import GATES
 
     gate = GATES["auto"]
     thresholds = {"min_psnr": gate.min_psnr, "min_tile_psnr": gate.min_tile_psnr}
@@ -366,7 +366,7 @@ def verification_gate() -> list[str]:
         return []
     lines = ["## Verification gate: rounding against bugs", "",
              f"The default gate is `{gate.describe()}`. Below: what it sits between. Scores are the gate's own "
-             "(`flux_async/image_scores.py`: scikit-image PSNR and SSIM, PSNR of the worst 32x32 tile); a batched "
+             "(`flux_async/measure/image_scores.py`: scikit-image PSNR and SSIM, PSNR of the worst 32x32 tile); a batched "
              "image is scored against the same prompt and seed generated alone, as `run` does.", ""]
     for src, what in NOISE_SOURCES:
         if noise[src]:

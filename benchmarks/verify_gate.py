@@ -26,9 +26,9 @@ import numpy as np
 from common import RESULTS, ROOT, machine
 
 sys.path.insert(0, str(ROOT))
-from flux_async.gates import GATES, explicit_gate  # noqa: E402
+from flux_async.measure.gates import GATES, explicit_gate  # noqa: E402
 from flux_async.testing.model_swap import swapped_model  # noqa: E402
-from flux_async.verify import compare  # noqa: E402
+from flux_async.verification.verifier import compare  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 WIDE_WINDOW = {"dynamic_batching": {"max_queue_delay_microseconds": 100_000}}
@@ -78,8 +78,8 @@ def comparison_cost(repeats: int = 5) -> dict:
 async def run(server, kind: str, size: str | None, duration_s: float) -> dict:
     from rich.console import Console
 
-    from flux_async.runner import RunOptions, run_scenario
-    from flux_async.scenario import load_scenario, parse_scenario
+    from flux_async.run.runner import RunOptions, run_scenario
+    from flux_async.scenario.config import load_scenario, parse_scenario
 
     scenario = load_scenario(ROOT / "scenarios" / "burst.yaml") if kind == "burst" else parse_scenario(SINGLE_PROMPTS)
     scenario = replace(scenario, target=replace(scenario.target, urls=[server.grpc_url]))
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(dict.fromkeys(c[0] for c in CASES)))
     parser.add_argument("--out", type=Path, help="the JSON (default benchmarks/results/verify-gate-LABEL.json)")
     args = parser.parse_args()
-    from flux_async.server import TritonServer
+    from flux_async.launch.triton_server import TritonServer
     from flux_async.testing.pytest_plugin import RemoteServer
 
     wanted = args.cases.split(",")

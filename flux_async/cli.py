@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_make_tiny_flux(args) -> int:
-    from .pipeline.tiny import make_tiny_flux
+    from flux_async.pipeline.tiny import make_tiny_flux
 
     path = make_tiny_flux(args.directory, seed=args.seed, variant=args.variant)
     print(f"wrote tiny FLUX.1-{args.variant} pipeline (seed {args.seed}) to {path}")
@@ -141,9 +141,9 @@ def cmd_make_tiny_flux(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .fleet import ServerFleet, nvml_gpu_count, parse_gpus
-    from .pipeline.weights import resolve_weights
-    from .server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
+    from flux_async.launch.fleet import ServerFleet, nvml_gpu_count, parse_gpus
+    from flux_async.pipeline.weights import resolve_weights
+    from flux_async.launch.triton_server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
 
     try:
         resolve_weights(args.weights)
@@ -200,7 +200,7 @@ def run_async(coroutine):
     import asyncio
     import os
 
-    from .allocator import keep_freed_memory
+    from flux_async.targets.allocator import keep_freed_memory
 
     keep_freed_memory()
     if os.environ.get("FLUX_ASYNC_LOOP", "uvloop") == "uvloop":
@@ -215,9 +215,9 @@ def run_async(coroutine):
 
 def _scenario_command(args, name: str, make) -> int:
     """Load the scenario (exit 2 listing every problem) and run `make(scenario)`'s coroutine; usage errors exit 2."""
-    from .runner import UsageError
-    from .scenario import ScenarioError, load_scenario
-    from .workers import WorkerSplitError
+    from flux_async.run.runner import UsageError
+    from flux_async.scenario.config import ScenarioError, load_scenario
+    from flux_async.run.workers import WorkerSplitError
 
     try:
         scenario = load_scenario(args.scenario)
@@ -233,8 +233,8 @@ def _scenario_command(args, name: str, make) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import RunOptions, run_scenario
-    from .workers import run_workers
+    from flux_async.run.runner import RunOptions, run_scenario
+    from flux_async.run.workers import run_workers
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report, hlog=args.hlog,
                          plot=args.plot, html=args.html, duration_s=args.duration, weights=args.weights,
@@ -248,7 +248,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_capacity(args) -> int:
-    from .runner import RunOptions, run_capacity
+    from flux_async.run.runner import RunOptions, run_capacity
 
     if args.workers > 1:
         print("flux_async capacity: error: --workers must be 1: a capacity search runs every step in one process "
@@ -269,7 +269,7 @@ def cmd_report(args) -> int:
         return cmd_report_html(args)
     import json
 
-    from .merge import merge_logs, summary, write_log
+    from flux_async.report.hlog_merge import merge_logs, summary, write_log
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -299,7 +299,7 @@ def cmd_report(args) -> int:
 def cmd_report_html(args) -> int:
     import json
 
-    from .html_report import write_html
+    from flux_async.report.html import write_html
 
     def usage(message: str) -> int:
         print(f"flux_async report html: error: {message}", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from flux_async.bls_inputs import bls_inputs  # noqa: E402
+from flux_async.targets.bls_inputs import bls_inputs  # noqa: E402
 
 
 def request(client_module, args) -> tuple[list, list]:

@@ -154,7 +154,7 @@ def in_plain_process(spec: str, size: int, runs: int = 12) -> dict:
 
 
 def main() -> None:
-    from flux_async.server import TritonServer
+    from flux_async.launch.triton_server import TritonServer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None)

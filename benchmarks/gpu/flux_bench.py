@@ -166,7 +166,7 @@ def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
     """Start the server on `spec`, measure memory per image, then every row: prompts {1, 2, 4} x concurrency {1, 2, 4}
     over gRPC. (The device image lacks tritonclient's HTTP dependencies, and the carried wheels are near the tool's
     size limit.)"""
-    from flux_async.server import TritonServer
+    from flux_async.launch.triton_server import TritonServer
 
     results["runs"] = []
     started = time.perf_counter()
@@ -191,8 +191,8 @@ def measure_row(server, prompts: int, concurrency: int) -> dict:
     """One closed-loop flux_async run (a warm-up phase, then the measured one) and what the server logged meanwhile."""
     from rich.console import Console
 
-    from flux_async.runner import RunOptions, run_scenario
-    from flux_async.scenario import parse_scenario
+    from flux_async.run.runner import RunOptions, run_scenario
+    from flux_async.scenario.config import parse_scenario
 
     requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
     scenario = parse_scenario({
@@ -299,8 +299,8 @@ def memory_per_image(url: str) -> dict:
     fails (out of memory on a smaller card) is recorded with its error, and larger ones are not tried."""
     import tritonclient.grpc as grpcclient
 
-    from flux_async.bls_inputs import bls_inputs
-    from flux_async.gpu import peak_memory_during
+    from flux_async.targets.bls_inputs import bls_inputs
+    from flux_async.measure.gpu import peak_memory_during
 
     client = grpcclient.InferenceServerClient(url)
     peaks, failed = {}, {}

@@ -1,4 +1,4 @@
-"""Multi-GPU scale-out: one Triton per GPU (flux_async.fleet), and `capacity` against 1, 2, 4 ... of them.
+"""Multi-GPU scale-out: one Triton per GPU (flux_async.launch.fleet), and `capacity` against 1, 2, 4 ... of them.
 
 Starts a fleet on the first max(--counts) GPUs (or, --layout single, one Triton seeing them all), records where
 each server's models sit (nvidia-smi, per GPU), checks that every server makes the same image for the same request,
@@ -34,7 +34,7 @@ class UtilizationWatch:
     """Samples every GPU's utilization twice a second while a part runs; `summary()` gives each GPU's median."""
 
     def __init__(self):
-        from flux_async.gpu import GpuSampler
+        from flux_async.measure.gpu import GpuSampler
 
         self.sampler, self.samples, self._done = GpuSampler(), [], threading.Event()
 
@@ -91,7 +91,7 @@ def same_image_everywhere(urls: list[str], size: int, steps: int, copies: int = 
 
     import tritonclient.grpc as grpcclient
 
-    from flux_async.bls_inputs import bls_inputs
+    from flux_async.targets.bls_inputs import bls_inputs
 
     def generate(url: str):
         client = grpcclient.InferenceServerClient(url)
@@ -108,7 +108,7 @@ def same_image_everywhere(urls: list[str], size: int, steps: int, copies: int = 
 def scenario_for(urls: list[str], size: int, rate_per_gpu: float | None, gpus: int | None = None):
     """scenarios/capacity-gpu.yaml against `urls`, its per-GPU search bounds scaled by the GPU count (default: one
     GPU per URL)."""
-    from flux_async.scenario import load_scenario
+    from flux_async.scenario.config import load_scenario
 
     scenario = load_scenario(SCENARIO)
     n, cap = gpus or len(urls), scenario.capacity
@@ -123,8 +123,8 @@ def warm(urls: list[str], size: int, gpus: int) -> None:
     of each stage before anything is measured."""
     from rich.console import Console
 
-    from flux_async.runner import RunOptions, run_scenario
-    from flux_async.scenario import parse_scenario
+    from flux_async.run.runner import RunOptions, run_scenario
+    from flux_async.scenario.config import parse_scenario
 
     base = scenario_for(urls, size, None, gpus)
     phase = parse_scenario({"workload": {"prompts": ["warm"]},
@@ -139,7 +139,7 @@ def search(urls: list[str], gpus: int, size: int, rate_per_gpu: float | None, lo
     and each GPU's utilization meanwhile."""
     from rich.console import Console
 
-    from flux_async.runner import RunOptions, run_capacity
+    from flux_async.run.runner import RunOptions, run_capacity
 
     scenario = scenario_for(urls, size, rate_per_gpu, gpus)
     before, server_before = resource.getrusage(resource.RUSAGE_SELF), triton_cpu_s()
@@ -180,10 +180,10 @@ def scaling(searches: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    from flux_async.fleet import ServerFleet, nvml_gpu_count
-    from flux_async.gpu import GpuSampler
-    from flux_async.scenario import load_scenario
-    from flux_async.server import ServerConfig, TritonServer
+    from flux_async.launch.fleet import ServerFleet, nvml_gpu_count
+    from flux_async.measure.gpu import GpuSampler
+    from flux_async.scenario.config import load_scenario
+    from flux_async.launch.triton_server import ServerConfig, TritonServer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from ..contract import ENV_CUDA_GRAPHS
+from flux_async.contract import ENV_CUDA_GRAPHS
 
 log = logging.getLogger(__name__)
 

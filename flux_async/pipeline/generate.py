@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Protocol
 import numpy as np
 import torch
 
-from .weights import WeightsSource
+from flux_async.pipeline.weights import WeightsSource
 
 
 @dataclass(frozen=True)

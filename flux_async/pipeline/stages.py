@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .cuda_graphs import GraphCache
-from .weights import WeightsSource, load_module, load_tokenizer
+from flux_async.pipeline.cuda_graphs import GraphCache
+from flux_async.pipeline.weights import WeightsSource, load_module, load_tokenizer
 
 
 class ClipStage:

@@ -7,8 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .architectures import component_configs
-from .tokenizers import build_clip_tokenizer, build_t5_tokenizer
+from flux_async.pipeline.architectures import component_configs
+from flux_async.pipeline.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
 
 _COMPONENTS = ("text_encoder", "text_encoder_2", "transformer", "vae")

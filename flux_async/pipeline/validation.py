@@ -8,8 +8,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .. import contract as c
-from .generate import GenerationRequest
+from flux_async import contract as c
+from flux_async.pipeline.generate import GenerationRequest
 
 
 class InvalidInput(ValueError):

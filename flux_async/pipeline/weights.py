@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import contract
+from flux_async import contract
 
 PRESET_PREFIX = "preset:"
 PRESETS = {"flux1-schnell": "schnell", "flux1-dev": "dev"}
@@ -26,7 +26,7 @@ def default_tiny_weights(variant: str = "schnell") -> Path:
     """The tiny pipeline in the cache, built on first use (safe when several processes ask at once)."""
     from filelock import FileLock
 
-    from .tiny import make_tiny_flux
+    from flux_async.pipeline.tiny import make_tiny_flux
 
     target = cache_dir() / f"tiny-flux-{variant}-seed{TINY_SEED}-v{TINY_FORMAT}"
     if (target / "model_index.json").is_file():
@@ -52,21 +52,21 @@ class WeightsSource:
 
     def transformer_config(self) -> dict:
         if self.preset:
-            from .architectures import component_configs
+            from flux_async.pipeline.architectures import component_configs
 
             return component_configs("full", PRESETS[self.preset])["transformer"]
         return _read_json(self.folder / "transformer" / "config.json")
 
     def vae_config(self) -> dict:
         if self.preset:
-            from .architectures import component_configs
+            from flux_async.pipeline.architectures import component_configs
 
             return component_configs("full", PRESETS[self.preset])["vae"]
         return _read_json(self.folder / "vae" / "config.json")
 
     def scheduler_config(self) -> dict:
         if self.preset:
-            from .architectures import SCHEDULERS
+            from flux_async.pipeline.architectures import SCHEDULERS
 
             return dict(SCHEDULERS[PRESETS[self.preset]])
         return _read_json(self.folder / "scheduler" / "scheduler_config.json")
@@ -101,7 +101,7 @@ def resolve_weights(spec: str | os.PathLike | None = None) -> WeightsSource:
 def load_module(source: WeightsSource, name: str, device, dtype):
     """Load one torch component ('text_encoder', 'text_encoder_2', 'transformer' or 'vae') on `device` in `dtype`."""
     if source.preset:
-        from .tiny import build_module
+        from flux_async.pipeline.tiny import build_module
 
         return build_module(name, "full", PRESETS[source.preset], seed=TINY_SEED, device=device, dtype=dtype)
     module = component_class(name).from_pretrained(source.folder, subfolder=name, torch_dtype=dtype)

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from .. import contract
-from ..pipeline.generate import Geometry, GenerationRequest, Timings, generate
-from ..pipeline.validation import InvalidInput, parse_bls_inputs
-from ..pipeline.weights import load_tokenizer
-from . import runtime
+from flux_async import contract
+from flux_async.pipeline.generate import Geometry, GenerationRequest, Timings, generate
+from flux_async.pipeline.validation import InvalidInput, parse_bls_inputs
+from flux_async.pipeline.weights import load_tokenizer
+from flux_async.serving import runtime
 
 
 class StageUnavailable(RuntimeError):

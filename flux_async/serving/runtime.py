@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from .. import contract
-from ..pipeline.weights import WeightsSource, resolve_weights
+from flux_async import contract
+from flux_async.pipeline.weights import WeightsSource, resolve_weights
 
 
 def parse_args(args: dict | None) -> dict:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from .. import contract
-from ..pipeline.stages import ClipStage, DitStage, T5Stage, VaeStage
-from ..pipeline.validation import InvalidInput, decode_texts
-from . import runtime
+from flux_async import contract
+from flux_async.pipeline.stages import ClipStage, DitStage, T5Stage, VaeStage
+from flux_async.pipeline.validation import InvalidInput, decode_texts
+from flux_async.serving import runtime
 
 
 class StageModel:

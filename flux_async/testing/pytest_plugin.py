@@ -66,7 +66,7 @@ def flux_server(request, flux_weights):
             raise pytest.UsageError("give both --flux-http-url and --flux-grpc-url")
         yield RemoteServer(http, grpc)
         return
-    from flux_async.server import TritonServer
+    from flux_async.launch.triton_server import TritonServer
 
     # a short exit timeout: at the session's end Triton would otherwise wait up to 30 s for clients to go
     with TritonServer(weights=flux_weights, model_control_mode="explicit",
@@ -79,8 +79,8 @@ def run_scenario(flux_server, tmp_path):
     """`await run_scenario(path_or_dict, **RunOptions fields)` → the JSON report (plus "exit_code" and "output")."""
     from rich.console import Console
 
-    from flux_async.runner import RunOptions, run_scenario as run
-    from flux_async.scenario import load_scenario, parse_scenario
+    from flux_async.run.runner import RunOptions, run_scenario as run
+    from flux_async.scenario.config import load_scenario, parse_scenario
 
     async def runner(scenario, **options) -> dict:
         parsed = load_scenario(scenario) if isinstance(scenario, (str, Path)) else parse_scenario(scenario)

@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from flux_async.bls_inputs import make_input
+from flux_async.targets.bls_inputs import make_input
 
 GOOD = {"prompt": np.array([b"a red bicycle"], dtype=np.object_), "height": np.array([64], dtype=np.int32),
         "width": np.array([64], dtype=np.int32), "num_inference_steps": np.array([1], dtype=np.int32),

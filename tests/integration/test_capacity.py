@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from flux_async.runner import RunOptions, run_capacity
-from flux_async.scenario import parse_scenario
-from flux_async.server import TritonServer
+from flux_async.run.runner import RunOptions, run_capacity
+from flux_async.scenario.config import parse_scenario
+from flux_async.launch.triton_server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"
@@ -48,8 +48,8 @@ async def test_two_servers_behind_one_target_double_the_capacity(tiny_weights, t
     Each serves 10 requests/s, so the search must find ~20/s, and both servers must have taken a fair share."""
     import tritonclient.grpc as grpcclient
 
-    from flux_async.fleet import ServerFleet
-    from flux_async.server import ServerConfig
+    from flux_async.launch.fleet import ServerFleet
+    from flux_async.launch.triton_server import ServerConfig
 
     with ServerFleet(["0", "1"], ServerConfig(model_repository=SLEEPER, weights=str(tiny_weights))) as fleet:
         scenario = parse_scenario({

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from flux_async.server import TritonServer
+from flux_async.launch.triton_server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"

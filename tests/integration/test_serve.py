@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from flux_async.bls_inputs import bls_inputs
+from flux_async.targets.bls_inputs import bls_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,8 +151,8 @@ def test_serve_gpus_runs_one_server_per_gpu_each_seeing_only_its_own(tiny_weight
 def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(tiny_weights):
     import socket
 
-    from flux_async.fleet import ServerFleet
-    from flux_async.server import ServerConfig, ServerError
+    from flux_async.launch.fleet import ServerFleet
+    from flux_async.launch.triton_server import ServerConfig, ServerError
 
     processes_before = triton_processes()
     base = free_port_block([0, 1, 2, 10, 11, 12])
@@ -205,7 +205,7 @@ def test_serve_rejects_a_missing_weights_folder_with_exit_2(tmp_path):
 
 def test_stub_preflight_names_a_mismatched_libpython(tmp_path):
     """The stub must load this interpreter's libpython; another build of the same version is caught before start."""
-    from flux_async.server import ServerError, bundled_server, check_stub_links, stub_environment
+    from flux_async.launch.triton_server import ServerError, bundled_server, check_stub_links, stub_environment
 
     debian = Path(f"/usr/lib/x86_64-linux-gnu/libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0")
     stub = bundled_server() / "backends" / "python" / "triton_python_backend_stub"
@@ -222,7 +222,7 @@ def test_stub_preflight_names_a_mismatched_libpython(tmp_path):
 def test_stub_library_path_exposes_libpython_and_nothing_else_of_its_folder():
     """LIBDIR itself on LD_LIBRARY_PATH would shadow every library beside libpython for torch in the stubs (on the GPU
     image, /usr/lib/x86_64-linux-gnu: attention fell back from cuDNN's kernels). A folder of links to libpython only."""
-    from flux_async.server import libpython_dir, stub_environment
+    from flux_async.launch.triton_server import libpython_dir, stub_environment
 
     libdir = Path(sysconfig.get_config_var("LIBDIR"))
     first = Path(stub_environment()["LD_LIBRARY_PATH"].split(os.pathsep)[0])
@@ -238,7 +238,7 @@ def test_libpython_links_survive_threads_making_them_at_once(tmp_path, monkeypat
     """A fleet starts its servers from threads of one process: each must get the links folder, none the fallback."""
     import threading
 
-    from flux_async.server import libpython_dir
+    from flux_async.launch.triton_server import libpython_dir
 
     monkeypatch.setenv("FLUX_ASYNC_CACHE", str(tmp_path))
     for attempt in range(20):
@@ -261,8 +261,8 @@ async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
     """The Python API: `async with TritonServer(...)` (here on a no-op model, which starts in seconds)."""
     import tritonclient.grpc.aio as grpc_aio
 
-    from flux_async.bls_inputs import make_input
-    from flux_async.server import TritonServer
+    from flux_async.targets.bls_inputs import make_input
+    from flux_async.launch.triton_server import TritonServer
 
     processes_before, shm_before = triton_processes(), shm_segments()
     async with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "noop_repository",

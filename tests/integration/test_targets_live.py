@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flux_async.scenario import TargetConfig
-from flux_async.targets import TargetUnreachable, make_target
-from flux_async.workload import Job
+from flux_async.scenario.config import TargetConfig
+from flux_async.targets.triton import TargetUnreachable, make_target
+from flux_async.scenario.workload import Job
 
 JOB = Job(0, ("a lighthouse", "a red bicycle"), (1, 2), 2, 0.0, 64, 64, None)
 
@@ -27,7 +27,7 @@ async def test_target_sends_a_job(protocol, triton_server):
 
 
 async def test_http_responses_carry_binary_tensors(triton_server):
-    from flux_async import wire
+    from flux_async.targets import wire
 
     target = make_target(TargetConfig(urls=[triton_server.http_url], protocol="http"))
     await target.open()

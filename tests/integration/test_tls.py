@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flux_async.server import TritonServer, free_port
+from flux_async.launch.triton_server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import resource, sys
 sys.path.insert(0, sys.argv[1])
-from flux_async.allocator import keep_freed_memory
+from flux_async.targets.allocator import keep_freed_memory
 applied = keep_freed_memory()
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(2):

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from flux_async.capacity import CompletionClock, keep_up_result
-from flux_async.runner import RunOptions, run_capacity
-from flux_async.scenario import parse_scenario
+from flux_async.run.capacity import CompletionClock, keep_up_result
+from flux_async.run.runner import RunOptions, run_capacity
+from flux_async.scenario.config import parse_scenario
 
 
 async def test_a_long_latency_alone_is_not_falling_behind():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from flux_async.client_usage import (CORES_LIMIT, LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine,
+from flux_async.measure.client_usage import (CORES_LIMIT, LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine,
                                      saturation_reasons)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ class LoopBlockingTarget:
     async def send(self, job):
         import time
 
-        from flux_async.targets import Outcome
+        from flux_async.targets.triton import Outcome
 
         time.sleep(0.015)
         now = time.perf_counter_ns()
@@ -98,10 +98,10 @@ class LoopBlockingTarget:
 
 
 async def test_a_backlog_held_across_intervals_is_the_outbound_queue():
-    from flux_async.engine import Engine
-    from flux_async.scenario import parse_scenario
-    from flux_async.stats import Recorder
-    from flux_async.timeline import Timeline
+    from flux_async.load.engine import Engine
+    from flux_async.scenario.config import parse_scenario
+    from flux_async.measure.recorder import Recorder
+    from flux_async.measure.timeline import Timeline
 
     scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
                                "phases": [{"executor": "constant-arrival-rate", "rate": "100/s", "duration": "4s"}]})
@@ -120,9 +120,9 @@ async def test_a_blocked_loop_stretches_intervals_instead_of_leaving_stubs():
     stub interval of a few ms would read as a 100 % busy loop."""
     import time
 
-    from flux_async.engine import Engine
-    from flux_async.scenario import parse_scenario
-    from flux_async.stats import Recorder
+    from flux_async.load.engine import Engine
+    from flux_async.scenario.config import parse_scenario
+    from flux_async.measure.recorder import Recorder
 
     scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
                                "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})

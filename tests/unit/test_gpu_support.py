@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flux_async.server import TritonServer
+from flux_async.launch.triton_server import TritonServer
 
 
 def command(monkeypatch, visible: str, **config) -> list[str]:
@@ -20,7 +20,7 @@ def test_no_cuda_memory_pool_without_a_gpu(monkeypatch):
 
 
 def test_peak_memory_is_the_highest_reading_while_the_call_runs():
-    from flux_async.gpu import peak_memory_during
+    from flux_async.measure.gpu import peak_memory_during
 
     class RisingSampler:
         def __init__(self):
@@ -44,7 +44,7 @@ def test_a_server_pinned_to_one_gpu_asks_for_one_pool_whatever_this_process_sees
 def test_gpu_lists_are_checked_against_the_machine():
     import pytest
 
-    from flux_async.fleet import parse_gpus
+    from flux_async.launch.fleet import parse_gpus
 
     assert parse_gpus("all", available=4) == ["0", "1", "2", "3"]
     assert parse_gpus(" 1, 03 ", available=4) == ["1", "3"]
@@ -60,8 +60,8 @@ def test_gpu_lists_are_checked_against_the_machine():
 def test_fleet_members_see_only_their_gpu_on_strided_ports():
     import pytest
 
-    from flux_async.fleet import ServerFleet, member_port
-    from flux_async.server import ServerConfig
+    from flux_async.launch.fleet import ServerFleet, member_port
+    from flux_async.launch.triton_server import ServerConfig
 
     fleet = ServerFleet(["1", "3"], ServerConfig(http_port=8000, grpc_port=8001, metrics_port=0, env={"A": "b"}))
     configs = [server.config for server in fleet.servers]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from flux_async import hdr
+from flux_async.measure import hdr
 
 
 @pytest.mark.parametrize("layout", [(1, 3_600_000_000, 3), (1, 1_000_000, 2), (1000, 10_000_000, 4)])

@@ -3,9 +3,9 @@ tests/integration/test_html_report.py opens the pages in Chromium)."""
 
 import json
 
-from flux_async.html_report import hlog_spectrum, render_html, verdict_reasons
-from flux_async.merge import read_log
-from flux_async.stats import new_histogram, stat_ms
+from flux_async.report.html import hlog_spectrum, render_html, verdict_reasons
+from flux_async.report.hlog_merge import read_log
+from flux_async.measure.recorder import new_histogram, stat_ms
 
 
 def test_the_verdict_names_every_failed_check():
@@ -39,7 +39,7 @@ def fake_run(tmp_path, stall: bool):
     import subprocess
     import sys
 
-    url = "fake://?latency=5ms" + ("&stall_at=1s&stall=300ms" if stall else "")
+    url = "fake://?latency=5ms" + ("&stall_at=1.5s&stall=300ms" if stall else "")
     (tmp_path / "s.yaml").write_text(
         f"name: fake\ntarget: {{url: '{url}'}}\nverify: false\nworkload: {{prompts: [a], size: 64x64}}\n"
         "phases:\n  - {name: warm, executor: constant-arrival-rate, rate: 20/s, duration: 1s, warmup: true}\n"

@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from flux_async.engine import Engine
-from flux_async.merge import read_log
-from flux_async.metrics import MetricsScraper
-from flux_async.report import HlogWriter
-from flux_async.scenario import parse_scenario
-from flux_async.stats import Counters, Interval, Recorder, merge_intervals, new_histogram
-from flux_async.targets import make_target
-from flux_async.timeline import Timeline, combine
+from flux_async.load.engine import Engine
+from flux_async.report.hlog_merge import read_log
+from flux_async.measure.triton_metrics import MetricsScraper
+from flux_async.report.json_report import HlogWriter
+from flux_async.scenario.config import parse_scenario
+from flux_async.measure.recorder import Counters, Interval, Recorder, merge_intervals, new_histogram
+from flux_async.targets.triton import make_target
+from flux_async.measure.timeline import Timeline, combine
 
 NS = 1_000_000_000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flux_async import pacer
-from flux_async.pacer import Pacer, Stage
+from flux_async.load import pacer
+from flux_async.load.pacer import Pacer, Stage
 
 
 def rounded(times, digits=6):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flux_async.scenario import ScenarioError, load_scenario, parse_duration, parse_rate, parse_scenario
-from flux_async.thresholds import parse_threshold
+from flux_async.scenario.config import ScenarioError, load_scenario, parse_duration, parse_rate, parse_scenario
+from flux_async.scenario.thresholds import parse_threshold
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"workload": {"prompts": ["a cat"]},

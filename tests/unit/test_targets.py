@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from flux_async.scenario import TargetConfig
-from flux_async.targets import BalancedTarget, Endpoint, GrpcStreamTarget, GrpcTarget, HttpTarget, make_target, \
+from flux_async.scenario.config import TargetConfig
+from flux_async.targets.triton import BalancedTarget, Endpoint, GrpcStreamTarget, GrpcTarget, HttpTarget, make_target, \
     parse_url
 
 
@@ -46,7 +46,7 @@ async def test_least_in_flight_prefers_the_idle_target():
     target = make_target(config)
     assert isinstance(target, BalancedTarget)
     await target.open()
-    from flux_async.workload import Job
+    from flux_async.scenario.workload import Job
 
     job = Job(0, ("a",), (1,), None, None, None, None, None)
     slow = asyncio.create_task(target.send(job))  # both idle: the first target takes it
@@ -82,7 +82,7 @@ def test_http_images_view_the_body_in_place_and_agree_with_tritonclient():
     import numpy as np
     import tritonclient.http as httpclient
 
-    from flux_async import wire
+    from flux_async.targets import wire
 
     images = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
     body, length = kserve_response(images, np.array([7, 9], dtype=np.int64))
@@ -101,9 +101,9 @@ async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compre
     import numpy as np
     from aiohttp import web
 
-    from flux_async.metrics import MetricsScraper
-    from flux_async.scenario import parse_scenario
-    from flux_async.workload import JobSource
+    from flux_async.measure.triton_metrics import MetricsScraper
+    from flux_async.scenario.config import parse_scenario
+    from flux_async.scenario.workload import JobSource
 
     seen: dict[str, str] = {}
     body, length = kserve_response(np.zeros((1, 3, 2, 2), dtype=np.float32), np.array([1], dtype=np.int64))
@@ -148,7 +148,7 @@ def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
     import numpy as np
     from tritonclient.grpc import service_pb2
 
-    from flux_async import wire
+    from flux_async.targets import wire
 
     images = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)  # over wire.VIEW_AT_BYTES
     response = service_pb2.ModelInferResponse(model_name="bls", model_version="1", id="7")
@@ -178,7 +178,7 @@ def test_http_images_skip_outputs_they_do_not_need():
 
     import numpy as np
 
-    from flux_async import wire
+    from flux_async.targets import wire
 
     images, seeds, extra = np.ones((1, 3, 2, 2), dtype=np.float32), np.array([3], dtype=np.int64), b"\x05\x00\x00\x00hello"
     header = json.dumps({"outputs": [
@@ -191,8 +191,8 @@ def test_http_images_skip_outputs_they_do_not_need():
 
 @pytest.mark.parametrize("size", [100, 2**17], ids=["protobuf", "in-place scan"])
 async def test_a_grpc_response_that_cannot_be_read_is_an_error_not_a_crash(size):
-    from flux_async.scenario import parse_scenario
-    from flux_async.workload import JobSource
+    from flux_async.scenario.config import parse_scenario
+    from flux_async.scenario.workload import JobSource
 
     scenario = parse_scenario({"target": {"url": "grpc://127.0.0.1:1"}, "workload": {"prompts": ["a"]},
                                "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from . import contract
-from .gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
-from .thresholds import Threshold, parse_threshold
+from flux_async import contract
+from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
+from flux_async.scenario.thresholds import Threshold, parse_threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
 BALANCE = ("round-robin", "least-in-flight")
@@ -467,7 +467,7 @@ def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
 
 
 def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
-    from .faults import ACTIONS, MODEL_CLASSES, FaultConfig
+    from flux_async.load.faults import ACTIONS, MODEL_CLASSES, FaultConfig
 
     if value is None:
         return []

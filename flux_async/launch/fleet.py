@@ -10,14 +10,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from .server import ServerConfig, ServerError, TritonServer
+from flux_async.launch.triton_server import ServerConfig, ServerError, TritonServer
 
 PORT_STRIDE = 10  # serve --gpus 0,1: HTTP 8000/8010, gRPC 8001/8011, metrics 8002/8012
 
 
 def nvml_gpu_count() -> int | None:
     """The GPUs NVML finds on this machine; None where there is no NVML (a CPU machine)."""
-    from .gpu import GpuSampler
+    from flux_async.measure.gpu import GpuSampler
 
     sampler = GpuSampler()
     return len(sampler.sample()) if sampler.available else None

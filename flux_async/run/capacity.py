@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from .client_usage import ClientUsage, warning_line
-from .client_usage import combine as combine_clients
-from .engine import Engine
-from .report import evaluate, figures, verification_lines
-from .scenario import CapacityConfig, PhaseConfig, Scenario
-from .stats import Recorder
-from .thresholds import Threshold, parse_threshold
+from flux_async.measure.client_usage import ClientUsage, warning_line
+from flux_async.measure.client_usage import combine as combine_clients
+from flux_async.load.engine import Engine
+from flux_async.report.json_report import evaluate, figures, verification_lines
+from flux_async.scenario.config import CapacityConfig, PhaseConfig, Scenario
+from flux_async.measure.recorder import Recorder
+from flux_async.scenario.thresholds import Threshold, parse_threshold
 
 IMPLICIT = {"error_rate": "error_rate < 1%", "drop_rate": "drop_rate < 1%"}
 KEEP_UP = 0.95  # rate mode: a step passes only if it completes at least 95 % of the offered rate

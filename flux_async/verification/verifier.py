@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .gates import Gate, WorstScores, gate_summary
-from .image_scores import Scores, load_metrics, score
-from .images import save_png
-from .scenario import TargetConfig, VerifyConfig, WorkloadConfig
-from .targets import FakeTarget, Outcome, make_target
-from .workload import Job
+from flux_async.measure.gates import Gate, WorstScores, gate_summary
+from flux_async.measure.image_scores import Scores, load_metrics, score
+from flux_async.measure.images import save_png
+from flux_async.scenario.config import TargetConfig, VerifyConfig, WorkloadConfig
+from flux_async.targets.triton import FakeTarget, Outcome, make_target
+from flux_async.scenario.workload import Job
 
 PRECOMPUTE_LIMIT = 64  # references computed before the run at most; the rest on first need
 

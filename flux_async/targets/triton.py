@@ -20,11 +20,12 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from . import attribution, wire
-from .http_session import client_session
-from .scenario import TargetConfig, parse_duration
-from .wire import EncodedRequests
-from .workload import Job
+from flux_async.measure import attribution
+from flux_async.targets import wire
+from flux_async.http_session import client_session
+from flux_async.scenario.config import TargetConfig, parse_duration
+from flux_async.targets.wire import EncodedRequests
+from flux_async.scenario.workload import Job
 
 SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True), "http": ("http", False), "https": ("http", True),
            "fake": ("fake", False)}

@@ -9,7 +9,7 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from .stats import new_histogram, summarize_ms
+from flux_async.measure.recorder import new_histogram, summarize_ms
 
 
 @dataclass

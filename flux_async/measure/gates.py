@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import reduce
 
-from .image_scores import TILE, Scores
+from flux_async.measure.image_scores import TILE, Scores
 
 AUTO_MIN_PSNR = 42.0  # dB, midway between bf16 rounding (worst 48.4) and the closest bug (35.4): BENCHMARKS.md
 AUTO_MIN_TILE_PSNR = 39.0  # dB, midway between rounding (worst tile 45.9) and the closest bug (33.9)

@@ -10,11 +10,11 @@ import base64
 import io
 from pathlib import Path
 
-from . import __version__
-from .client_usage import warning_line
-from .plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
+from flux_async import __version__
+from flux_async.measure.client_usage import warning_line
+from flux_async.report.plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
                     draw_throughput, gpu_memory_series, svg)
-from .report import describe_observed, format_ms, observed_phrase
+from flux_async.report.json_report import describe_observed, format_ms, observed_phrase
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 THUMBNAIL_PX = 192
@@ -59,9 +59,9 @@ def _capacity_reasons(report: dict) -> list[str]:
 
 def hlog_spectrum(report: dict, hlog: str | Path) -> dict[str, list[list[float]]]:
     """A dense percentile spectrum of the measured phases from the run's interval log (exact HDR sums)."""
-    from .merge import read_log
-    from .report import HlogWriter
-    from .stats import new_histogram, stat_ms
+    from flux_async.report.hlog_merge import read_log
+    from flux_async.report.json_report import HlogWriter
+    from flux_async.measure.recorder import new_histogram, stat_ms
 
     metric_of = {HlogWriter.tag(p["name"], metric): metric for p in report.get("phases", []) if not p.get("warmup")
                  for metric in ("latency", "service")}

@@ -18,8 +18,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from . import contract
-from .http_session import client_session
+from flux_async import contract
+from flux_async.http_session import client_session
 
 ACTIONS = ("unload", "slow", "kill-server")
 # Where each model's Triton class lives, to build a slowed copy of it.

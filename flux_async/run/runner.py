@@ -10,17 +10,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .client_usage import ClientUsage
-from .engine import Engine
-from .gpu import GpuSampler
-from .metrics import MetricsScraper
-from .progress import show_progress
-from .report import HlogWriter, build_report, print_summary, write_json
-from .scenario import PROTOCOLS, Scenario
-from .stats import Recorder
-from .timeline import Timeline
-from .targets import TargetUnreachable, make_target
-from .verify import Verifier, workload_keys
+from flux_async.measure.client_usage import ClientUsage
+from flux_async.load.engine import Engine
+from flux_async.measure.gpu import GpuSampler
+from flux_async.measure.triton_metrics import MetricsScraper
+from flux_async.report.progress import show_progress
+from flux_async.report.json_report import HlogWriter, build_report, print_summary, write_json
+from flux_async.scenario.config import PROTOCOLS, Scenario
+from flux_async.measure.recorder import Recorder
+from flux_async.measure.timeline import Timeline
+from flux_async.targets.triton import TargetUnreachable, make_target
+from flux_async.verification.verifier import Verifier, workload_keys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -133,10 +133,10 @@ async def session(scenario: Scenario, options: RunOptions, console):
 
 async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack):
     """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server)."""
-    from .server import ServerError, TritonServer
+    from flux_async.launch.triton_server import ServerError, TritonServer
 
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
-    from .server import DEFAULT_REPOSITORY
+    from flux_async.launch.triton_server import DEFAULT_REPOSITORY
 
     # --exit-timeout-secs: when the run is over, unloading the models gracefully (~15 s here) buys nothing
     server = TritonServer(weights=options.weights, model_control_mode="explicit" if scenario.faults else "none",
@@ -197,7 +197,7 @@ def check_faults(scenario: Scenario, options: RunOptions) -> None:
 async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     scenario, target, verifier = s.scenario, s.target, s.verifier
     if options.worker is not None:
-        from .workers import divide
+        from flux_async.run.workers import divide
 
         scenario = divide(scenario, *options.worker)
     recorder, timeline = Recorder(), Timeline()
@@ -208,7 +208,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                                                           else {})
     injector = None
     if scenario.faults:
-        from .faults import FaultInjector, ServerControl
+        from flux_async.load.faults import FaultInjector, ServerControl
 
         control = scenario.target.control_url or f"http://{scenario.target.urls[0].split('://')[-1]}"
         injector = FaultInjector(scenario.faults, ServerControl(control, s.server))
@@ -249,19 +249,19 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                           faults=injector.summary() if injector else None)
     report["client"] = client
     if options.worker is not None:
-        from .workers import encode_histograms
+        from flux_async.run.workers import encode_histograms
 
         report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
         report["histograms"] = encode_histograms(recorder)
         report["timeline_epoch_s"] = result.started_at.timestamp()  # the parent aligns the workers' timelines
-    from .plots import plot_run
+    from flux_async.report.plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)
 
 
 def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[dict, int]:
     """Write the JSON, the plot and the HTML page when asked, print the summary; (report, exit code)."""
-    from .machine import describe_machine
+    from flux_async.measure.machine import describe_machine
 
     report.setdefault("machine", describe_machine())
     if options.report:
@@ -269,7 +269,7 @@ def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[
     if options.plot:
         plot(report, options.plot)
     if options.html:
-        from .html_report import write_html
+        from flux_async.report.html import write_html
 
         write_html(report, options.html, hlog=options.hlog)
     describe(report, console)
@@ -279,8 +279,8 @@ def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[
 async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
                        console) -> tuple[dict | None, int]:
     """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
-    from .capacity import CapacitySearch, capacity_report, describe_capacity
-    from .thresholds import parse_threshold
+    from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
+    from flux_async.scenario.thresholds import parse_threshold
 
     expressions = slo or [t.expr for t in scenario.thresholds]
     if not expressions:
@@ -302,6 +302,6 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
             report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
     except Abort as abort:
         return None, abort.code
-    from .plots import plot_capacity
+    from flux_async.report.plots import plot_capacity
 
     return finish(report, options, plot_capacity, describe_capacity, console)

@@ -6,7 +6,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
-from .scenario import WorkloadConfig
+from flux_async.scenario.config import WorkloadConfig
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Job:
     verify: bool = False  # keep the images for verification
 
     def bls_kwargs(self) -> dict:
-        """Keyword arguments for `flux_async.bls_inputs.bls_inputs` (None = server default)."""
+        """Keyword arguments for `flux_async.targets.bls_inputs.bls_inputs` (None = server default)."""
         return dict(seeds=self.seeds, num_inference_steps=self.steps, guidance_scale=self.guidance,
                     height=self.height, width=self.width, max_sequence_length=self.max_sequence_length)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .engine import NS, Engine
-from .stats import stat_ms
+from flux_async.load.engine import NS, Engine
+from flux_async.measure.recorder import stat_ms
 
 
 def render(engine: Engine):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .stats import Counters, Interval, new_histogram, stat_ms
+from flux_async.measure.recorder import Counters, Interval, new_histogram, stat_ms
 
 COUNTS = ("sent", "ok", "errors", "dropped", "images")
 

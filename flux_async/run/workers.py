@@ -17,13 +17,13 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from .client_usage import combine as combine_clients
-from .engine import PhaseRun, RunResult
-from .gates import GATES, Gate, WorstScores, gate_summary
-from .merge import merge_logs, read_log, write_log
-from .scenario import RampStage, Scenario
-from .stats import Counters, Recorder, new_histogram
-from .timeline import combine
+from flux_async.measure.client_usage import combine as combine_clients
+from flux_async.load.engine import PhaseRun, RunResult
+from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
+from flux_async.report.hlog_merge import merge_logs, read_log, write_log
+from flux_async.scenario.config import RampStage, Scenario
+from flux_async.measure.recorder import Counters, Recorder, new_histogram
+from flux_async.measure.timeline import combine
 
 
 class WorkerSplitError(ValueError):
@@ -104,7 +104,7 @@ class MergedVerification:
 
 def merge_reports(scenario: Scenario, reports: list[dict], hlogs: list[Path], embedded: bool) -> dict:
     """One report from the workers': histograms added, counters summed, phase times the longest worker's."""
-    from .report import build_report
+    from flux_async.report.json_report import build_report
 
     recorder = Recorder()
     for report in reports:
@@ -166,8 +166,8 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
 
 async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict | None, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
-    from .report import print_summary
-    from .runner import EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server, finish
+    from flux_async.report.json_report import print_summary
+    from flux_async.run.runner import EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server, finish
 
     for index in range(count):
         divide(scenario, index, count)  # raises WorkerSplitError before anything starts
@@ -209,6 +209,6 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     report = merge_reports(scenario, reports, hlogs, embedded)
     if options.hlog:
         write_log(merge_logs([h for h in hlogs if h.is_file()]), options.hlog)
-    from .plots import plot_run
+    from flux_async.report.plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)

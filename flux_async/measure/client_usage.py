@@ -17,7 +17,7 @@ import asyncio
 import os
 import time
 
-from .stats import stat_ms
+from flux_async.measure.recorder import stat_ms
 
 CORES_LIMIT = 0.9
 LOOP_BUSY_LIMIT = 0.85

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from . import attribution, pacer
-from .scenario import PhaseConfig, Scenario
-from .stats import Interval, Recorder, merge_intervals
-from .targets import Outcome
-from .verify import Verifier, keep
-from .workload import JobSource
+from flux_async.measure import attribution
+from flux_async.load import pacer
+from flux_async.scenario.config import PhaseConfig, Scenario
+from flux_async.measure.recorder import Interval, Recorder, merge_intervals
+from flux_async.targets.triton import Outcome
+from flux_async.verification.verifier import Verifier, keep
+from flux_async.scenario.workload import JobSource
 
 NS = 1_000_000_000
 EARLY_S = 0.0005  # a request may leave this much before its intended time (half the loop's timer resolution)

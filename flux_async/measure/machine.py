@@ -9,7 +9,7 @@ import socket
 
 def describe_machine() -> dict:
     """Host name, OS, Python, logical CPUs, memory in GiB and the GPUs pynvml sees (names; [] without)."""
-    from .gpu import GpuSampler
+    from flux_async.measure.gpu import GpuSampler
 
     try:
         memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)

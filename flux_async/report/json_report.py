@@ -8,12 +8,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .attribution import first_to_queue
-from .client_usage import warning_line
-from .engine import RunResult
-from .scenario import Scenario
-from .stats import Counters, Recorder, stat_ms, summarize_ms
-from .thresholds import Threshold, parse_threshold
+from flux_async.measure.attribution import first_to_queue
+from flux_async.measure.client_usage import warning_line
+from flux_async.load.engine import RunResult
+from flux_async.scenario.config import Scenario
+from flux_async.measure.recorder import Counters, Recorder, stat_ms, summarize_ms
+from flux_async.scenario.thresholds import Threshold, parse_threshold
 
 REPORT_VERSION = 1
 # Without an error_rate threshold, any error fails the run (say how many are acceptable to allow some).

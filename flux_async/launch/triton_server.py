@@ -26,8 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import contract
-from .pipeline.weights import cache_dir
+from flux_async import contract
+from flux_async.pipeline.weights import cache_dir
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "triton_models"
 sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
@@ -226,7 +226,7 @@ class TritonServer:
         """One CUDA memory pool per GPU the server sees (its own CUDA_VISIBLE_DEVICES, e.g. a fleet member's). BLS
         tensors on a GPU travel through it (Triton's default, 64 MiB, is smaller than one batch of 1024² images, and
         a tensor that does not fit takes a slower path)."""
-        from .gpu import visible_gpu_count
+        from flux_async.measure.gpu import visible_gpu_count
 
         size = self.config.cuda_memory_pool_mb * 2**20
         count = visible_gpu_count(self.config.env.get("CUDA_VISIBLE_DEVICES"))
@@ -253,7 +253,7 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         """Start the server and wait until it is ready; raises `ServerError` with the reason and the log's tail."""
-        from .pipeline.weights import resolve_weights
+        from flux_async.pipeline.weights import resolve_weights
 
         cfg = self.config
         repository = Path(cfg.model_repository)

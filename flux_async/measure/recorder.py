@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from . import hdr
+from flux_async.measure import hdr
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 h, 0.1 %
 METRICS = ("latency", "service", "ttfr", "lag")

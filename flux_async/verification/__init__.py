@@ -1,0 +1,1 @@
+"""Verification: every checked image against its reference, under a gate."""
