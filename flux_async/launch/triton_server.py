@@ -29,7 +29,7 @@ from pathlib import Path
 from flux_async import contract
 from flux_async.pipeline.weights import cache_dir
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "triton_models"
+DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "triton_models"
 sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
 
 
