@@ -1,4 +1,4 @@
-"""Command line: argument parsing and exit codes only (DESIGN.md §4).
+"""Command line: argument parsing and exit codes only (docs/cli.md).
 
 Exit codes: 0 success · 1 a threshold, verification or run-time failure · 2 bad scenario or usage · 3 target
 unreachable or server failed to start.

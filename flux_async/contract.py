@@ -1,7 +1,7 @@
 """Tensor names, dtypes, shapes and limits of every model in `triton_models/`.
 
 Imported by the Triton models, the clients and the tests: the single source of truth. The `bls` part is fixed by
-DESIGN.md §2; the stage-model tensors are ours. Tensors between stages travel in the *compute dtype* (FP32 on CPU,
+docs/bls.md; the stage-model tensors are ours. Tensors between stages travel in the *compute dtype* (FP32 on CPU,
 BF16 on a GPU): their config.pbtxt entries leave `data_type` out and `auto_complete_config` fills it in.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# ---- bls / bls_stream (DESIGN.md §2) -------------------------------------------------------------------------------
+# ---- bls / bls_stream (docs/bls.md) ----------------------------------------------------------------------------------
 BLS = "bls"
 BLS_STREAM = "bls_stream"
 CLIP_ENCODER = "clip_encoder"

@@ -2,7 +2,7 @@
 
 The python backend's stub is an embedded interpreter linked against libpython; it must load the libpython of the
 interpreter that owns this environment, find this environment's `python3` on PATH (it runs isolated, so PYTHONPATH
-does not reach it), and start in a neutral working directory (DESIGN.md §6). `TritonServer` arranges all three.
+does not reach it), and start in a neutral working directory (docs/triton-from-pypi.md). `TritonServer` does all three.
 """
 
 from __future__ import annotations

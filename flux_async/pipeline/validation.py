@@ -1,4 +1,4 @@
-"""Validation of `bls` inputs (DESIGN.md §2): every rejection names the input and its allowed range."""
+"""Validation of `bls` inputs (docs/bls.md): every rejection names the input and its allowed range."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _seeds(raw: np.ndarray | None, count: int) -> tuple[int, ...]:
 def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
                      t5_token_count: Callable[[str], int],
                      max_pixels: int = c.DEFAULT_MAX_PIXELS_PER_REQUEST) -> GenerationRequest:
-    """Check every `bls` input against DESIGN.md §2 and fill the defaults; raises `InvalidInput` on the first problem.
+    """Check every `bls` input against docs/bls.md and fill the defaults; raises `InvalidInput` on the first problem.
     A request over the memory budget (prompts x height x width > `max_pixels`) is rejected before any work."""
     prompts = _prompts(inputs.get("prompt"))
     steps = _in_range("num_inference_steps", _scalar(inputs, "num_inference_steps", c.DEFAULT_STEPS),

@@ -1,4 +1,4 @@
-"""Reports of a run: the JSON report (DESIGN.md §5, version 1), the console table, and the HdrHistogram interval log."""
+"""Reports of a run: the JSON report (docs/report.md, version 1), the console table, the HdrHistogram interval log."""
 
 from __future__ import annotations
 

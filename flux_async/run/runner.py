@@ -1,5 +1,5 @@
 """`run` and `capacity` from start to exit code: the embedded server when no URL is given, the target, the
-references, the engine (or the capacity search), live progress, signals, and the outputs (DESIGN.md §4)."""
+references, the engine (or the capacity search), live progress, signals, and the outputs (docs/cli.md)."""
 
 from __future__ import annotations
 

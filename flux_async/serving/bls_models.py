@@ -73,7 +73,7 @@ class TritonStageRunner:
 
 
 class BlsModel:
-    """`bls`: N prompts in, images [N, 3, H, W] and seeds [N] out (DESIGN.md §2)."""
+    """`bls`: N prompts in, images [N, 3, H, W] and seeds [N] out (docs/bls.md)."""
 
     model_name = contract.BLS
     runner_class = TritonStageRunner

@@ -1,4 +1,4 @@
-"""Build the inputs of a `bls` request (DESIGN.md §2) for tritonclient's HTTP or gRPC module."""
+"""Build the inputs of a `bls` request (docs/bls.md) for tritonclient's HTTP or gRPC module."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def bls_arrays(prompts: Sequence[str | bytes], *, seeds: Sequence[int] | None = 
                num_inference_steps: int | None = None, guidance_scale: float | None = None,
                height: int | None = None, width: int | None = None,
                max_sequence_length: int | None = None) -> dict[str, np.ndarray]:
-    """The request's tensors by input name, with the dtypes of DESIGN.md §2 (settings left None are left out)."""
+    """The request's tensors by input name, with the dtypes of docs/bls.md (settings left None are left out)."""
     encoded = [p.encode("utf-8") if isinstance(p, str) else p for p in prompts]
     arrays = {"prompt": np.array(encoded, dtype=np.object_)}
     scalars = {"num_inference_steps": (num_inference_steps, np.int32), "guidance_scale": (guidance_scale, np.float32),

@@ -1,4 +1,4 @@
-"""The bad-input matrix: bad requests to `bls` (DESIGN.md §2) and to each stage model, over HTTP and gRPC. Each is
+"""The bad-input matrix: bad requests to `bls` (docs/bls.md) and to each stage model, over HTTP and gRPC. Each is
 rejected with INVALID_ARG naming the input; the server keeps serving, no stub process restarts, and a good request
 succeeds right after.
 

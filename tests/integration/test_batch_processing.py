@@ -18,7 +18,7 @@ from flux_async.measure.images import save_png
 
 PROMPTS = ["A beautiful landscape with mountains", "A futuristic city with flying cars", "A cat playing with a ball"]
 SEEDS = [11, 22, 33]
-TOLERANCE = image_tolerance(128, 128)  # DESIGN.md §2: max abs diff 1e-4 at sizes up to 256
+TOLERANCE = image_tolerance(128, 128)  # docs/bls.md: max abs diff 1e-4 at sizes up to 256
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """`python -m flux_async run`: every shipped scenario end to end against the real server for a few seconds, the
-embedded server, and the exit codes (DESIGN.md §4)."""
+embedded server, and the exit codes (docs/cli.md)."""
 
 from __future__ import annotations
 

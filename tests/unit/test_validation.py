@@ -1,4 +1,4 @@
-"""`bls` input validation and defaults (DESIGN.md §2), without a server."""
+"""`bls` input validation and defaults (docs/bls.md), without a server."""
 
 from __future__ import annotations
 
