@@ -116,3 +116,22 @@ def test_uv_sync_installs_everything_for_development():
     dev = _pyproject()["dependency-groups"]["dev"]
     project = [Requirement(r) for r in dev if canonicalize_name(Requirement(r).name) == "flux-async"]
     assert project and {"server", "test"} <= project[0].extras
+
+
+def test_the_client_imports_the_server_side_only_lazily():
+    """A module-level import of pipeline/, serving/ or launch/ from the client would need the `server` extra at
+    start-up; they are imported inside the functions that start or build a server."""
+    problems = []
+    for path in client_modules():
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "flux_async" and len(parts) > 1 and parts[1] in SERVER_ONLY:
+                    problems.append(f"{path.relative_to(PACKAGE).as_posix()}: imports {name} at module level")
+    assert not problems, "\n".join(problems)
