@@ -21,13 +21,16 @@ import yaml
 
 from flux_async import contract
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
-from flux_async.scenario.thresholds import Threshold, parse_threshold
+from flux_async.scenario.executors import EXECUTORS, Executor
+from flux_async.scenario.reader import Reader as _Reader
+from flux_async.scenario.reader import integer as _int
+from flux_async.scenario.reader import number as _number
+from flux_async.scenario.reader import parse_duration, parse_rate  # noqa: F401  (callers read values through here)
+from flux_async.scenario.thresholds import Threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
 BALANCE = ("round-robin", "least-in-flight")
 COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
-EXECUTORS = ("constant-concurrency", "ramping-concurrency", "constant-arrival-rate", "poisson-arrival-rate",
-             "ramping-arrival-rate", "burst")
 
 
 class ScenarioError(ValueError):
@@ -103,29 +106,7 @@ class CapacityConfig:
     warmup: bool = True  # one step at the start load first, not counted
 
 
-@dataclass
-class RampStage:
-    target: float
-    duration_s: float
-
-
-@dataclass
-class PhaseConfig:
-    name: str
-    executor: str
-    duration_s: float | None = None
-    requests: int | None = None
-    warmup: bool = False
-    max_in_flight: int | None = None
-    concurrency: int | None = None
-    rate: float | None = None  # requests per second
-    start: float = 0.0  # ramping executors: the starting rate or concurrency
-    stages: list[RampStage] = field(default_factory=list)
-    burst_size: int | None = None
-    every_s: float | None = None
-    bursts: int | None = None
-    seed: int = 0  # poisson-arrival-rate
-    thresholds: list[Threshold] = field(default_factory=list)
+PhaseConfig = Executor  # a phase's configuration is its executor: the common fields plus the executor's own
 
 
 @dataclass
@@ -133,96 +114,13 @@ class Scenario:
     name: str
     target: TargetConfig
     workload: WorkloadConfig
-    phases: list[PhaseConfig]
+    phases: list[Executor]
     thresholds: list[Threshold] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     faults: list = field(default_factory=list)  # [faults.FaultConfig]
     description: str = ""
     source: str = "<scenario>"
-
-
-# ---- values -----------------------------------------------------------------------------------------------------
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*$")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """'500ms', '2s', '1.5m', or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_rate(value: Any) -> float:
-    """'5/s', '30/m', '2' → requests per second."""
-    text = str(value).strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = re.match(r"^(\d+(?:\.\d*)?|\.\d+)\s*/\s*(ms|s|m|h)$", text)
-    if not match:
-        raise ValueError(f"must be a rate like 5/s or 30/m, got {value!r}")
-    return float(match.group(1)) / _UNITS[match.group(2)]
-
-
-class _Reader:
-    """Walks a YAML mapping, collecting every problem with its path instead of stopping at the first."""
-
-    def __init__(self):
-        self.problems: list[str] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping, got {type(value).__name__}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.problem(f"{path}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
-        for key in required:
-            if key not in value:
-                self.problem(f"{path}.{key}", "is required")
-        return value
-
-    def get(self, data: dict, key: str, path: str, parse, default=None, check=None, expect: str = ""):
-        """Parse data[key] with `parse`; check it with `check` (a predicate) described by `expect`."""
-        if key not in data or data[key] is None:
-            return default
-        try:
-            value = parse(data[key])
-        except (TypeError, ValueError) as exc:
-            self.problem(f"{path}.{key}", str(exc) if str(exc).startswith("must") else f"{expect}, got {data[key]!r}")
-            return default
-        if check is not None and not check(value):
-            self.problem(f"{path}.{key}", f"{expect}, got {data[key]!r}")
-            return default
-        return value
-
-    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...], default: str) -> str:
-        return self.get(data, key, path, str, default, lambda v: v in choices, f"must be one of {', '.join(choices)}")
-
-
-def _int(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("not an integer")
-    return value
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("not a number")
-    return float(value)
-
-
-def _positive_int(r: _Reader, data, key, path, default=None):
-    return r.get(data, key, path, _int, default, lambda v: v >= 1, "must be an integer >= 1")
 
 
 # ---- sections ----------------------------------------------------------------------------------------------------
@@ -344,70 +242,16 @@ def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> 
         prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
 
 
-# executor → (required keys, optional keys) beyond the common ones
-_EXECUTOR_KEYS = {
-    "constant-concurrency": (("concurrency",), ()),
-    "ramping-concurrency": (("stages",), ("start",)),
-    "constant-arrival-rate": (("rate",), ()),
-    "poisson-arrival-rate": (("rate",), ("seed",)),
-    "ramping-arrival-rate": (("stages",), ("start",)),
-    "burst": (("burst_size", "every", "bursts"), ()),
-}
-_COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
-
-
-def _stages(r: _Reader, value: Any, path: str) -> list[RampStage]:
-    if not isinstance(value, list) or not value:
-        r.problem(path, "must be a non-empty list of {target, duration}")
-        return []
-    stages = []
-    for i, item in enumerate(value):
-        item = r.mapping(item, f"{path}[{i}]", ("target", "duration"), ("target", "duration"))
-        target = r.get(item, "target", f"{path}[{i}]", _number, None, lambda v: v >= 0, "must be a number >= 0")
-        duration = r.get(item, "duration", f"{path}[{i}]", parse_duration, None, lambda v: v > 0, "must be > 0")
-        if target is not None and duration is not None:
-            stages.append(RampStage(target, duration))
-    return stages
-
-
-def _phase(r: _Reader, data: Any, index: int) -> PhaseConfig | None:
+def _phase(r: _Reader, data: Any, index: int) -> Executor | None:
     path = f"phases[{index}]"
     if not isinstance(data, dict):
         r.problem(path, "must be a mapping")
         return None
-    executor = data.get("executor")
-    if executor not in EXECUTORS:
-        r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    executor = EXECUTORS.get(data.get("executor"))
+    if executor is None:
+        r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {data.get('executor')!r}")
         return None
-    required, optional = _EXECUTOR_KEYS[executor]
-    data = r.mapping(data, path, _COMMON_KEYS + required + optional, ("executor",) + required)
-    phase = PhaseConfig(name=str(data.get("name") or f"phase-{index + 1}"), executor=executor)
-    phase.duration_s = r.get(data, "duration", path, parse_duration, None, lambda v: v > 0, "must be > 0")
-    phase.requests = _positive_int(r, data, "requests", path)
-    phase.warmup = r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), False,
-                         expect="must be true or false")
-    phase.max_in_flight = _positive_int(r, data, "max_in_flight", path)
-    phase.concurrency = _positive_int(r, data, "concurrency", path)
-    phase.rate = r.get(data, "rate", path, parse_rate, None, lambda v: v > 0, "must be a rate > 0 like 5/s")
-    phase.start = r.get(data, "start", path, _number, 0.0, lambda v: v >= 0, "must be a number >= 0")
-    if "stages" in data:
-        phase.stages = _stages(r, data["stages"], f"{path}.stages")
-    phase.burst_size = _positive_int(r, data, "burst_size", path)
-    phase.every_s = r.get(data, "every", path, parse_duration, None, lambda v: v > 0, "must be > 0")
-    phase.bursts = _positive_int(r, data, "bursts", path)
-    phase.seed = r.get(data, "seed", path, _int, 0, lambda v: v >= 0, "must be an integer >= 0")
-    phase.thresholds = _thresholds(r, data.get("thresholds"), f"{path}.thresholds")
-    has_end = executor in ("burst",) or executor.startswith("ramping") or phase.duration_s or phase.requests
-    if not has_end:
-        r.problem(path, "needs a duration or a requests count")
-    if executor.startswith("ramping") and (phase.duration_s or phase.requests):
-        r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
-    if executor.endswith("concurrency") and phase.max_in_flight:
-        r.problem(f"{path}.max_in_flight", "applies to arrival-rate and burst executors; a concurrency executor "
-                                           "keeps exactly its concurrency in flight")
-    if executor == "burst" and phase.duration_s:
-        r.problem(f"{path}.duration", "a burst phase lasts bursts x every: remove duration")
-    return phase
+    return executor.parse(r, data, path, name=str(data.get("name") or f"phase-{index + 1}"))
 
 
 def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
@@ -494,21 +338,6 @@ def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
     return faults
 
 
-def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.problem(path, "must be a list of expressions like 'p(99) < 2s'")
-        return []
-    thresholds = []
-    for i, expr in enumerate(value):
-        try:
-            thresholds.append(parse_threshold(str(expr)))
-        except ValueError as exc:
-            r.problem(f"{path}[{i}]", str(exc))
-    return thresholds
-
-
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
     r = _Reader()
@@ -530,7 +359,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     scenario = Scenario(name=str(data.get("name") or Path(source).stem), description=str(data.get("description", "")),
                         target=_target(r, data.get("target")),
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
-                        thresholds=_thresholds(r, data.get("thresholds"), "thresholds"),
+                        thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=_faults(r, data.get("faults")), source=source)
     if r.problems:
