@@ -22,7 +22,7 @@ from flux_async.load.engine import PhaseRun, RunResult
 from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
 from flux_async.report.hlog_merge import merge_logs, read_log, write_log
 from flux_async.scenario.config import Scenario
-from flux_async.scenario.executors import SplitError as WorkerSplitError
+from flux_async.scenario.executors import SplitError as WorkerSplitError  # noqa: F401  (the cli catches it)
 from flux_async.measure.recorder import Counters, Recorder, new_histogram
 from flux_async.measure.timeline import combine
 

@@ -22,10 +22,8 @@ import yaml
 from flux_async import contract
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
-from flux_async.scenario.reader import Reader as _Reader
-from flux_async.scenario.reader import integer as _int
-from flux_async.scenario.reader import number as _number
-from flux_async.scenario.reader import parse_duration, parse_rate  # noqa: F401  (callers read values through here)
+from flux_async.scenario.reader import Reader, boolean, integer, number, parse_duration
+from flux_async.scenario.reader import parse_rate  # noqa: F401  (re-exported: callers read values through config)
 from flux_async.scenario.thresholds import Threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
@@ -124,7 +122,7 @@ class Scenario:
 
 
 # ---- sections ----------------------------------------------------------------------------------------------------
-def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
+def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
                                         "headers", "tls", "balance", "metrics_url", "control_url",
                                         "compression"))
@@ -159,7 +157,7 @@ def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
                           "must be an http:// or https:// URL"))
 
 
-def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
+def _prompts(r: Reader, data: dict, path: str, base_dir: Path) -> list[str]:
     prompts = data.get("prompts")
     if data.get("prompts_file") is not None:
         if prompts is not None:
@@ -176,7 +174,7 @@ def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
     return prompts
 
 
-def _prompts_per_request(r: _Reader, value: Any, path: str) -> dict[int, float]:
+def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
     if value is None:
         return {1: 1.0}
     if isinstance(value, int) and not isinstance(value, bool):
@@ -203,7 +201,7 @@ def _prompts_per_request(r: _Reader, value: Any, path: str) -> dict[int, float]:
     return {int(n): float(w) for n, w in counts.items()}
 
 
-def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
+def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
     data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
                                   "max_sequence_length", "prompts_per_request"))
     seed = data.get("seed", 0)
@@ -229,20 +227,20 @@ def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> 
         sizes[name] = value
     return WorkloadConfig(
         prompts=_prompts(r, data, path, base_dir), seed=seed,
-        steps=r.get(data, "steps", path, _int, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
+        steps=r.get(data, "steps", path, integer, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
                     f"must be an integer in [{contract.MIN_STEPS}, {contract.MAX_STEPS}]"),
-        guidance=r.get(data, "guidance", path, _number, None,
+        guidance=r.get(data, "guidance", path, number, None,
                        lambda v: contract.MIN_GUIDANCE <= v <= contract.MAX_GUIDANCE,
                        f"must be a number in [{contract.MIN_GUIDANCE:g}, {contract.MAX_GUIDANCE:g}]"),
         height=sizes["height"], width=sizes["width"],
-        max_sequence_length=r.get(data, "max_sequence_length", path, _int, None,
+        max_sequence_length=r.get(data, "max_sequence_length", path, integer, None,
                                   lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
                                   f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
                                   f"{contract.MAX_SEQUENCE_LENGTH}]"),
         prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
 
 
-def _phase(r: _Reader, data: Any, index: int) -> Executor | None:
+def _phase(r: Reader, data: Any, index: int) -> Executor | None:
     path = f"phases[{index}]"
     if not isinstance(data, dict):
         r.problem(path, "must be a mapping")
@@ -254,7 +252,7 @@ def _phase(r: _Reader, data: Any, index: int) -> Executor | None:
     return executor.parse(r, data, path, name=str(data.get("name") or f"phase-{index + 1}"))
 
 
-def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
+def _verify(r: Reader, data: Any, path: str = "verify") -> VerifyConfig:
     if isinstance(data, bool):
         return VerifyConfig(enabled=data)
     data = r.mapping(data or {}, path, ("enabled", "sample_rate", "gate", *THRESHOLD_KEYS, "save_mismatches",
@@ -266,7 +264,7 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
               "pixel_tolerance": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
               "max_abs": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
               "min_ssim": (fraction, "must be in (0, 1]")}
-    thresholds = {key: r.get(data, key, path, _number, None, *checks[key]) for key in THRESHOLD_KEYS}
+    thresholds = {key: r.get(data, key, path, number, None, *checks[key]) for key in THRESHOLD_KEYS}
     thresholds = {key: value for key, value in thresholds.items() if value is not None}
     name = r.choice(data, "gate", path, (*GATES, "explicit"), "explicit" if thresholds else "auto")
     if name != "explicit":
@@ -280,28 +278,28 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
     else:
         gate = explicit_gate(thresholds)
     return VerifyConfig(
-        enabled=r.get(data, "enabled", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+        enabled=r.get(data, "enabled", path, boolean, True,
                       expect="must be true or false"),
-        sample_rate=r.get(data, "sample_rate", path, _number, 1.0, fraction, "must be a fraction in (0, 1]"),
+        sample_rate=r.get(data, "sample_rate", path, number, 1.0, fraction, "must be a fraction in (0, 1]"),
         gate=gate,
-        save_mismatches=r.get(data, "save_mismatches", path, _int, 5, lambda v: v >= 0, "must be an integer >= 0"),
+        save_mismatches=r.get(data, "save_mismatches", path, integer, 5, lambda v: v >= 0, "must be an integer >= 0"),
         output_dir=r.get(data, "output_dir", path, str, None), cache_dir=r.get(data, "cache_dir", path, str, None))
 
 
-def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
+def _capacity(r: Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     data = r.mapping(data or {}, path, ("mode", "start", "max", "step_duration", "min_requests", "repeats",
                                         "precision", "max_in_flight", "warmup"))
     mode = r.choice(data, "mode", path, ("rate", "concurrency"), "rate")
     positive = lambda v: v > 0  # noqa: E731
     config = CapacityConfig(
-        mode=mode, start=r.get(data, "start", path, _number, 1.0, positive, "must be > 0"),
-        max=r.get(data, "max", path, _number, 64.0, positive, "must be > 0"),
+        mode=mode, start=r.get(data, "start", path, number, 1.0, positive, "must be > 0"),
+        max=r.get(data, "max", path, number, 64.0, positive, "must be > 0"),
         step_duration_s=r.get(data, "step_duration", path, parse_duration, 20.0, positive, "must be > 0"),
-        min_requests=r.get(data, "min_requests", path, _int, 20, lambda v: v >= 1, "must be an integer >= 1"),
-        repeats=r.get(data, "repeats", path, _int, 2, lambda v: v >= 1, "must be an integer >= 1"),
-        precision=r.get(data, "precision", path, _number, 0.1, lambda v: 0 < v < 1, "must be in (0, 1)"),
-        max_in_flight=r.get(data, "max_in_flight", path, _int, 64, lambda v: v >= 1, "must be an integer >= 1"),
-        warmup=r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+        min_requests=r.get(data, "min_requests", path, integer, 20, lambda v: v >= 1, "must be an integer >= 1"),
+        repeats=r.get(data, "repeats", path, integer, 2, lambda v: v >= 1, "must be an integer >= 1"),
+        precision=r.get(data, "precision", path, number, 0.1, lambda v: 0 < v < 1, "must be in (0, 1)"),
+        max_in_flight=r.get(data, "max_in_flight", path, integer, 64, lambda v: v >= 1, "must be an integer >= 1"),
+        warmup=r.get(data, "warmup", path, boolean, True,
                      expect="must be true or false"))
     if config.max < config.start:
         r.problem(f"{path}.max", f"must be >= start ({config.start:g}), got {config.max:g}")
@@ -310,7 +308,7 @@ def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     return config
 
 
-def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
+def _faults(r: Reader, value: Any, path: str = "faults") -> list:
     from flux_async.load.faults import ACTIONS, MODEL_CLASSES, FaultConfig
 
     if value is None:
@@ -340,7 +338,7 @@ def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
 
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
-    r = _Reader()
+    r = Reader()
     base_dir = base_dir or Path.cwd()
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
                                         "verify", "capacity", "faults"), ("workload",))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from flux_async.scenario import schedules
-from flux_async.scenario.executors.base import ClosedLoop, OpenLoop
+from flux_async.scenario.executors.base import ClosedLoop, Executor, OpenLoop
 from flux_async.scenario.reader import Reader, number, parse_duration
 from flux_async.scenario.schedules import Stage
 
@@ -34,7 +34,7 @@ def read_ramp(r: Reader, data: dict, path: str) -> dict[str, Any]:
     return ramp
 
 
-def no_duration(phase: OpenLoop | ClosedLoop, r: Reader, path: str) -> None:
+def no_duration(phase: Executor, r: Reader, path: str) -> None:
     if phase.duration_s or phase.requests:
         r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
 
