@@ -1,1 +1,1 @@
-"""Load generation: the engine that runs phases, the pacer's intended start times, and fault injection."""
+"""Load generation: the engine that runs phases, a Pacer over a schedule's intended start times, and fault injection."""

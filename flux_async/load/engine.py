@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from flux_async.measure import attribution
-from flux_async.load import pacer
-from flux_async.scenario.config import PhaseConfig, Scenario
+from flux_async.scenario.config import Scenario
+from flux_async.scenario.executors import ClosedLoop, Executor
 from flux_async.measure.recorder import Interval, Recorder, merge_intervals
 from flux_async.targets.triton import Outcome
 from flux_async.verification.verifier import Verifier, keep
@@ -33,7 +33,7 @@ EARLY_S = 0.0005  # a request may leave this much before its intended time (half
 class PhaseRun:
     """How a phase went: timing and state the report and the progress display need."""
 
-    config: PhaseConfig
+    config: Executor
     started_ns: int = 0
     ended_ns: int = 0
     scheduled: int = 0  # requests the schedule asked for (sent + dropped)
@@ -78,27 +78,6 @@ else:  # pragma: no cover - Python 3.10
             raise TimeoutError() from None
         finally:
             handle.cancel()
-
-
-def phase_schedule(phase: PhaseConfig, cap_s: float | None) -> tuple[Iterator[float] | None, float | None]:
-    """(intended offsets, planned length in s) for open-loop executors; (None, length) for closed-loop ones."""
-    duration = min(x for x in (phase.duration_s, cap_s, float("inf")) if x is not None)
-    duration = None if duration == float("inf") else duration
-    stages = [pacer.Stage(s.target, s.duration_s) for s in phase.stages]
-    if phase.executor == "constant-arrival-rate":
-        return pacer.constant(phase.rate, duration, phase.requests), duration
-    if phase.executor == "poisson-arrival-rate":
-        return pacer.poisson(phase.rate, phase.seed, duration, phase.requests), duration
-    if phase.executor == "ramping-arrival-rate":
-        length = min(pacer.ramp_length(stages), cap_s or float("inf"))
-        return pacer.bounded(pacer.ramping(phase.start, stages), length, None), length
-    if phase.executor == "burst":
-        length = (phase.bursts - 1) * phase.every_s
-        bursts = phase.bursts if cap_s is None else min(phase.bursts, int(cap_s // phase.every_s) + 1)
-        return pacer.burst(phase.burst_size, phase.every_s, bursts), min(length, cap_s or length)
-    if phase.executor == "ramping-concurrency":
-        return None, min(pacer.ramp_length(stages), cap_s or float("inf"))
-    return None, duration
 
 
 class Engine:
@@ -249,14 +228,7 @@ class Engine:
         finally:
             thread.join(timeout=1.0)  # it has finished, or notices the stop within 0.25 s
 
-    async def _closed_loop(self, phase: PhaseRun, length_s: float | None) -> None:
-        config = phase.config
-        if config.executor == "ramping-concurrency":
-            stages = [pacer.Stage(s.target, s.duration_s) for s in config.stages]
-            workers = int(max([config.start] + [s.target for s in stages]))
-            level = lambda t: pacer.level_at(config.start, stages, t)  # noqa: E731
-        else:
-            workers, level = config.concurrency, (lambda t: config.concurrency)
+    async def _closed_loop(self, phase: PhaseRun, config: ClosedLoop, length_s: float | None) -> None:
         deadline = phase.started_ns + int(length_s * NS) if length_s else None
 
         async def worker(index: int) -> None:
@@ -266,14 +238,14 @@ class Engine:
                     return
                 if config.requests is not None and phase.scheduled >= config.requests:
                     return
-                if index >= level((now - phase.started_ns) / NS):
+                if index >= config.concurrency_at((now - phase.started_ns) / NS):
                     await self._sleep_until(now + NS // 20)
                     continue
                 phase.scheduled += 1
                 self._due += 1
                 await self._send(phase, now)
 
-        await asyncio.gather(*(worker(i) for i in range(workers)))
+        await asyncio.gather(*(worker(i) for i in range(config.peak_concurrency)))
 
     async def _drain(self, phase: PhaseRun) -> None:
         """Wait for the phase's requests in flight: up to the request timeout, or the grace period once stopping."""
@@ -298,16 +270,16 @@ class Engine:
             return None
 
     async def _run_phase(self, phase: PhaseRun) -> None:
-        times, length = phase_schedule(phase.config, self.max_phase_s)
-        phase.planned_s = length
+        config = phase.config
+        phase.planned_s = config.planned_s(self.max_phase_s)
         before = await self._statistics()
         phase.started_ns = time.perf_counter_ns()
         self.current = phase
         try:
-            if times is not None:
-                await self._open_loop(phase, times)
+            if isinstance(config, ClosedLoop):
+                await self._closed_loop(phase, config, phase.planned_s)
             else:
-                await self._closed_loop(phase, length)
+                await self._open_loop(phase, config.arrivals(self.max_phase_s))
         finally:
             await self._drain(phase)
             phase.ended_ns = time.perf_counter_ns()

@@ -17,7 +17,8 @@ from flux_async.measure.client_usage import ClientUsage, warning_line
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.load.engine import Engine
 from flux_async.report.json_report import evaluate, figures, verification_lines
-from flux_async.scenario.config import CapacityConfig, PhaseConfig, Scenario
+from flux_async.scenario.config import CapacityConfig, Scenario
+from flux_async.scenario.executors import ConstantArrivalRate, ConstantConcurrency, Executor
 from flux_async.measure.recorder import Recorder
 from flux_async.scenario.thresholds import Threshold, parse_threshold
 
@@ -76,13 +77,13 @@ class CapacitySearch:
         self.steps: list[dict] = []
         self._index = 0
 
-    def _phase(self, load: float, name: str) -> PhaseConfig:
+    def _phase(self, load: float, name: str) -> Executor:
         duration = self.config.step_duration_s
         if self.config.mode == "rate":
             duration = max(duration, self.config.min_requests / load)
-            return PhaseConfig(name=name, executor="constant-arrival-rate", rate=load, duration_s=duration,
-                               max_in_flight=self.config.max_in_flight)
-        return PhaseConfig(name=name, executor="constant-concurrency", concurrency=int(load), duration_s=duration)
+            return ConstantArrivalRate(name=name, rate=load, duration_s=duration,
+                                       max_in_flight=self.config.max_in_flight)
+        return ConstantConcurrency(name=name, concurrency=int(load), duration_s=duration)
 
     async def _step(self, load: float, repeat: int, warmup: bool = False) -> dict:
         self._index += 1

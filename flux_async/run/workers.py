@@ -21,42 +21,15 @@ from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.load.engine import PhaseRun, RunResult
 from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
 from flux_async.report.hlog_merge import merge_logs, read_log, write_log
-from flux_async.scenario.config import RampStage, Scenario
+from flux_async.scenario.config import Scenario
+from flux_async.scenario.executors import SplitError as WorkerSplitError  # noqa: F401  (the cli catches it)
 from flux_async.measure.recorder import Counters, Recorder, new_histogram
 from flux_async.measure.timeline import combine
 
 
-class WorkerSplitError(ValueError):
-    """The scenario's load cannot be split over that many workers."""
-
-
-def _share(total: int, index: int, count: int, what: str) -> int:
-    if total < count:
-        raise WorkerSplitError(f"{what} {total} cannot be split over {count} workers (each needs at least 1)")
-    return total // count + (1 if index < total % count else 0)
-
-
 def divide(scenario: Scenario, index: int, count: int) -> Scenario:
-    """Worker `index`'s share (of `count`) of every phase's load."""
-    phases = []
-    for phase in scenario.phases:
-        where = f"phase {phase.name!r}:"
-        share: dict = {"seed": phase.seed + index}
-        if phase.rate is not None:
-            share["rate"] = phase.rate / count
-        if phase.executor.startswith("ramping"):
-            share["start"] = phase.start / count
-            share["stages"] = [RampStage(s.target / count, s.duration_s) for s in phase.stages]
-        if phase.concurrency is not None:
-            share["concurrency"] = _share(phase.concurrency, index, count, f"{where} concurrency")
-        if phase.burst_size is not None:
-            share["burst_size"] = _share(phase.burst_size, index, count, f"{where} burst_size")
-        if phase.requests is not None:
-            share["requests"] = _share(phase.requests, index, count, f"{where} requests")
-        if phase.max_in_flight is not None:
-            share["max_in_flight"] = _share(phase.max_in_flight, index, count, f"{where} max_in_flight")
-        phases.append(replace(phase, **share))
-    return replace(scenario, phases=phases)
+    """Worker `index`'s share (of `count`) of every phase's load; raises WorkerSplitError when one cannot split."""
+    return replace(scenario, phases=[phase.split(index, count) for phase in scenario.phases])
 
 
 def encode_histograms(recorder: Recorder) -> dict[str, str]:

@@ -21,13 +21,14 @@ import yaml
 
 from flux_async import contract
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
-from flux_async.scenario.thresholds import Threshold, parse_threshold
+from flux_async.scenario.executors import EXECUTORS, Executor
+from flux_async.scenario.reader import Reader, boolean, integer, number, parse_duration
+from flux_async.scenario.reader import parse_rate  # noqa: F401  (re-exported: callers read values through config)
+from flux_async.scenario.thresholds import Threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")
 BALANCE = ("round-robin", "least-in-flight")
 COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
-EXECUTORS = ("constant-concurrency", "ramping-concurrency", "constant-arrival-rate", "poisson-arrival-rate",
-             "ramping-arrival-rate", "burst")
 
 
 class ScenarioError(ValueError):
@@ -103,29 +104,7 @@ class CapacityConfig:
     warmup: bool = True  # one step at the start load first, not counted
 
 
-@dataclass
-class RampStage:
-    target: float
-    duration_s: float
-
-
-@dataclass
-class PhaseConfig:
-    name: str
-    executor: str
-    duration_s: float | None = None
-    requests: int | None = None
-    warmup: bool = False
-    max_in_flight: int | None = None
-    concurrency: int | None = None
-    rate: float | None = None  # requests per second
-    start: float = 0.0  # ramping executors: the starting rate or concurrency
-    stages: list[RampStage] = field(default_factory=list)
-    burst_size: int | None = None
-    every_s: float | None = None
-    bursts: int | None = None
-    seed: int = 0  # poisson-arrival-rate
-    thresholds: list[Threshold] = field(default_factory=list)
+PhaseConfig = Executor  # a phase's configuration is its executor: the common fields plus the executor's own
 
 
 @dataclass
@@ -133,7 +112,7 @@ class Scenario:
     name: str
     target: TargetConfig
     workload: WorkloadConfig
-    phases: list[PhaseConfig]
+    phases: list[Executor]
     thresholds: list[Threshold] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
@@ -142,91 +121,8 @@ class Scenario:
     source: str = "<scenario>"
 
 
-# ---- values -----------------------------------------------------------------------------------------------------
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*$")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """'500ms', '2s', '1.5m', or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"must be a duration like 10s or 500ms, got {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_rate(value: Any) -> float:
-    """'5/s', '30/m', '2' → requests per second."""
-    text = str(value).strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = re.match(r"^(\d+(?:\.\d*)?|\.\d+)\s*/\s*(ms|s|m|h)$", text)
-    if not match:
-        raise ValueError(f"must be a rate like 5/s or 30/m, got {value!r}")
-    return float(match.group(1)) / _UNITS[match.group(2)]
-
-
-class _Reader:
-    """Walks a YAML mapping, collecting every problem with its path instead of stopping at the first."""
-
-    def __init__(self):
-        self.problems: list[str] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(value, dict):
-            self.problem(path, f"must be a mapping, got {type(value).__name__}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.problem(f"{path}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
-        for key in required:
-            if key not in value:
-                self.problem(f"{path}.{key}", "is required")
-        return value
-
-    def get(self, data: dict, key: str, path: str, parse, default=None, check=None, expect: str = ""):
-        """Parse data[key] with `parse`; check it with `check` (a predicate) described by `expect`."""
-        if key not in data or data[key] is None:
-            return default
-        try:
-            value = parse(data[key])
-        except (TypeError, ValueError) as exc:
-            self.problem(f"{path}.{key}", str(exc) if str(exc).startswith("must") else f"{expect}, got {data[key]!r}")
-            return default
-        if check is not None and not check(value):
-            self.problem(f"{path}.{key}", f"{expect}, got {data[key]!r}")
-            return default
-        return value
-
-    def choice(self, data: dict, key: str, path: str, choices: tuple[str, ...], default: str) -> str:
-        return self.get(data, key, path, str, default, lambda v: v in choices, f"must be one of {', '.join(choices)}")
-
-
-def _int(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("not an integer")
-    return value
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("not a number")
-    return float(value)
-
-
-def _positive_int(r: _Reader, data, key, path, default=None):
-    return r.get(data, key, path, _int, default, lambda v: v >= 1, "must be an integer >= 1")
-
-
 # ---- sections ----------------------------------------------------------------------------------------------------
-def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
+def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
                                         "headers", "tls", "balance", "metrics_url", "control_url",
                                         "compression"))
@@ -261,7 +157,7 @@ def _target(r: _Reader, data: Any, path: str = "target") -> TargetConfig:
                           "must be an http:// or https:// URL"))
 
 
-def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
+def _prompts(r: Reader, data: dict, path: str, base_dir: Path) -> list[str]:
     prompts = data.get("prompts")
     if data.get("prompts_file") is not None:
         if prompts is not None:
@@ -278,7 +174,7 @@ def _prompts(r: _Reader, data: dict, path: str, base_dir: Path) -> list[str]:
     return prompts
 
 
-def _prompts_per_request(r: _Reader, value: Any, path: str) -> dict[int, float]:
+def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
     if value is None:
         return {1: 1.0}
     if isinstance(value, int) and not isinstance(value, bool):
@@ -305,7 +201,7 @@ def _prompts_per_request(r: _Reader, value: Any, path: str) -> dict[int, float]:
     return {int(n): float(w) for n, w in counts.items()}
 
 
-def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
+def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
     data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
                                   "max_sequence_length", "prompts_per_request"))
     seed = data.get("seed", 0)
@@ -331,86 +227,32 @@ def _workload(r: _Reader, data: Any, base_dir: Path, path: str = "workload") -> 
         sizes[name] = value
     return WorkloadConfig(
         prompts=_prompts(r, data, path, base_dir), seed=seed,
-        steps=r.get(data, "steps", path, _int, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
+        steps=r.get(data, "steps", path, integer, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
                     f"must be an integer in [{contract.MIN_STEPS}, {contract.MAX_STEPS}]"),
-        guidance=r.get(data, "guidance", path, _number, None,
+        guidance=r.get(data, "guidance", path, number, None,
                        lambda v: contract.MIN_GUIDANCE <= v <= contract.MAX_GUIDANCE,
                        f"must be a number in [{contract.MIN_GUIDANCE:g}, {contract.MAX_GUIDANCE:g}]"),
         height=sizes["height"], width=sizes["width"],
-        max_sequence_length=r.get(data, "max_sequence_length", path, _int, None,
+        max_sequence_length=r.get(data, "max_sequence_length", path, integer, None,
                                   lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
                                   f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
                                   f"{contract.MAX_SEQUENCE_LENGTH}]"),
         prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
 
 
-# executor → (required keys, optional keys) beyond the common ones
-_EXECUTOR_KEYS = {
-    "constant-concurrency": (("concurrency",), ()),
-    "ramping-concurrency": (("stages",), ("start",)),
-    "constant-arrival-rate": (("rate",), ()),
-    "poisson-arrival-rate": (("rate",), ("seed",)),
-    "ramping-arrival-rate": (("stages",), ("start",)),
-    "burst": (("burst_size", "every", "bursts"), ()),
-}
-_COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
-
-
-def _stages(r: _Reader, value: Any, path: str) -> list[RampStage]:
-    if not isinstance(value, list) or not value:
-        r.problem(path, "must be a non-empty list of {target, duration}")
-        return []
-    stages = []
-    for i, item in enumerate(value):
-        item = r.mapping(item, f"{path}[{i}]", ("target", "duration"), ("target", "duration"))
-        target = r.get(item, "target", f"{path}[{i}]", _number, None, lambda v: v >= 0, "must be a number >= 0")
-        duration = r.get(item, "duration", f"{path}[{i}]", parse_duration, None, lambda v: v > 0, "must be > 0")
-        if target is not None and duration is not None:
-            stages.append(RampStage(target, duration))
-    return stages
-
-
-def _phase(r: _Reader, data: Any, index: int) -> PhaseConfig | None:
+def _phase(r: Reader, data: Any, index: int) -> Executor | None:
     path = f"phases[{index}]"
     if not isinstance(data, dict):
         r.problem(path, "must be a mapping")
         return None
-    executor = data.get("executor")
-    if executor not in EXECUTORS:
-        r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    executor = EXECUTORS.get(data.get("executor"))
+    if executor is None:
+        r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {data.get('executor')!r}")
         return None
-    required, optional = _EXECUTOR_KEYS[executor]
-    data = r.mapping(data, path, _COMMON_KEYS + required + optional, ("executor",) + required)
-    phase = PhaseConfig(name=str(data.get("name") or f"phase-{index + 1}"), executor=executor)
-    phase.duration_s = r.get(data, "duration", path, parse_duration, None, lambda v: v > 0, "must be > 0")
-    phase.requests = _positive_int(r, data, "requests", path)
-    phase.warmup = r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), False,
-                         expect="must be true or false")
-    phase.max_in_flight = _positive_int(r, data, "max_in_flight", path)
-    phase.concurrency = _positive_int(r, data, "concurrency", path)
-    phase.rate = r.get(data, "rate", path, parse_rate, None, lambda v: v > 0, "must be a rate > 0 like 5/s")
-    phase.start = r.get(data, "start", path, _number, 0.0, lambda v: v >= 0, "must be a number >= 0")
-    if "stages" in data:
-        phase.stages = _stages(r, data["stages"], f"{path}.stages")
-    phase.burst_size = _positive_int(r, data, "burst_size", path)
-    phase.every_s = r.get(data, "every", path, parse_duration, None, lambda v: v > 0, "must be > 0")
-    phase.bursts = _positive_int(r, data, "bursts", path)
-    phase.seed = r.get(data, "seed", path, _int, 0, lambda v: v >= 0, "must be an integer >= 0")
-    phase.thresholds = _thresholds(r, data.get("thresholds"), f"{path}.thresholds")
-    has_end = executor in ("burst",) or executor.startswith("ramping") or phase.duration_s or phase.requests
-    if not has_end:
-        r.problem(path, "needs a duration or a requests count")
-    if executor.startswith("ramping") and (phase.duration_s or phase.requests):
-        r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
-    if executor.endswith("concurrency") and phase.max_in_flight:
-        r.problem(f"{path}.max_in_flight", "applies to arrival-rate and burst executors; a concurrency executor "
-                                           "keeps exactly its concurrency in flight")
-    if executor == "burst" and phase.duration_s:
-        r.problem(f"{path}.duration", "a burst phase lasts bursts x every: remove duration")
-    return phase
+    return executor.parse(r, data, path, name=str(data.get("name") or f"phase-{index + 1}"))
 
 
-def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
+def _verify(r: Reader, data: Any, path: str = "verify") -> VerifyConfig:
     if isinstance(data, bool):
         return VerifyConfig(enabled=data)
     data = r.mapping(data or {}, path, ("enabled", "sample_rate", "gate", *THRESHOLD_KEYS, "save_mismatches",
@@ -422,7 +264,7 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
               "pixel_tolerance": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
               "max_abs": (lambda v: 0 <= v < 1, "must be in [0, 1) (images are in [0, 1])"),
               "min_ssim": (fraction, "must be in (0, 1]")}
-    thresholds = {key: r.get(data, key, path, _number, None, *checks[key]) for key in THRESHOLD_KEYS}
+    thresholds = {key: r.get(data, key, path, number, None, *checks[key]) for key in THRESHOLD_KEYS}
     thresholds = {key: value for key, value in thresholds.items() if value is not None}
     name = r.choice(data, "gate", path, (*GATES, "explicit"), "explicit" if thresholds else "auto")
     if name != "explicit":
@@ -436,28 +278,28 @@ def _verify(r: _Reader, data: Any, path: str = "verify") -> VerifyConfig:
     else:
         gate = explicit_gate(thresholds)
     return VerifyConfig(
-        enabled=r.get(data, "enabled", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+        enabled=r.get(data, "enabled", path, boolean, True,
                       expect="must be true or false"),
-        sample_rate=r.get(data, "sample_rate", path, _number, 1.0, fraction, "must be a fraction in (0, 1]"),
+        sample_rate=r.get(data, "sample_rate", path, number, 1.0, fraction, "must be a fraction in (0, 1]"),
         gate=gate,
-        save_mismatches=r.get(data, "save_mismatches", path, _int, 5, lambda v: v >= 0, "must be an integer >= 0"),
+        save_mismatches=r.get(data, "save_mismatches", path, integer, 5, lambda v: v >= 0, "must be an integer >= 0"),
         output_dir=r.get(data, "output_dir", path, str, None), cache_dir=r.get(data, "cache_dir", path, str, None))
 
 
-def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
+def _capacity(r: Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     data = r.mapping(data or {}, path, ("mode", "start", "max", "step_duration", "min_requests", "repeats",
                                         "precision", "max_in_flight", "warmup"))
     mode = r.choice(data, "mode", path, ("rate", "concurrency"), "rate")
     positive = lambda v: v > 0  # noqa: E731
     config = CapacityConfig(
-        mode=mode, start=r.get(data, "start", path, _number, 1.0, positive, "must be > 0"),
-        max=r.get(data, "max", path, _number, 64.0, positive, "must be > 0"),
+        mode=mode, start=r.get(data, "start", path, number, 1.0, positive, "must be > 0"),
+        max=r.get(data, "max", path, number, 64.0, positive, "must be > 0"),
         step_duration_s=r.get(data, "step_duration", path, parse_duration, 20.0, positive, "must be > 0"),
-        min_requests=r.get(data, "min_requests", path, _int, 20, lambda v: v >= 1, "must be an integer >= 1"),
-        repeats=r.get(data, "repeats", path, _int, 2, lambda v: v >= 1, "must be an integer >= 1"),
-        precision=r.get(data, "precision", path, _number, 0.1, lambda v: 0 < v < 1, "must be in (0, 1)"),
-        max_in_flight=r.get(data, "max_in_flight", path, _int, 64, lambda v: v >= 1, "must be an integer >= 1"),
-        warmup=r.get(data, "warmup", path, lambda v: v if isinstance(v, bool) else int("x"), True,
+        min_requests=r.get(data, "min_requests", path, integer, 20, lambda v: v >= 1, "must be an integer >= 1"),
+        repeats=r.get(data, "repeats", path, integer, 2, lambda v: v >= 1, "must be an integer >= 1"),
+        precision=r.get(data, "precision", path, number, 0.1, lambda v: 0 < v < 1, "must be in (0, 1)"),
+        max_in_flight=r.get(data, "max_in_flight", path, integer, 64, lambda v: v >= 1, "must be an integer >= 1"),
+        warmup=r.get(data, "warmup", path, boolean, True,
                      expect="must be true or false"))
     if config.max < config.start:
         r.problem(f"{path}.max", f"must be >= start ({config.start:g}), got {config.max:g}")
@@ -466,7 +308,7 @@ def _capacity(r: _Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     return config
 
 
-def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
+def _faults(r: Reader, value: Any, path: str = "faults") -> list:
     from flux_async.load.faults import ACTIONS, MODEL_CLASSES, FaultConfig
 
     if value is None:
@@ -494,24 +336,9 @@ def _faults(r: _Reader, value: Any, path: str = "faults") -> list:
     return faults
 
 
-def _thresholds(r: _Reader, value: Any, path: str) -> list[Threshold]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.problem(path, "must be a list of expressions like 'p(99) < 2s'")
-        return []
-    thresholds = []
-    for i, expr in enumerate(value):
-        try:
-            thresholds.append(parse_threshold(str(expr)))
-        except ValueError as exc:
-            r.problem(f"{path}[{i}]", str(exc))
-    return thresholds
-
-
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
-    r = _Reader()
+    r = Reader()
     base_dir = base_dir or Path.cwd()
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
                                         "verify", "capacity", "faults"), ("workload",))
@@ -530,7 +357,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     scenario = Scenario(name=str(data.get("name") or Path(source).stem), description=str(data.get("description", "")),
                         target=_target(r, data.get("target")),
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
-                        thresholds=_thresholds(r, data.get("thresholds"), "thresholds"),
+                        thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=_faults(r, data.get("faults")), source=source)
     if r.problems:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flux_async.load import pacer
-from flux_async.load.pacer import Pacer, Stage
+from flux_async.load.pacer import Pacer
+from flux_async.scenario import schedules
+from flux_async.scenario.schedules import Stage
 
 
 def rounded(times, digits=6):
@@ -19,13 +20,13 @@ def rounded(times, digits=6):
     (10, 0.3, 2, [0.0, 0.1]),
 ])
 def test_constant_rate(rate, duration, count, expected):
-    assert rounded(pacer.constant(rate, duration, count)) == expected
+    assert rounded(schedules.constant(rate, duration, count)) == expected
 
 
 def test_poisson_is_seeded_and_has_the_asked_mean_rate():
-    first = list(pacer.poisson(50, seed=7, duration=200))
-    assert first == list(pacer.poisson(50, seed=7, duration=200))
-    assert first != list(pacer.poisson(50, seed=8, duration=200))
+    first = list(schedules.poisson(50, seed=7, duration=200))
+    assert first == list(schedules.poisson(50, seed=7, duration=200))
+    assert first != list(schedules.poisson(50, seed=8, duration=200))
     assert first[0] == 0.0 and all(b > a for a, b in zip(first, first[1:]))
     assert len(first) == pytest.approx(50 * 200, rel=0.03)  # 10 000 arrivals: within 3 %
 
@@ -38,11 +39,11 @@ def test_poisson_is_seeded_and_has_the_asked_mean_rate():
     (0, [Stage(0, 5)], []),  # a zero rate sends nothing
 ])
 def test_ramping_rate(start, stages, expected):
-    assert rounded(pacer.ramping(start, stages)) == expected
+    assert rounded(schedules.ramping(start, stages)) == expected
 
 
 def test_ramping_rate_integrates_to_the_expected_count():
-    times = list(pacer.ramping(1, [Stage(9, 10), Stage(9, 10)]))
+    times = list(schedules.ramping(1, [Stage(9, 10), Stage(9, 10)]))
     assert len(times) == (1 + 9) * 10 // 2 + 9 * 10  # 50 during the ramp, 90 while holding
 
 
@@ -51,11 +52,11 @@ def test_ramping_rate_integrates_to_the_expected_count():
     (1, [Stage(4, 10)], 99, 4), (0, [Stage(2, 1), Stage(2, 1), Stage(0, 2)], 3, 1),
 ])
 def test_ramped_level(start, stages, t, level):
-    assert pacer.level_at(start, stages, t) == pytest.approx(level)
+    assert schedules.level_at(start, stages, t) == pytest.approx(level)
 
 
 def test_burst_sends_each_burst_at_once():
-    assert list(pacer.burst(3, 2.5, 2)) == [0.0, 0.0, 0.0, 2.5, 2.5, 2.5]
+    assert list(schedules.burst(3, 2.5, 2)) == [0.0, 0.0, 0.0, 2.5, 2.5, 2.5]
 
 
 @pytest.mark.parametrize("elapsed, hits, expected", [
@@ -66,5 +67,5 @@ def test_burst_sends_each_burst_at_once():
     (9.0, 4, (0.0, True)),  # the schedule (4 requests) is over
 ])
 def test_pacer_with_a_fake_clock(elapsed, hits, expected):
-    wait, stop = Pacer(pacer.constant(2, count=4)).pace(elapsed, hits)
+    wait, stop = Pacer(schedules.constant(2, count=4)).pace(elapsed, hits)
     assert (round(wait, 9), stop) == expected
