@@ -1,5 +1,5 @@
-"""`run` and `capacity` from start to exit code: the embedded server when no URL is given, the target, the
-references, the engine (or the capacity search), live progress, signals, and the outputs (DESIGN.md §4)."""
+"""`run` and `capacity` from start to exit code: in a session (session.py), the engine (or the capacity search),
+live progress, signals and faults, then the outputs (outputs.py; DESIGN.md §4)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ class UsageError(ValueError):
 
 @dataclass
 class RunOptions:
+    """The command line's settings for `run` and `capacity` (None: the scenario's own)."""
+
     url: str | None = None
     protocol: str | None = None
     model: str | None = None
