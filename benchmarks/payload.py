@@ -76,7 +76,7 @@ def grpc_bytes(address: str, size: int, prompts: int) -> int:
 async def flux_async_encoding(scenario: Path) -> str:
     """The Content-Encoding flux_async's HTTP target gets: one request through its own session and headers."""
     from flux_async.scenario.config import load_scenario
-    from flux_async.targets.triton import make_target
+    from flux_async.targets.factory import make_target
     from flux_async.scenario.workload import JobSource
 
     config = load_scenario(scenario)

@@ -21,9 +21,9 @@ from flux_async.measure import attribution
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import ClosedLoop, Executor
 from flux_async.measure.recorder import Interval, Recorder, merge_intervals
-from flux_async.targets.triton import Outcome
+from flux_async.targets.base import Outcome, Target
 from flux_async.verification.verifier import Verifier, keep
-from flux_async.scenario.workload import JobSource
+from flux_async.scenario.workload import Job, JobSource
 
 NS = 1_000_000_000
 EARLY_S = 0.0005  # a request may leave this much before its intended time (half the loop's timer resolution)
@@ -80,13 +80,16 @@ else:  # pragma: no cover - Python 3.10
             handle.cancel()
 
 
-class Engine:
-    """Runs `scenario` against `target`, recording into `recorder`."""
+Observer = Callable[[str, Job, Outcome], None]  # (phase name, job, outcome), called as each request ends
 
-    def __init__(self, scenario: Scenario, target, recorder: Recorder, *, max_phase_s: float | None = None,
+
+class Engine:
+    """Runs `scenario` against `target`, recording into `recorder`; `observers` see every request's outcome."""
+
+    def __init__(self, scenario: Scenario, target: Target, recorder: Recorder, *, max_phase_s: float | None = None,
                  interval_s: float = 1.0, listeners: list[Callable[[Interval], None]] = (),
                  samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
-                 verifier: Verifier | None = None, job_stream: int = 0, observers: list[Callable] = (),
+                 verifier: Verifier | None = None, job_stream: int = 0, observers: list[Observer] = (),
                  lost_after_s: float | None = 5.0):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s = max_phase_s, interval_s

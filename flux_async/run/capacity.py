@@ -21,25 +21,22 @@ from flux_async.scenario.config import CapacityConfig, Scenario
 from flux_async.scenario.executors import ConstantArrivalRate, ConstantConcurrency, Executor
 from flux_async.measure.recorder import Recorder
 from flux_async.scenario.thresholds import Threshold, parse_threshold
+from flux_async.scenario.workload import Job
+from flux_async.targets.base import Outcome, Target
 
 IMPLICIT = {"error_rate": "error_rate < 1%", "drop_rate": "drop_rate < 1%"}
 KEEP_UP = 0.95  # rate mode: a step passes only if it completes at least 95 % of the offered rate
 
 
 class CompletionClock:
-    """Passes everything to the target and notes when each successful request completed."""
+    """An engine observer that notes when each successful request completed."""
 
-    def __init__(self, target):
-        self._target, self.done_ns = target, []
+    def __init__(self):
+        self.done_ns: list[int] = []
 
-    def __getattr__(self, name):
-        return getattr(self._target, name)
-
-    async def send(self, job):
-        outcome = await self._target.send(job)
+    def __call__(self, phase: str, job: Job, outcome: Outcome) -> None:
         if outcome.ok:
             self.done_ns.append(outcome.done_ns)
-        return outcome
 
     def rate_per_s(self) -> float | None:
         """Completions per second between the first and the last (None under three completions)."""
@@ -68,7 +65,7 @@ def slo_thresholds(expressions: list[str], mode: str) -> list[Threshold]:
 class CapacitySearch:
     """Runs the steps against an opened target; `steps` keeps every run's figures."""
 
-    def __init__(self, scenario: Scenario, target, config: CapacityConfig, slo: list[str], verifier=None,
+    def __init__(self, scenario: Scenario, target: Target, config: CapacityConfig, slo: list[str], verifier=None,
                  console=None):
         self.scenario, self.target, self.config, self.verifier, self.console = (scenario, target, config, verifier,
                                                                                  console)
@@ -89,8 +86,9 @@ class CapacitySearch:
         self._index += 1
         name = f"warm-up-{load:g}" if warmup else f"step-{self._index}"
         phase = self._phase(load, name)
-        recorder, clock = Recorder(), CompletionClock(self.target)
-        engine = Engine(replace(self.scenario, phases=[phase]), clock, recorder, verifier=self.verifier)
+        recorder, clock = Recorder(), CompletionClock()
+        engine = Engine(replace(self.scenario, phases=[phase]), self.target, recorder, verifier=self.verifier,
+                        observers=[clock])
         self.engine = engine
         usage = ClientUsage()
         run = await engine.run()
@@ -185,7 +183,7 @@ def describe_step(step: dict) -> str:
             + (f" [yellow]{warning}[/yellow]" if (warning := warning_line(step.get("client"))) else ""))
 
 
-def capacity_report(scenario: Scenario, target, section: dict, started_at: datetime, verifier=None) -> dict:
+def capacity_report(scenario: Scenario, target: Target, section: dict, started_at: datetime, verifier=None) -> dict:
     """The capacity JSON: the run report's identity keys, `capacity`, and the verification summary."""
     return {"version": 1, "kind": "capacity", "scenario": scenario.name,
             "target": {"url": target.url, "protocol": target.protocol, "model": target.model},

@@ -25,6 +25,8 @@ from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import SplitError as WorkerSplitError  # noqa: F401  (the cli catches it)
 from flux_async.measure.recorder import Counters, Recorder, new_histogram
 from flux_async.measure.timeline import combine
+from flux_async.run.outputs import finish
+from flux_async.run.session import EXIT_UNREACHABLE, Abort, RunOptions, apply_overrides, embedded_server
 
 
 def divide(scenario: Scenario, index: int, count: int) -> Scenario:
@@ -122,7 +124,7 @@ def _timeline(reports: list[dict], hlogs: list[Path]) -> list[dict]:
                     for report, hlog in zip(reports, hlogs) if "timeline_epoch_s" in report])
 
 
-def worker_command(scenario_path: Path, index: int, count: int, url: str, options, folder: Path,
+def worker_command(scenario_path: Path, index: int, count: int, url: str, options: RunOptions, folder: Path,
                    metrics_url: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "flux_async", "run", str(scenario_path), "--worker", f"{index}/{count}",
                "--url", url, "--no-progress", "--report", str(folder / f"worker-{index}.json"),
@@ -137,10 +139,9 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
     return command
 
 
-async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict | None, int]:
+async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options: RunOptions, console) -> tuple[dict | None, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
     from flux_async.report.json_report import print_summary
-    from flux_async.run.runner import EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server, finish
 
     for index in range(count):
         divide(scenario, index, count)  # raises WorkerSplitError before anything starts

@@ -23,7 +23,8 @@ from flux_async.measure.gates import Gate, WorstScores, gate_summary
 from flux_async.measure.image_scores import Scores, load_metrics, score
 from flux_async.measure.images import save_png
 from flux_async.scenario.config import TargetConfig, VerifyConfig, WorkloadConfig
-from flux_async.targets.triton import FakeTarget, Outcome, make_target
+from flux_async.targets.base import Outcome, Target
+from flux_async.targets.factory import make_target
 from flux_async.scenario.workload import Job
 
 PRECOMPUTE_LIMIT = 64  # references computed before the run at most; the rest on first need
@@ -115,7 +116,7 @@ class Verifier:
         self.config, self.target_config, self.output_dir = config, target_config, output_dir
         self.enabled = config.enabled
         self.note = ""
-        self._target = None
+        self._target: Target | None = None
         self._references: dict[ReferenceKey, np.ndarray] = {}
         self._failed_references: dict[ReferenceKey, str] = {}
         self._pending: list[tuple[str, Job, int, ReferenceKey, np.ndarray]] = []
@@ -134,8 +135,7 @@ class Verifier:
         if not self.enabled:
             return
         self._target = make_target(self.target_config)
-        if isinstance(self._target, FakeTarget) or any(isinstance(t, FakeTarget)
-                                                        for t in getattr(self._target, "targets", [])):
+        if not self._target.returns_images:
             self.enabled, self.note = False, "the fake target makes no images: nothing to verify"
             return
         await self._target.open()

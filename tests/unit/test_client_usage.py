@@ -90,7 +90,7 @@ class LoopBlockingTarget:
     async def send(self, job):
         import time
 
-        from flux_async.targets.triton import Outcome
+        from flux_async.targets.base import Outcome
 
         time.sleep(0.015)
         now = time.perf_counter_ns()

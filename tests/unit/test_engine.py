@@ -13,7 +13,7 @@ from flux_async.load.engine import Engine
 from flux_async.report.json_report import HlogWriter, build_report
 from flux_async.scenario.config import parse_scenario
 from flux_async.measure.recorder import Recorder, stat_ms
-from flux_async.targets.triton import make_target
+from flux_async.targets.factory import make_target
 
 REQUIRED_KEYS = {"version", "scenario", "target", "started_at", "duration_s", "passed", "requests", "images",
                  "throughput", "latency_ms", "service_time_ms", "errors_by_kind", "phases", "verification",

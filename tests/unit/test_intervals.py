@@ -13,7 +13,7 @@ from flux_async.measure.triton_metrics import MetricsScraper
 from flux_async.report.json_report import HlogWriter
 from flux_async.scenario.config import parse_scenario
 from flux_async.measure.recorder import Counters, Interval, Recorder, merge_intervals, new_histogram
-from flux_async.targets.triton import make_target
+from flux_async.targets.factory import make_target
 from flux_async.measure.timeline import Timeline, combine
 
 NS = 1_000_000_000

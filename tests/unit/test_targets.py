@@ -7,8 +7,11 @@ import asyncio
 import pytest
 
 from flux_async.scenario.config import TargetConfig
-from flux_async.targets.triton import BalancedTarget, Endpoint, GrpcStreamTarget, GrpcTarget, HttpTarget, make_target, \
-    parse_url
+from flux_async.targets.balanced import BalancedTarget
+from flux_async.targets.base import Endpoint
+from flux_async.targets.factory import make_target, parse_url
+from flux_async.targets.grpc import GrpcStreamTarget, GrpcTarget
+from flux_async.targets.http import HttpTarget
 
 
 @pytest.mark.parametrize("url, protocol, expected", [

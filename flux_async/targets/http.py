@@ -1,0 +1,84 @@
+"""The HTTP target: aiohttp against Triton's KServe v2 endpoint, with the binary tensor extension."""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+from flux_async.http_session import client_session
+from flux_async.measure import attribution
+from flux_async.scenario.config import TargetConfig
+from flux_async.scenario.workload import Job
+from flux_async.targets import wire
+from flux_async.targets.base import Endpoint, Outcome, Target, check_ready, error_kind, succeeded
+from flux_async.targets.wire import EncodedRequests
+
+
+class HttpTarget(Target):
+    """aiohttp POST to /v2/models/<model>/infer with the binary tensor extension (tensors never travel as JSON)."""
+
+    protocol = "http"
+    returns_images = True
+
+    def __init__(self, endpoint: Endpoint, config: TargetConfig):
+        self.endpoint, self.config, self.model = endpoint, config, config.model_name
+        self.url = endpoint.url(self.protocol)
+        self.base = f"{'https' if endpoint.tls else 'http'}://{endpoint.address}"
+        self._infer_url = f"{self.base}/v2/models/{self.model}/infer"
+        self.session = None
+        self.requests = EncodedRequests(wire.http_request)
+
+    async def open(self) -> None:
+        import aiohttp
+        import tritonclient.http  # noqa: F401  (the body encoder: imported now, not during the first request)
+
+        context = None
+        if self.endpoint.tls:
+            tls = self.config.tls
+            context = ssl.create_default_context(cafile=tls.ca_file if tls else None)
+            if tls and tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+        connector = aiohttp.TCPConnector(limit=0, ssl=context if context is not None else False)
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=self.config.connect_timeout_s)
+        self.session = client_session(self.config.compression, self.config.headers, connector=connector,
+                                      timeout=timeout)
+        await check_ready(self, self._ready)
+
+    async def _ready(self) -> tuple[bool, bool]:
+        async with self.session.get(f"{self.base}/v2/health/live") as live:
+            if live.status != 200:
+                return False, False
+        async with self.session.get(f"{self.base}/v2/models/{self.model}/ready") as ready:
+            return True, ready.status == 200
+
+    async def live(self) -> bool:
+        try:
+            async with self.session.get(f"{self.base}/v2/health/live",
+                                        timeout=min(self.config.connect_timeout_s, 5)) as response:
+                return response.status == 200
+        except Exception:
+            return False
+
+    async def statistics(self) -> dict[str, dict]:
+        async with self.session.get(f"{self.base}/v2/models/stats") as response:
+            response.raise_for_status()
+            return attribution.normalize(await response.json())
+
+    async def send(self, job: Job) -> Outcome:
+        body, headers = self.requests.get(job)
+        sent = time.perf_counter_ns()
+        try:
+            async with self.session.post(self._infer_url, data=body, headers=headers) as response:
+                payload = await response.read()
+                if response.status != 200:
+                    return Outcome(sent, time.perf_counter_ns(), False, error_kind=f"HTTP {response.status}",
+                                   error=payload[:500].decode("utf-8", "replace"))
+                length = response.headers.get("Inference-Header-Content-Length")
+            parts = wire.http_images(payload, int(length) if length else None, job.verify)
+        except Exception as exc:
+            return Outcome(sent, time.perf_counter_ns(), False, error_kind=error_kind(exc), error=str(exc))
+        return succeeded(sent, *parts)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
