@@ -120,7 +120,7 @@ class Verification(JsonObject):
 
 
 @dataclass
-class ClientUsage(JsonObject):
+class ClientUsageSummary(JsonObject):
     """The tester's own cost and its saturation verdict (keys of measure.client_usage; older reports lack some)."""
 
     requests: int | Absent = ABSENT
@@ -181,7 +181,7 @@ class Report(JsonObject):
     metrics_url: str | None = None
     faults: list[dict] | Absent = ABSENT
     workers: int | Absent = ABSENT  # merged from `run --workers`
-    client: ClientUsage | None | Absent = ABSENT
+    client: ClientUsageSummary | None | Absent = ABSENT
     worker: str | Absent = ABSENT  # "i/N": one worker's share, with its raw histograms for the parent
     histograms: dict[str, str] | Absent = ABSENT
     timeline_epoch_s: float | Absent = ABSENT
@@ -207,7 +207,7 @@ class CapacityStep(JsonObject):
     passed: bool = False
     stages: dict | None = None
     interrupted: bool = False
-    client: ClientUsage | None | Absent = ABSENT
+    client: ClientUsageSummary | None | Absent = ABSENT
     rate_per_s: float | Absent = ABSENT
     completion_rate_per_s: float | None | Absent = ABSENT
     concurrency: int | Absent = ABSENT
@@ -245,7 +245,7 @@ class CapacityReport(JsonObject):
     finished_at: str = ""
     passed: bool = False
     capacity: CapacitySection = field(default_factory=CapacitySection)
-    client: ClientUsage | None = None
+    client: ClientUsageSummary | None = None
     verification: Verification = field(default_factory=Verification)
     machine: dict | Absent = ABSENT
     extra: dict = field(default_factory=dict)
