@@ -15,8 +15,8 @@ from flux_async.measure.client_usage import warning_line
 from flux_async.report.plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
                     draw_throughput, gpu_memory_series, svg)
 from flux_async.measure.recorder import new_histogram, stat_ms
-from flux_async.report.hlog_merge import read_log
-from flux_async.report.json_report import HlogWriter, client_json, describe_observed, format_ms, observed_phrase
+from flux_async.report.hlog import read_log, tag as hlog_tag
+from flux_async.report.json_report import client_json, describe_observed, format_ms, observed_phrase
 from flux_async.report.schema import (CapacityReport, CapacitySection, Report, ThresholdResult, Verification,
                                       load_report)
 from flux_async.report.typed_json import ABSENT
@@ -65,7 +65,7 @@ def hlog_spectrum(report: dict | Report, hlog: str | Path) -> dict[str, list[lis
     """A dense percentile spectrum of the measured phases from the run's interval log (exact HDR sums)."""
     report = load_report(report)
     phases = report.phases if isinstance(report, Report) else []
-    metric_of = {HlogWriter.tag(p.name, metric): metric for p in phases if not p.warmup for metric in ("latency", "service")}
+    metric_of = {hlog_tag(p.name, metric): metric for p in phases if not p.warmup for metric in ("latency", "service")}
     totals = {}
     for _, _, tag, histogram in read_log(hlog):
         if tag in metric_of:

@@ -1,11 +1,8 @@
-"""Reports of a run: the JSON report (DESIGN.md §5, version 1), the console table, and the HdrHistogram interval log."""
+"""Reports of a run: the JSON report (DESIGN.md §5, version 1; its types in report/schema.py) and the console table."""
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from flux_async.measure.attribution import first_to_queue
@@ -285,42 +282,3 @@ def print_summary(report: dict | Report, console) -> None:
     verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
     console.print(f"{verdict}  {report.figures.requests.ok} ok / {report.figures.requests.sent} sent, "
                   f"{report.figures.images.ok} images in {report.figures.duration_s:.1f}s")
-
-
-class HlogWriter:
-    """An HdrHistogram interval log: one tag per phase and metric ('<phase>:<metric>'), values in microseconds.
-
-    The header is written here (hdrh's writer formats the start time wrongly): StartTime and BaseTime in seconds
-    since the epoch, interval timestamps relative to them, as `hdrh.log.HistogramLogReader` expects."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.start_epoch, self.start_ns = time.time(), time.perf_counter_ns()
-        iso = datetime.fromtimestamp(self.start_epoch, timezone.utc).isoformat(timespec="milliseconds")
-        self.file = open(self.path, "w", encoding="utf-8")
-        self.file.write(f"#[flux_async interval log: tags are <phase>:<metric>, values in microseconds]\n"
-                        f"#[Histogram log format version 1.3]\n"
-                        f"#[StartTime: {self.start_epoch:.3f} (seconds since epoch), {iso}]\n"
-                        f"#[BaseTime: {self.start_epoch:.3f} (seconds since epoch)]\n"
-                        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
-        self.file.flush()
-
-    @staticmethod
-    def tag(phase: str, metric: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", phase) + ":" + metric
-
-    def write(self, interval) -> None:
-        """Append one interval's histograms; flushed so an interrupted run keeps it."""
-        start = max(0.0, (interval.start_ns - self.start_ns) / 1e9)
-        length = max(0.0, (interval.end_ns - interval.start_ns) / 1e9)
-        for (phase, metric), histogram in sorted(interval.histograms.items()):
-            if histogram.get_total_count() == 0:
-                continue
-            payload = histogram.encode().decode("ascii")
-            self.file.write(f"Tag={self.tag(phase, metric)},{start:.3f},{length:.3f},"
-                            f"{histogram.get_max_value() / 1000:.3f},{payload}\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()

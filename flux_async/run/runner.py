@@ -15,9 +15,10 @@ from flux_async.load.engine import Engine
 from flux_async.measure.gpu import GpuSampler
 from flux_async.measure.triton_metrics import MetricsScraper
 from flux_async.report.progress import show_progress
-from flux_async.report.json_report import HlogWriter, build_report, print_summary, write_json
+from flux_async.report.hlog import HlogWriter
+from flux_async.report.json_report import build_report, print_summary, write_json
 from flux_async.scenario.config import PROTOCOLS, Scenario
-from flux_async.measure.recorder import Recorder
+from flux_async.measure.recorder import Recorder, encode_histograms
 from flux_async.measure.timeline import Timeline
 from flux_async.targets.triton import TargetUnreachable, make_target
 from flux_async.verification.verifier import Verifier, workload_keys
@@ -249,8 +250,6 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                           faults=injector.summary() if injector else None)
     report["client"] = client
     if options.worker is not None:
-        from flux_async.run.workers import encode_histograms
-
         report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
         report["histograms"] = encode_histograms(recorder)
         report["timeline_epoch_s"] = result.started_at.timestamp()  # the parent aligns the workers' timelines
