@@ -60,7 +60,7 @@ class HlogWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.start_epoch, self.start_ns = time.time(), time.perf_counter_ns()
-        self.file = open(self.path, "w", encoding="utf-8")
+        self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115  (open for the run, closed by close())
         write_header(self.file, "flux_async interval log: tags are <phase>:<metric>, values in microseconds",
                      self.start_epoch)
         self.file.flush()

@@ -11,9 +11,7 @@ import dataclasses
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar
-
-T = TypeVar("T", bound="JsonObject")
+from typing import Any, Self
 
 
 class Absent:
@@ -21,7 +19,7 @@ class Absent:
 
     _instance: Absent | None = None
 
-    def __new__(cls) -> Absent:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -117,7 +115,7 @@ class JsonObject:
         return result
 
     @classmethod
-    def from_json(cls: type[T], data: dict) -> T:
+    def from_json(cls, data: dict) -> Self:
         """The object of a JSON dict; missing keys take their defaults, unknown keys go to `extra`."""
         values = {}
         for f, shape, nested in _fields(cls):

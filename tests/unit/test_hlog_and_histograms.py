@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import random
+import re
 
-from flux_async.measure.recorder import Counters, Interval, Recorder, add_encoded, encode_histograms, new_histogram
+from flux_async.measure.recorder import (
+    Counters,
+    Interval,
+    Recorder,
+    add_encoded,
+    encode_histograms,
+    new_histogram,
+)
 from flux_async.report.hlog import HlogWriter, read_log
 from flux_async.report.hlog_merge import merge_logs, write_log
 
@@ -26,8 +34,6 @@ def _log(path, intervals):
 
 
 def test_run_and_merged_logs_share_the_header_and_line_format(tmp_path):
-    import re
-
     ns = HlogWriter(tmp_path / "probe.hlog").start_ns
     _log(tmp_path / "a.hlog", [(ns, ns + 10**9, {("p", "latency"): _histogram([1000, 2000])}),
                                (ns + 10**9, ns + 2 * 10**9, {("p 1", "service"): _histogram([5000])})])

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from flux_async.report.schema import (REPORT_VERSION, CapacityReport, Figures, Latency, Report, ThresholdResult,
-                                      load_report)
+from flux_async.report.schema import (
+    REPORT_VERSION,
+    CapacityReport,
+    Figures,
+    Latency,
+    Report,
+    ThresholdResult,
+    load_report,
+)
 from flux_async.report.typed_json import ABSENT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
