@@ -170,3 +170,18 @@ class Recorder:
         for phase in phases:
             total.add(self.counters[phase])
         return total
+
+
+def encode_histograms(recorder: Recorder) -> dict[str, str]:
+    """The recorder's cumulative histograms as text, for another process to add up:
+    {'phase\\tmetric\\tprotocol\\tn': compressed HDR payload}."""
+    return {"\t".join(map(str, key)): histogram.encode().decode("ascii")
+            for key, histogram in recorder.histograms.items()}
+
+
+def add_encoded(recorder: Recorder, encoded: dict[str, str]) -> None:
+    """Add `encode_histograms`' output into `recorder`'s cumulative histograms (exactly: HDR histograms add)."""
+    for key, payload in encoded.items():
+        phase, metric, protocol, prompts = key.split("\t")
+        target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts)), new_histogram())
+        target.decode_and_add(payload)

@@ -15,11 +15,16 @@ from flux_async.measure.recorder import Counters, Interval, new_histogram, stat_
 COUNTS = ("sent", "ok", "errors", "dropped", "images")
 
 
-def _percentiles(row: dict, histograms: dict) -> None:
-    """p50 and p99 of latency, service and lag (ms; None without samples) into `row`."""
+def _row(t: float, dt: float, counts: dict[str, int], requests_per_s: float, images_per_s: float,
+         histograms: dict, **fields) -> dict:
+    """One timeline row: counts, rates, `fields`, then p50 and p99 of latency, service and lag (ms; None without
+    samples) from `histograms` (per metric)."""
+    row = {"t": t, "dt": dt, **counts, "requests_per_s": round(requests_per_s, 4),
+           "images_per_s": round(images_per_s, 4), **fields}
     for metric in ("latency", "service", "lag"):
         for stat in ("p50", "p99"):
             row[f"{metric}_{stat}_ms"] = stat_ms(histograms.get(metric), stat)
+    return row
 
 
 class Timeline:
@@ -33,18 +38,16 @@ class Timeline:
         seconds = (interval.end_ns - interval.start_ns) / 1e9
         if seconds <= 0:
             return
-        row = {"t": round((interval.start_ns - self.start_ns) / 1e9, 3), "dt": round(seconds, 3),
-               "phases": sorted(interval.counters)}
         total = Counters()
         for counters in interval.counters.values():
             total.add(counters)
-        row.update({"sent": total.sent, "ok": total.ok, "errors": total.errors, "dropped": total.dropped,
-                    "images": total.images_ok, "requests_per_s": round(total.ok / seconds, 4),
-                    "images_per_s": round(total.images_ok / seconds, 4)})
         merged: dict = {}
         for (_, name), histogram in interval.histograms.items():
             merged.setdefault(name, new_histogram()).add(histogram)
-        _percentiles(row, merged)
+        counts = {"sent": total.sent, "ok": total.ok, "errors": total.errors, "dropped": total.dropped,
+                  "images": total.images_ok}
+        row = _row(round((interval.start_ns - self.start_ns) / 1e9, 3), round(seconds, 3), counts,
+                   total.ok / seconds, total.images_ok / seconds, merged, phases=sorted(interval.counters))
         for name, reading in interval.samples.items():
             if name == "loop_cpu_s":  # the engine's reading: its loop thread's CPU in this interval
                 row["loop_busy"] = round(reading / seconds, 3)
@@ -84,9 +87,6 @@ def combine(parts: list[tuple[float, list[dict], list]], interval_s: float = 1.0
     for index in sorted(cells):
         cell = cells[index]
         rates = [(ok / seconds, images / seconds) for ok, images, seconds in cell["rates"].values() if seconds > 0]
-        row = {"t": round(index * interval_s, 3), "dt": interval_s, **cell["counts"],
-               "requests_per_s": round(sum(r for r, _ in rates), 4),
-               "images_per_s": round(sum(i for _, i in rates), 4), "outbound_queue": sum(cell["queue"].values())}
-        _percentiles(row, cell["histograms"])
-        result.append(row)
+        result.append(_row(round(index * interval_s, 3), interval_s, cell["counts"], sum(r for r, _ in rates),
+                           sum(i for _, i in rates), cell["histograms"], outbound_queue=sum(cell["queue"].values())))
     return result

@@ -14,57 +14,58 @@ from flux_async import __version__
 from flux_async.measure.client_usage import warning_line
 from flux_async.report.plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
                     draw_throughput, gpu_memory_series, svg)
-from flux_async.report.json_report import describe_observed, format_ms, observed_phrase
+from flux_async.measure.recorder import new_histogram, stat_ms
+from flux_async.report.hlog import read_log, tag as hlog_tag
+from flux_async.report.json_report import client_json, describe_observed, format_ms, observed_phrase
+from flux_async.report.schema import (CapacityReport, CapacitySection, Report, ThresholdResult, Verification,
+                                      load_report)
+from flux_async.report.typed_json import ABSENT
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"
 THUMBNAIL_PX = 192
 
 
-def verdict_reasons(report: dict) -> list[str]:
+def verdict_reasons(report: dict | Report | CapacityReport) -> list[str]:
     """Why the run failed (each failed check, in words), or what it passed."""
-    if report.get("kind") == "capacity":
-        return _capacity_reasons(report)
+    report = load_report(report)
+    if isinstance(report, CapacityReport):
+        return _capacity_reasons(report.capacity)
     reasons = []
-    for result in report.get("thresholds", []):
-        if not result["ok"]:
-            where = f" in phase {result['phase']!r}" if "phase" in result else ""
-            reasons.append(f"threshold {result['expr']}{where} not met: {observed_phrase(result)}")
-    verification = report.get("verification", {})
-    if verification.get("mismatches"):
-        reasons.append(f"{verification['mismatches']} of {verification['checked']} images differ from their "
+    for result in report.thresholds:
+        if not result.ok:
+            where = f" in phase {result.phase!r}" if result.phase is not ABSENT else ""
+            reasons.append(f"threshold {result.expr}{where} not met: {observed_phrase(result)}")
+    verification = report.verification
+    if verification.mismatches:
+        reasons.append(f"{verification.mismatches} of {verification.checked} images differ from their "
                        "single-prompt runs")
-    reasons += [f"unstable references: {problem}" for problem in verification.get("unstable_references", [])]
-    if report.get("interrupted"):
-        reasons.append(f"the run was interrupted: {report.get('stop_reason')}")
-    if report.get("histogram_overflow"):
-        reasons.append(f"{report['histogram_overflow']} latencies were beyond the histograms' range")
-    reasons += [f"fault {f['action']} {f.get('model') or 'server'}: {f['error']}" for f in report.get("faults", [])
+    reasons += [f"unstable references: {problem}" for problem in verification.unstable_references or []]
+    if report.interrupted:
+        reasons.append(f"the run was interrupted: {report.stop_reason}")
+    if report.histogram_overflow:
+        reasons.append(f"{report.histogram_overflow} latencies were beyond the histograms' range")
+    reasons += [f"fault {f['action']} {f.get('model') or 'server'}: {f['error']}" for f in report.faults or []
                 if f.get("error")]
     if reasons:
         return reasons
-    checked = f"; {verification['checked']} images verified against their single runs" if verification.get(
-        "enabled") else ""
-    return [f"all {len(report.get('thresholds', []))} thresholds met{checked}"]
+    checked = f"; {verification.checked} images verified against their single runs" if verification.enabled else ""
+    return [f"all {len(report.thresholds)} thresholds met{checked}"]
 
 
-def _capacity_reasons(report: dict) -> list[str]:
-    section = report["capacity"]
-    if section.get("interrupted"):
+def _capacity_reasons(section: CapacitySection) -> list[str]:
+    if section.interrupted:
         return ["the search was interrupted"]
-    if section["max_rate_per_s"] <= 0:
-        return [f"no load met the SLO ({' and '.join(section['slo'])})"]
-    return [f"capacity {section['max_rate_per_s']:.3g} requests/s under {' and '.join(section['slo'])}; bounded by "
-            f"{section['bounded_by']}"]
+    if section.max_rate_per_s <= 0:
+        return [f"no load met the SLO ({' and '.join(section.slo)})"]
+    return [f"capacity {section.max_rate_per_s:.3g} requests/s under {' and '.join(section.slo)}; bounded by "
+            f"{section.bounded_by}"]
 
 
-def hlog_spectrum(report: dict, hlog: str | Path) -> dict[str, list[list[float]]]:
+def hlog_spectrum(report: dict | Report, hlog: str | Path) -> dict[str, list[list[float]]]:
     """A dense percentile spectrum of the measured phases from the run's interval log (exact HDR sums)."""
-    from flux_async.report.hlog_merge import read_log
-    from flux_async.report.json_report import HlogWriter
-    from flux_async.measure.recorder import new_histogram, stat_ms
-
-    metric_of = {HlogWriter.tag(p["name"], metric): metric for p in report.get("phases", []) if not p.get("warmup")
-                 for metric in ("latency", "service")}
+    report = load_report(report)
+    phases = report.phases if isinstance(report, Report) else []
+    metric_of = {hlog_tag(p.name, metric): metric for p in phases if not p.warmup for metric in ("latency", "service")}
     totals = {}
     for _, _, tag, histogram in read_log(hlog):
         if tag in metric_of:
@@ -88,20 +89,20 @@ def thumbnail(path: str | Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _gallery(verification: dict) -> list[dict]:
+def _gallery(verification: Verification) -> list[dict]:
     """The mismatches whose images were saved (verify.save_mismatches of them), thumbnails inline."""
     return [{**example, "images": {Path(f).stem: thumbnail(f) for f in example["files"] if f.endswith(".png")}}
-            for example in verification.get("mismatch_examples", []) if example.get("files")]
+            for example in verification.mismatch_examples or [] if example.get("files")]
 
 
-def _charts(report: dict, spectrum: dict | None) -> dict[str, str]:
-    if report.get("kind") == "capacity":
+def _charts(report: Report | CapacityReport, spectrum: dict | None) -> dict[str, str]:
+    if isinstance(report, CapacityReport):
         return {"capacity": svg(draw_capacity, report, name="capacity", size=(12, 5.2))}
     charts = {"latency": svg(draw_latency, report, name="latency"),
               "spectrum": svg(draw_spectrum, report, spectrum, name="spectrum"),
               "throughput": svg(draw_throughput, report, name="throughput"),
               "lag": svg(draw_lag, report, name="lag")}
-    if gpu_memory_series(report.get("timeline", []))[1]:
+    if gpu_memory_series(report.timeline)[1]:
         charts["gpu-memory"] = svg(draw_gpu_memory, report, name="gpu-memory")
     return charts
 
@@ -113,22 +114,25 @@ def _environment():
     environment = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     environment.filters["ms"] = lambda value: "–" if value is None else format_ms(value)
     environment.filters["observed"] = lambda result: (
-        "nothing measured" if result["value"] is None else describe_observed(result))
+        "nothing measured" if result["value"] is None else describe_observed(ThresholdResult.from_json(result)))
     return environment
 
 
-def render_html(report: dict, hlog: str | Path | None = None, source: str | None = None) -> str:
+def render_html(report: dict | Report | CapacityReport, hlog: str | Path | None = None,
+                source: str | None = None) -> str:
     """The page as a string. `hlog`: the run's interval log, for the spectrum; `source`: named in the footer."""
-    spectrum = hlog_spectrum(report, hlog) if hlog and Path(hlog).is_file() else None
+    typed = load_report(report)
+    spectrum = hlog_spectrum(typed, hlog) if hlog and Path(hlog).is_file() else None
     template = _environment().from_string(TEMPLATE.read_text(encoding="utf-8"))
-    stage_charts = {p["name"]: svg(draw_stages, p, name=f"stages-{i}", size=(12, 1.2 + 0.35 * len(p["stages"])))
-                    for i, p in enumerate(report.get("phases", [])) if p.get("stages")}
-    return template.render(report=report, kind=report.get("kind", "run"), reasons=verdict_reasons(report),
-                           tester_warning=warning_line(report.get("client")),
-                           charts=_charts(report, spectrum), stage_charts=stage_charts,
-                           gallery=_gallery(report.get("verification", {})),
-                           spectrum_source=Path(hlog).name if spectrum else "the JSON report",
-                           machine=report.get("machine") or {}, version=__version__, source=source)
+    phases = typed.phases if isinstance(typed, Report) else []
+    stage_charts = {p.name: svg(draw_stages, p, name=f"stages-{i}", size=(12, 1.2 + 0.35 * len(p.stages)))
+                    for i, p in enumerate(phases) if p.stages}
+    page_data = report if isinstance(report, dict) else typed.to_json()  # the template reads the JSON as it is
+    return template.render(report=page_data, kind=typed.kind, reasons=verdict_reasons(typed),
+                           tester_warning=warning_line(client_json(typed.client)),
+                           charts=_charts(typed, spectrum), stage_charts=stage_charts,
+                           gallery=_gallery(typed.verification), spectrum_source=Path(hlog).name if spectrum
+                           else "the JSON report", machine=typed.machine or {}, version=__version__, source=source)
 
 
 def write_html(report: dict, path: str | Path, hlog: str | Path | None = None, source: str | None = None) -> Path:

@@ -1,11 +1,8 @@
-"""Reports of a run: the JSON report (docs/report.md, version 1), the console table, the HdrHistogram interval log."""
+"""Reports of a run: the JSON report (docs/report.md, version 1; its types in report/schema.py) and the console table."""
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from flux_async.measure.attribution import first_to_queue
@@ -14,8 +11,10 @@ from flux_async.load.engine import RunResult
 from flux_async.scenario.config import Scenario
 from flux_async.measure.recorder import Counters, Recorder, stat_ms, summarize_ms
 from flux_async.scenario.thresholds import Threshold, parse_threshold
+from flux_async.report.schema import (ClientUsageSummary, Figures, Images, Latency, Phase, PhaseVerification, PromptsFigures,
+                                      Report, Requests, Target, Throughput, ThresholdResult, Verification)
+from flux_async.report.typed_json import ABSENT
 
-REPORT_VERSION = 1
 # Without an error_rate threshold, any error fails the run (say how many are acceptable to allow some).
 IMPLICIT_ERROR_THRESHOLD = "error_rate == 0"
 
@@ -24,33 +23,33 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
-def figures(recorder: Recorder, phases: set[str], duration_s: float) -> dict:
-    """The report's per-scope keys (requests … errors_by_kind) over `phases`."""
+def _latency(histogram) -> Latency:
+    return Latency(**summarize_ms(histogram))
+
+
+def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
+    """The report's per-scope figures (requests … errors_by_kind) over `phases`."""
     counters = recorder.merged_counters(phases)
     by_prompts = {}
     for n in recorder.prompts_counts(phases):
         latency = recorder.merged("latency", phases, prompts=n)
-        by_prompts[str(n)] = {"ok": latency.get_total_count() if latency else 0, "latency_ms": summarize_ms(latency),
-                              "service_time_ms": summarize_ms(recorder.merged("service", phases, prompts=n))}
-    result = {
-        "duration_s": round(duration_s, 3),
-        "requests": {"sent": counters.sent, "ok": counters.ok, "errors": counters.errors, "dropped": counters.dropped},
-        "images": {"ok": counters.images_ok},
-        "throughput": {"requests_per_s": _rate(counters.ok, duration_s), "images_per_s": _rate(counters.images_ok,
-                                                                                               duration_s)},
-        "latency_ms": summarize_ms(recorder.merged("latency", phases)),
-        "service_time_ms": summarize_ms(recorder.merged("service", phases)),
-        "errors_by_kind": dict(sorted(counters.errors_by_kind.items())),
-        "schedule_lag_ms": summarize_ms(recorder.merged("lag", phases)),
-        "by_prompts_per_request": by_prompts,
-    }
+        by_prompts[str(n)] = PromptsFigures(latency.get_total_count() if latency else 0, _latency(latency),
+                                            _latency(recorder.merged("service", phases, prompts=n)))
     ttfr = recorder.merged("ttfr", phases)
-    if ttfr is not None:
-        result["time_to_first_response_ms"] = summarize_ms(ttfr)
-    return result
+    return Figures(
+        duration_s=round(duration_s, 3),
+        requests=Requests(counters.sent, counters.ok, counters.errors, counters.dropped),
+        images=Images(counters.images_ok),
+        throughput=Throughput(_rate(counters.ok, duration_s), _rate(counters.images_ok, duration_s)),
+        latency_ms=_latency(recorder.merged("latency", phases)),
+        service_time_ms=_latency(recorder.merged("service", phases)),
+        errors_by_kind=dict(sorted(counters.errors_by_kind.items())),
+        schedule_lag_ms=_latency(recorder.merged("lag", phases)),
+        by_prompts_per_request=by_prompts,
+        time_to_first_response_ms=_latency(ttfr) if ttfr is not None else ABSENT)
 
 
-def _lookup(recorder: Recorder, phases: set[str], scope: dict, mismatches: int):
+def _lookup(recorder: Recorder, phases: set[str], scope: Figures, mismatches: int):
     def lookup(kind: str, stat: str | None) -> float | None:
         if stat is not None:
             return stat_ms(recorder.merged(kind, phases), stat)
@@ -59,7 +58,7 @@ def _lookup(recorder: Recorder, phases: set[str], scope: dict, mismatches: int):
             "error_rate": counters.errors / counters.sent if counters.sent else None,
             "drop_rate": counters.dropped / (counters.sent + counters.dropped) if counters.sent + counters.dropped
             else None,
-            "images_per_s": scope["throughput"]["images_per_s"], "requests_per_s": scope["throughput"]["requests_per_s"],
+            "images_per_s": scope.throughput.images_per_s, "requests_per_s": scope.throughput.requests_per_s,
             "errors": counters.errors, "dropped": counters.dropped, "mismatches": mismatches,
         }
         return values[kind]
@@ -67,17 +66,14 @@ def _lookup(recorder: Recorder, phases: set[str], scope: dict, mismatches: int):
     return lookup
 
 
-def evaluate(thresholds: list[Threshold], recorder: Recorder, phases: set[str], scope: dict, mismatches: int,
-             phase: str | None = None) -> list[dict]:
+def evaluate(thresholds: list[Threshold], recorder: Recorder, phases: set[str], scope: Figures, mismatches: int,
+             phase: str | None = None) -> list[ThresholdResult]:
     """Each threshold's observed value and verdict over `phases` (`scope`: their figures)."""
     lookup = _lookup(recorder, phases, scope, mismatches)
     results = []
     for threshold in thresholds:
-        value, ok = threshold.check(lookup)
-        entry = {"expr": threshold.expr, "value": value, "ok": ok}  # value None: nothing was measured
-        if phase is not None:
-            entry["phase"] = phase
-        results.append(entry)
+        value, ok = threshold.check(lookup)  # value None: nothing was measured
+        results.append(ThresholdResult(threshold.expr, value, ok, phase if phase is not None else ABSENT))
     return results
 
 
@@ -94,77 +90,79 @@ def spectrum(recorder: Recorder, phases: set[str]) -> dict[str, list[list[float]
     return result
 
 
-def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False,
-                 verifier=None, timeline: list | None = None, gpu: dict | None = None,
-                 metrics_url: str | None = None, faults: list | None = None) -> dict:
-    """The JSON report. Warm-up phases are reported but left out of the top-level figures (verification counts
+DISABLED_VERIFICATION = {"enabled": False, "checked": 0, "mismatches": 0}
+
+
+def run_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedded: bool = False,
+               verifier=None, timeline: list | None = None, gpu: dict | None = None,
+               metrics_url: str | None = None, faults: list | None = None) -> Report:
+    """The report of a run. Warm-up phases are reported but left out of the top-level figures (verification counts
     every checked image, warm-up included: a wrong image is wrong in any phase)."""
     measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
     top_phases = {p.name for p in measured}
-    verification = verifier.summary() if verifier is not None else {"enabled": False, "checked": 0, "mismatches": 0}
-    mismatches = verification["mismatches"]
-    report = {"version": REPORT_VERSION, "scenario": scenario.name,
-              "target": {"url": run.target_url, "protocol": run.protocol, "model": run.model},
-              "started_at": run.started_at.isoformat(timespec="seconds"), "duration_s": 0.0, "passed": False}
-    report.update(figures(recorder, top_phases, sum(p.duration_s for p in measured)))
+    verification = Verification.from_json(verifier.summary() if verifier is not None else DISABLED_VERIFICATION)
+    top = figures(recorder, top_phases, sum(p.duration_s for p in measured))
     thresholds = list(scenario.thresholds)
     all_thresholds = thresholds + [t for p in scenario.phases for t in p.thresholds]
     if not any(t.kind == "error_rate" for t in all_thresholds):
         thresholds.append(parse_threshold(IMPLICIT_ERROR_THRESHOLD))
-    results = evaluate(thresholds, recorder, top_phases, report, mismatches)
+    results = evaluate(thresholds, recorder, top_phases, top, verification.mismatches)
     phases = []
     for phase in run.phases:
         if not phase.started_ns:
             continue
-        scope = {"name": phase.name, "executor": phase.config.executor, "warmup": phase.config.warmup,
-                 "finished": phase.finished, **figures(recorder, {phase.name}, phase.duration_s)}
+        scope = Phase(phase.name, phase.config.executor, phase.config.warmup, phase.finished,
+                      figures(recorder, {phase.name}, phase.duration_s))
         if phase.stages is not None:
-            scope["stages"] = phase.stages
-            scope["first_to_queue"] = first_to_queue(phase.stages)
+            scope.stages, scope.first_to_queue = phase.stages, first_to_queue(phase.stages)
         if verifier is not None:
-            scope["verification"] = verifier.phase_summary(phase.name)
-        phase_mismatches = scope.get("verification", {}).get("mismatches", 0)
-        scope["thresholds"] = evaluate(phase.config.thresholds, recorder, {phase.name}, scope, phase_mismatches,
-                                       phase.name)
-        results += scope["thresholds"]
+            scope.verification = PhaseVerification.from_json(verifier.phase_summary(phase.name))
+        phase_mismatches = scope.verification.mismatches if scope.verification else 0
+        scope.thresholds = evaluate(phase.config.thresholds, recorder, {phase.name}, scope.figures, phase_mismatches,
+                                    phase.name)
+        results += scope.thresholds
         phases.append(scope)
-    report.update({"phases": phases, "verification": verification, "thresholds": results,
-                   "interrupted": run.interrupted, "stop_reason": run.stop_reason,
-                   "wall_time_s": round(run.wall_s, 3),
-                   "histogram_overflow": recorder.overflow, "embedded_server": embedded,
-                   "spectrum": spectrum(recorder, top_phases), "timeline": timeline or [],
-                   "gpu": gpu or {"available": False, "reason": "not sampled"}, "metrics_url": metrics_url})
-    if faults is not None:
-        report["faults"] = faults
-    report["passed"] = (all(r["ok"] for r in results) and not run.interrupted and mismatches == 0
-                        and not verification.get("unstable_references") and recorder.overflow == 0
-                        and not any(f["error"] for f in faults or []))
-    return report
+    passed = (all(r.ok for r in results) and not run.interrupted and verification.mismatches == 0
+              and not verification.unstable_references and recorder.overflow == 0
+              and not any(f["error"] for f in faults or []))
+    return Report(scenario=scenario.name, target=Target(run.target_url, run.protocol, run.model),
+                  started_at=run.started_at.isoformat(timespec="seconds"), passed=passed, figures=top, phases=phases,
+                  verification=verification, thresholds=results, interrupted=run.interrupted,
+                  stop_reason=run.stop_reason, wall_time_s=round(run.wall_s, 3), histogram_overflow=recorder.overflow,
+                  embedded_server=embedded, spectrum=spectrum(recorder, top_phases), timeline=timeline or [],
+                  gpu=gpu or {"available": False, "reason": "not sampled"}, metrics_url=metrics_url,
+                  faults=faults if faults is not None else ABSENT)
 
 
-def write_json(report: dict, path: str | Path) -> None:
+def build_report(scenario: Scenario, run: RunResult, recorder: Recorder, **options) -> dict:
+    """The JSON report of a run (`run_report`'s, as JSON)."""
+    return run_report(scenario, run, recorder, **options).to_json()
+
+
+def write_json(report: dict | Report, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    data = report if isinstance(report, dict) else report.to_json()
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _ms(value: float) -> str:
     return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.1f}ms"
 
 
-def stage_table(phase: dict):
+def stage_table(phase: Phase):
     """Per-model figures from Triton's statistics for one phase (ms per request)."""
     from rich import box
     from rich.table import Table
 
-    slowest = phase.get("first_to_queue")
-    title = f"stages in {phase['name']!r} (Triton statistics, ms per request)" + (
+    slowest = phase.first_to_queue
+    title = f"stages in {phase.name!r} (Triton statistics, ms per request)" + (
         f" · queues first: {slowest}" if slowest else "")
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     for column in ("model", "requests", "executions", "avg batch", "batch sizes", "queue", "input", "infer",
                    "output"):
         table.add_column(column, justify="left" if column in ("model", "batch sizes") else "right")
-    for model, f in phase["stages"].items():
+    for model, f in phase.stages.items():
         sizes = " ".join(f"{size}×{count}" for size, count in f["batch_sizes"].items())
         table.add_row(model, str(f["requests"]), str(f["executions"]), f"{f['avg_batch_size']:.2f}", sizes,
                       format_ms(f["queue_ms"]), format_ms(f["compute_input_ms"]), format_ms(f["compute_infer_ms"]),
@@ -177,49 +175,55 @@ def format_ms(ms: float) -> str:
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
-def observed_phrase(result: dict) -> str:
+def observed_phrase(result: ThresholdResult) -> str:
     """'observed 2.30s' (or 'nothing measured') for one threshold result."""
-    return "nothing measured" if result["value"] is None else f"observed {describe_observed(result)}"
+    return "nothing measured" if result.value is None else f"observed {describe_observed(result)}"
 
 
-def describe_observed(result: dict) -> str:
+def describe_observed(result: ThresholdResult) -> str:
     """A threshold result's observed value in the threshold's own unit (ms as 2.30s/450.0ms, rates as %)."""
-    threshold = parse_threshold(result["expr"])
+    threshold = parse_threshold(result.expr)
     if threshold.stat is not None:
-        return _ms(result["value"])
+        return _ms(result.value)
     if threshold.kind.endswith("_rate"):
-        return f"{result['value']:.2%}"
-    return f"{result['value']:.4g}"
+        return f"{result.value:.2%}"
+    return f"{result.value:.4g}"
 
 
-def verification_lines(verification: dict) -> list[str]:
+def verification_lines(verification: Verification) -> list[str]:
     """The console's verification lines: counts, the gate, how close the passing images came, the mismatches."""
-    if not verification.get("enabled"):
-        return [f"verification: off ({verification['note']})"] if verification.get("note") else []
-    lines = [f"verification: {verification['checked']} images checked against their single runs, "
-             f"{verification['mismatches']} mismatches"
-             + (f", {verification['unchecked']} unchecked" if verification.get("unchecked") else "")]
-    if verification.get("gate"):
-        lines.append(f"  gate {verification['gate']['description']}")
-        if verification["checked"] > verification["mismatches"]:
-            lines.append(f"  passing images: {verification['gate_explained']}")
-    for example in verification.get("mismatch_examples", [])[:5]:
+    if not verification.enabled:
+        return [f"verification: off ({verification.note})"] if verification.note else []
+    lines = [f"verification: {verification.checked} images checked against their single runs, "
+             f"{verification.mismatches} mismatches"
+             + (f", {verification.unchecked} unchecked" if verification.unchecked else "")]
+    if verification.gate:
+        lines.append(f"  gate {verification.gate['description']}")
+        if verification.checked > verification.mismatches:
+            lines.append(f"  passing images: {verification.gate_explained}")
+    for example in (verification.mismatch_examples or [])[:5]:
         difference = "" if example.get("max_abs") is None else f"; max abs diff {example['max_abs']:.3g}"
         lines.append(f"[red]MISMATCH[/red] phase {example['phase']!r} request #{example['request']} item "
                      f"{example['item'] + 1}/{example['prompts_in_request']}: prompt {example['prompt']!r} "
                      f"seed {example['seed']}: {'; '.join(example['reasons'])}{difference}"
                      + (f" → {Path(example['files'][0]).parent}" if example["files"] else ""))
-    lines += [f"[red]UNSTABLE[/red] {problem}" for problem in verification.get("unstable_references", [])]
+    lines += [f"[red]UNSTABLE[/red] {problem}" for problem in verification.unstable_references or []]
     return lines
 
 
-def print_summary(report: dict, console) -> None:
+def client_json(client: ClientUsageSummary | None) -> dict | None:
+    """A `client` section as measure.client_usage's functions take it."""
+    return client.to_json() if client else None
+
+
+def print_summary(report: dict | Report, console) -> None:
     """Two tables (requests; latency), one row per phase and the measured total, then thresholds and the verdict."""
     from rich import box
     from rich.table import Table
 
-    title = (f"flux_async · {report['scenario']} · {report['target']['protocol']} {report['target']['url']} · "
-             f"{report['target']['model']}")
+    report = Report.from_json(report) if isinstance(report, dict) else report
+    target = report.target
+    title = f"flux_async · {report.scenario} · {target.protocol} {target.url} · {target.model}"
     counts = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     latency = Table(title="latency in ms: from the intended start (corrected for coordinated omission); "
                           "svc: service time, from the actual send", box=box.SIMPLE_HEAD, padding=(0, 1))
@@ -227,29 +231,28 @@ def print_summary(report: dict, console) -> None:
         counts.add_column(column, justify="left" if column in ("phase", "executor") else "right")
     for column in ("phase", "p50", "p90", "p99", "p99.9", "max", "mean", "svc p50", "svc p99"):
         latency.add_column(column, justify="left" if column == "phase" else "right")
-    scopes = [(p["name"] + (" (warm-up)" if p["warmup"] and "warm" not in p["name"].lower() else ""), p,
-               "dim" if p["warmup"] else None) for p in report["phases"]] + [("total", report, "bold")]
-    for label, scope, style in scopes:
-        req, lat, svc = scope["requests"], scope["latency_ms"], scope["service_time_ms"]
-        counts.add_row(label, scope.get("executor", ""), f"{scope['duration_s']:.1f}s", str(req["sent"]),
-                       str(req["ok"]), str(req["errors"]), str(req["dropped"]),
-                       f"{scope['throughput']['requests_per_s']:.2f}", f"{scope['throughput']['images_per_s']:.2f}",
-                       style=style)
-        latency.add_row(label, *(format_ms(lat[k]) for k in ("p50", "p90", "p99", "p999", "max", "mean")),
-                        format_ms(svc["p50"]), format_ms(svc["p99"]), style=style)
+    scopes = [(p.name + (" (warm-up)" if p.warmup and "warm" not in p.name.lower() else ""), p.executor, p.figures,
+               "dim" if p.warmup else None) for p in report.phases] + [("total", "", report.figures, "bold")]
+    for label, executor, scope, style in scopes:
+        req, lat, svc = scope.requests, scope.latency_ms, scope.service_time_ms
+        counts.add_row(label, executor, f"{scope.duration_s:.1f}s", str(req.sent), str(req.ok), str(req.errors),
+                       str(req.dropped), f"{scope.throughput.requests_per_s:.2f}",
+                       f"{scope.throughput.images_per_s:.2f}", style=style)
+        latency.add_row(label, *(format_ms(v) for v in (lat.p50, lat.p90, lat.p99, lat.p999, lat.max, lat.mean)),
+                        format_ms(svc.p50), format_ms(svc.p99), style=style)
     console.print(counts)
     console.print(latency)
-    for phase in report["phases"]:
-        if phase.get("stages") and not phase["warmup"]:
+    for phase in report.phases:
+        if phase.stages and not phase.warmup:
             console.print(stage_table(phase))
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731  (one line per item, for grep)
-    if report["errors_by_kind"]:
-        print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report["errors_by_kind"].items()))
-    for result in report["thresholds"]:
-        mark = "[green]✓[/green]" if result["ok"] else "[red]✗[/red]"
-        where = f" [{result['phase']}]" if "phase" in result else ""
-        print_line(f"{mark} {result['expr']}{where}  ({observed_phrase(result)})")
-    for fault in report.get("faults", []):
+    if report.figures.errors_by_kind:
+        print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report.figures.errors_by_kind.items()))
+    for result in report.thresholds:
+        mark = "[green]✓[/green]" if result.ok else "[red]✗[/red]"
+        where = f" [{result.phase}]" if result.phase is not ABSENT else ""
+        print_line(f"{mark} {result.expr}{where}  ({observed_phrase(result)})")
+    for fault in report.faults or []:
         what = f"{fault['action']} {fault['model'] or 'server'}"
         if fault["applied_s"] is None:
             print_line(f"[red]FAULT[/red] {what}: not applied ({fault['error']})")
@@ -261,60 +264,21 @@ def print_summary(report: dict, console) -> None:
                    + ("?" if fault["revert_took_s"] is None else f"{fault['revert_took_s']:.1f}s")
                    + f", {recovery} after the revert began"
                    + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
-    for line in verification_lines(report["verification"]):
+    for line in verification_lines(report.verification):
         print_line(line)
-    client = report.get("client")
+    client = report.client
     if client:
-        lag = client.get("schedule_lag_p99_ms")
-        print_line(f"client: {client['cpu_us_per_request'] or 0:.0f} µs CPU per request, event loop busy "
-                   f"{client.get('loop_busy', 0):.0%} (busiest interval {client.get('loop_busy_max', 0):.0%}), "
+        lag = None if client.schedule_lag_p99_ms is ABSENT else client.schedule_lag_p99_ms
+        print_line(f"client: {client.cpu_us_per_request or 0:.0f} µs CPU per request, event loop busy "
+                   f"{client.loop_busy or 0:.0%} (busiest interval {client.loop_busy_max or 0:.0%}), "
                    "schedule lag p99 " + ("–" if lag is None else f"{lag:.2f} ms")
-                   + f", outbound queue max {client.get('outbound_queue_max', 0)}")
-    warning = warning_line(client)
+                   + f", outbound queue max {client.outbound_queue_max or 0}")
+    warning = warning_line(client_json(client))
     if warning:
         print_line(f"[yellow]{warning}[/yellow]")
-    if report["interrupted"]:
-        print_line(f"[yellow]interrupted ({report['stop_reason']}): the report covers the requests made until the "
+    if report.interrupted:
+        print_line(f"[yellow]interrupted ({report.stop_reason}): the report covers the requests made until the "
                    "stop[/yellow]")
-    verdict = "[green]PASSED[/green]" if report["passed"] else "[red]FAILED[/red]"
-    console.print(f"{verdict}  {report['requests']['ok']} ok / {report['requests']['sent']} sent, "
-                  f"{report['images']['ok']} images in {report['duration_s']:.1f}s")
-
-
-class HlogWriter:
-    """An HdrHistogram interval log: one tag per phase and metric ('<phase>:<metric>'), values in microseconds.
-
-    The header is written here (hdrh's writer formats the start time wrongly): StartTime and BaseTime in seconds
-    since the epoch, interval timestamps relative to them, as `hdrh.log.HistogramLogReader` expects."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.start_epoch, self.start_ns = time.time(), time.perf_counter_ns()
-        iso = datetime.fromtimestamp(self.start_epoch, timezone.utc).isoformat(timespec="milliseconds")
-        self.file = open(self.path, "w", encoding="utf-8")
-        self.file.write(f"#[flux_async interval log: tags are <phase>:<metric>, values in microseconds]\n"
-                        f"#[Histogram log format version 1.3]\n"
-                        f"#[StartTime: {self.start_epoch:.3f} (seconds since epoch), {iso}]\n"
-                        f"#[BaseTime: {self.start_epoch:.3f} (seconds since epoch)]\n"
-                        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
-        self.file.flush()
-
-    @staticmethod
-    def tag(phase: str, metric: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", phase) + ":" + metric
-
-    def write(self, interval) -> None:
-        """Append one interval's histograms; flushed so an interrupted run keeps it."""
-        start = max(0.0, (interval.start_ns - self.start_ns) / 1e9)
-        length = max(0.0, (interval.end_ns - interval.start_ns) / 1e9)
-        for (phase, metric), histogram in sorted(interval.histograms.items()):
-            if histogram.get_total_count() == 0:
-                continue
-            payload = histogram.encode().decode("ascii")
-            self.file.write(f"Tag={self.tag(phase, metric)},{start:.3f},{length:.3f},"
-                            f"{histogram.get_max_value() / 1000:.3f},{payload}\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
+    verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
+    console.print(f"{verdict}  {report.figures.requests.ok} ok / {report.figures.requests.sent} sent, "
+                  f"{report.figures.images.ok} images in {report.figures.duration_s:.1f}s")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from flux_async.report.schema import CapacityReport, Phase, Report, load_report
+
 
 def _pyplot():
     import matplotlib
@@ -36,9 +38,9 @@ def gpu_memory_series(rows: list[dict]) -> tuple[list[float], list[float], str]:
     return times, values, source
 
 
-def draw_latency(ax, report: dict) -> None:
+def draw_latency(ax, report: Report) -> None:
     """p50 and p99 per interval, corrected (from the intended start) and service (from the send)."""
-    rows = report.get("timeline", [])
+    rows = report.timeline
     for key, label, style in (("latency_p50_ms", "p50 corrected", "-"), ("latency_p99_ms", "p99 corrected", "-"),
                               ("service_p50_ms", "p50 service", "--"), ("service_p99_ms", "p99 service", "--")):
         ax.plot(*_series(rows, key), style, label=label)
@@ -46,9 +48,9 @@ def draw_latency(ax, report: dict) -> None:
     ax.legend(fontsize=8)
 
 
-def draw_spectrum(ax, report: dict, spectrum: dict | None = None) -> None:
+def draw_spectrum(ax, report: Report, spectrum: dict | None = None) -> None:
     """Latency against percentile with the tail stretched (x = 1 / (1 - percentile)), corrected and service."""
-    spectrum = spectrum if spectrum is not None else report.get("spectrum", {})
+    spectrum = spectrum if spectrum is not None else report.spectrum
     for metric, label in (("latency", "corrected (from intended start)"), ("service", "service (from send)")):
         points = [(p, v) for p, v in spectrum.get(metric, []) if p < 100]
         if points:
@@ -60,32 +62,32 @@ def draw_spectrum(ax, report: dict, spectrum: dict | None = None) -> None:
     ax.legend(fontsize=8)
 
 
-def _lines(ax, report: dict, series: tuple[tuple[str, str], ...], title: str, ylabel: str) -> None:
-    rows = report.get("timeline", [])
+def _lines(ax, report: Report, series: tuple[tuple[str, str], ...], title: str, ylabel: str) -> None:
+    rows = report.timeline
     for key, label in series:
         ax.plot(*_series(rows, key), label=label)
     ax.set(title=title, xlabel="time (s)", ylabel=ylabel)
     ax.legend(fontsize=8)
 
 
-def draw_throughput(ax, report: dict) -> None:
+def draw_throughput(ax, report: Report) -> None:
     _lines(ax, report, (("requests_per_s", "requests/s"), ("images_per_s", "images/s")), "throughput per interval",
            "per second")
 
 
-def draw_lag(ax, report: dict) -> None:
+def draw_lag(ax, report: Report) -> None:
     """Send time minus intended start per interval: how far the client itself fell behind its schedule."""
     _lines(ax, report, (("lag_p50_ms", "p50"), ("lag_p99_ms", "p99")), "schedule lag per interval", "ms")
 
 
-def draw_gpu_memory(ax, report: dict) -> None:
-    times, memory, source = gpu_memory_series(report.get("timeline", []))
+def draw_gpu_memory(ax, report: Report) -> None:
+    times, memory, source = gpu_memory_series(report.timeline)
     if memory:
         ax.plot(times, memory)
         ax.set(title=f"GPU memory used ({source})", xlabel="time (s)", ylabel="GiB")
     else:
         ax.axis("off")
-        ax.text(0.5, 0.5, report.get("gpu", {}).get("reason") or "no GPU", ha="center", va="center", wrap=True,
+        ax.text(0.5, 0.5, report.gpu.get("reason") or "no GPU", ha="center", va="center", wrap=True,
                 fontsize=9)
 
 
@@ -93,54 +95,56 @@ STAGE_PARTS = (("queue_ms", "queue"), ("compute_input_ms", "input"), ("compute_i
                ("compute_output_ms", "output"))
 
 
-def draw_stages(ax, phase: dict) -> None:
+def draw_stages(ax, phase: Phase) -> None:
     """Per model, ms per request from Triton's statistics, stacked: queue, input, infer, output."""
-    stages = phase["stages"]
+    stages = phase.stages
     models = list(stages)[::-1]  # top to bottom in the order of the report
     left = [0.0] * len(models)
     for key, label in STAGE_PARTS:
         values = [stages[m][key] for m in models]
         ax.barh(models, values, left=left, label=label)
         left = [a + b for a, b in zip(left, values)]
-    slowest = phase.get("first_to_queue")
-    ax.set(title=f"stages in {phase['name']!r} (ms per request)" + (f" · queues first: {slowest}" if slowest else ""),
+    slowest = phase.first_to_queue
+    ax.set(title=f"stages in {phase.name!r} (ms per request)" + (f" · queues first: {slowest}" if slowest else ""),
            xlabel="ms")
     ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)  # below the axis
 
 
-def draw_capacity(ax, report: dict) -> None:
+def draw_capacity(ax, report: CapacityReport) -> None:
     """Latency (p50, p99) against achieved throughput for every step; passing steps filled, the knee marked."""
-    capacity = report["capacity"]
-    steps = capacity["steps"]
-    x = [s["achieved_requests_per_s"] for s in steps]
+    capacity = report.capacity
+    steps = capacity.steps
+    x = [s.achieved_requests_per_s for s in steps]
     for key in ("p50", "p99"):
         color = "C0" if key == "p99" else "C1"
-        faces = [color if s["passed"] else "none" for s in steps]
-        ax.scatter(x, [s["latency_ms"][key] for s in steps], label=f"{key} latency (corrected)", facecolors=faces,
+        faces = [color if s.passed else "none" for s in steps]
+        ax.scatter(x, [getattr(s.figures.latency_ms, key) for s in steps], label=f"{key} latency (corrected)", facecolors=faces,
                    edgecolors=color)
-    for threshold in capacity.get("slo_limits_ms", []):
+    for threshold in capacity.slo_limits_ms:
         ax.axhline(threshold, color="red", linestyle=":", label=f"SLO {threshold:g} ms")
-    knee = capacity.get("knee")
+    knee = capacity.knee
     if knee:
-        ax.axvline(knee["achieved_requests_per_s"], color="green", linestyle="--",
-                   label=f"capacity {capacity['max_rate_per_s']:.3g}/s")
-    ax.set(title=f"capacity · {report['scenario']} · SLO: {' and '.join(capacity['slo'])}",
+        ax.axvline(knee.achieved_requests_per_s, color="green", linestyle="--",
+                   label=f"capacity {capacity.max_rate_per_s:.3g}/s")
+    ax.set(title=f"capacity · {report.scenario} · SLO: {' and '.join(capacity.slo)}",
            xlabel="achieved throughput (requests/s)", ylabel="latency (ms)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
 
 
-def plot_run(report: dict, path: str | Path) -> Path:
+def plot_run(report: dict | Report, path: str | Path) -> Path:
     """Four panels: latency over time, the percentile spectrum, throughput over time, GPU memory (or why none)."""
+    report = load_report(report)
     plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     for ax, draw in zip(axes.flat, (draw_latency, draw_spectrum, draw_throughput, draw_gpu_memory)):
         draw(ax, report)
-    fig.suptitle(f"flux_async · {report['scenario']} · {report['target']['protocol']} {report['target']['url']}")
+    fig.suptitle(f"flux_async · {report.scenario} · {report.target.protocol} {report.target.url}")
     return _save(plt, fig, path)
 
 
-def plot_capacity(report: dict, path: str | Path) -> Path:
+def plot_capacity(report: dict | CapacityReport, path: str | Path) -> Path:
+    report = load_report(report)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
     draw_capacity(ax, report)

@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 from flux_async.measure.client_usage import ClientUsage, warning_line
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.load.engine import Engine
-from flux_async.report.json_report import evaluate, figures, verification_lines
+from flux_async.report.json_report import DISABLED_VERIFICATION, client_json, evaluate, figures, verification_lines
+from flux_async.report.schema import CapacityReport, CapacitySection, ClientUsageSummary, Verification
+from flux_async.report.schema import Target as TargetSection
 from flux_async.scenario.config import CapacityConfig, Scenario
 from flux_async.scenario.executors import ConstantArrivalRate, ConstantConcurrency, Executor
 from flux_async.measure.recorder import Recorder
@@ -26,7 +28,6 @@ from flux_async.targets.base import Outcome, Target
 
 IMPLICIT = {"error_rate": "error_rate < 1%", "drop_rate": "drop_rate < 1%"}
 KEEP_UP = 0.95  # rate mode: a step passes only if it completes at least 95 % of the offered rate
-
 
 class CompletionClock:
     """An engine observer that notes when each successful request completed."""
@@ -44,12 +45,10 @@ class CompletionClock:
             return None
         return (len(self.done_ns) - 1) / ((max(self.done_ns) - min(self.done_ns)) / 1e9 or 1e-9)
 
-
 def keep_up_result(load: float, rate: float | None) -> dict:
     """Rate mode's keep-up check, in the shape of a threshold result."""
     floor = KEEP_UP * load
     return {"expr": f"completion_rate_per_s >= {floor:.6g}", "value": rate, "ok": rate is not None and rate >= floor}
-
 
 def slo_thresholds(expressions: list[str], mode: str) -> list[Threshold]:
     """The SLO as thresholds, plus the implicit error and drop budgets (1 %) when the SLO names none."""
@@ -60,7 +59,6 @@ def slo_thresholds(expressions: list[str], mode: str) -> list[Threshold]:
         if not any(t.kind == kind for t in thresholds):
             thresholds.append(parse_threshold(expr))
     return thresholds + [parse_threshold("mismatches == 0")]
-
 
 class CapacitySearch:
     """Runs the steps against an opened target; `steps` keeps every run's figures."""
@@ -95,12 +93,12 @@ class CapacitySearch:
         client = usage.finish(run.phases[0].scheduled, recorder, engine)
         scope = figures(recorder, {name}, run.phases[0].duration_s)
         verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
-        results = evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])
+        results = [r.to_json() for r in evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])]
         completion_rate = clock.rate_per_s()
         if self.config.mode == "rate":  # keeping up: a backlog that grows within the step shows here first
             results.append(keep_up_result(load, completion_rate))
         step = {"step": self._index, "mode": self.config.mode, "load": load, "repeat": repeat,
-                "warmup": warmup, **scope, "achieved_requests_per_s": scope["throughput"]["requests_per_s"],
+                "warmup": warmup, **scope.to_json(), "achieved_requests_per_s": scope.throughput.requests_per_s,
                 "verification": verification, "slo": results, "passed": all(r["ok"] for r in results),
                 "stages": run.phases[0].stages, "interrupted": run.interrupted, "client": client}
         if self.config.mode == "rate":
@@ -169,7 +167,6 @@ class CapacitySearch:
                              "step_duration_s": self.config.step_duration_s, "repeats": self.config.repeats,
                              "precision": self.config.precision, "max_in_flight": self.config.max_in_flight}}
 
-
 def describe_step(step: dict) -> str:
     unit = "/s" if step["mode"] == "rate" else " in flight"
     lat = step["latency_ms"]
@@ -185,52 +182,49 @@ def describe_step(step: dict) -> str:
 
 def capacity_report(scenario: Scenario, target: Target, section: dict, started_at: datetime, verifier=None) -> dict:
     """The capacity JSON: the run report's identity keys, `capacity`, and the verification summary."""
-    return {"version": 1, "kind": "capacity", "scenario": scenario.name,
-            "target": {"url": target.url, "protocol": target.protocol, "model": target.model},
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "passed": section["max_rate_per_s"] > 0 and not section["interrupted"],
-            "capacity": section,
-            "client": combine_clients([{**step["client"], "name": f"step {step['step']}"}
-                                       for step in section["steps"] if step.get("client")]),
-            "verification": verifier.summary() if verifier else {"enabled": False, "checked": 0, "mismatches": 0}}
+    client = combine_clients([{**step["client"], "name": f"step {step['step']}"} for step in section["steps"]
+                              if step.get("client")])
+    return CapacityReport(
+        scenario=scenario.name, target=TargetSection(target.url, target.protocol, target.model),
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        passed=section["max_rate_per_s"] > 0 and not section["interrupted"],
+        capacity=CapacitySection.from_json(section), client=ClientUsageSummary.from_json(client) if client else None,
+        verification=Verification.from_json(verifier.summary() if verifier else DISABLED_VERIFICATION)).to_json()
 
-
-def describe_capacity(report: dict, console) -> None:
+def describe_capacity(report: dict | CapacityReport, console) -> None:
     """The step table and the verdict."""
     from rich import box
     from rich.table import Table
 
-    section = report["capacity"]
-    unit = "rate /s" if section["mode"] == "rate" else "concurrency"
-    table = Table(title=f"capacity search · {report['scenario']} · SLO: {' and '.join(section['slo'])}",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    report = CapacityReport.from_json(report) if isinstance(report, dict) else report
+    section = report.capacity
+    slo = " and ".join(section.slo)
+    unit = "rate /s" if section.mode == "rate" else "concurrency"
+    table = Table(title=f"capacity search · {report.scenario} · SLO: {slo}", box=box.SIMPLE_HEAD, padding=(0, 1))
     for column in ("step", unit, "run", "req/s", "img/s", "p50 ms", "p99 ms", "errors", "dropped", "mismatches",
                    "SLO"):
         table.add_column(column, justify="right")
-    knee = section.get("knee")
-    for step in section["steps"]:
-        lat = step["latency_ms"]
-        table.add_row("warm-up" if step["warmup"] else str(step["step"]), f"{step['load']:g}", str(step["repeat"]),
-                      f"{step['achieved_requests_per_s']:.2f}", f"{step['throughput']['images_per_s']:.2f}",
-                      f"{lat['p50']:.0f}", f"{lat['p99']:.0f}", str(step["requests"]["errors"]),
-                      str(step["requests"]["dropped"]), str(step["verification"]["mismatches"]),
-                      "pass" if step["passed"] else "FAIL",
-                      style="bold green" if knee is not None and step["step"] == knee["step"] else
-                      ("dim" if step["warmup"] else None))
+    knee = section.knee
+    for step in section.steps:
+        lat, requests = step.figures.latency_ms, step.figures.requests
+        table.add_row("warm-up" if step.warmup else str(step.step), f"{step.load:g}", str(step.repeat),
+                      f"{step.achieved_requests_per_s:.2f}", f"{step.figures.throughput.images_per_s:.2f}",
+                      f"{lat.p50:.0f}", f"{lat.p99:.0f}", str(requests.errors), str(requests.dropped),
+                      str(step.verification.mismatches), "pass" if step.passed else "FAIL",
+                      style="bold green" if knee is not None and step.step == knee.step else
+                      ("dim" if step.warmup else None))
     console.print(table)
-    if section["mode"] == "rate":
-        headline = f"capacity: {section['max_rate_per_s']:.3g} requests/s"
+    if section.mode == "rate":
+        headline = f"capacity: {section.max_rate_per_s:.3g} requests/s"
     else:
-        headline = (f"capacity: {section.get('max_concurrency', 0)} in flight, "
-                    f"{section['max_rate_per_s']:.3g} requests/s")
-    console.print(f"{'[green]' if report['passed'] else '[red]'}{headline}"
-                  f"{'[/green]' if report['passed'] else '[/red]'} ({section['max_images_per_s']:.3g} images/s) "
-                  f"under {' and '.join(section['slo'])}; bounded by {section['bounded_by']}"
-                  + (f"; the first failing load: {section['lowest_failing_load']:g}"
-                     if section["lowest_failing_load"] is not None else ""), soft_wrap=True)
-    for line in verification_lines(report.get("verification", {})):
+        headline = f"capacity: {section.max_concurrency or 0} in flight, {section.max_rate_per_s:.3g} requests/s"
+    color = "green" if report.passed else "red"
+    console.print(f"[{color}]{headline}[/{color}] ({section.max_images_per_s:.3g} images/s) under {slo}; bounded by "
+                  f"{section.bounded_by}" + (f"; the first failing load: {section.lowest_failing_load:g}"
+                                             if section.lowest_failing_load is not None else ""), soft_wrap=True)
+    for line in verification_lines(report.verification):
         console.print(line, soft_wrap=True)
-    warning = warning_line(report.get("client"))
+    warning = warning_line(client_json(report.client))
     if warning:
         console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)

@@ -2,8 +2,8 @@
 
 Each worker runs the scenario with 1/N of every phase's load (rates, concurrency, burst sizes, request counts and
 in-flight caps divided; Poisson seeds and prompt draws varied per worker) and writes its report with its raw HDR
-histograms; the parent adds the histograms (exactly: HDR histograms add without loss), sums the counters and the
-verification, and writes one report, one merged .hlog and the plot.
+histograms; the parent merges them (report/merge_reports.py: HDR histograms add without loss, counters and the
+verification sum) and writes one report, one merged .hlog and the plot.
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from flux_async.measure.client_usage import combine as combine_clients
-from flux_async.load.engine import PhaseRun, RunResult
-from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
-from flux_async.report.hlog_merge import merge_logs, read_log, write_log
+from flux_async.report.hlog_merge import merge_logs, write_log
+from flux_async.report.merge_reports import merge_reports
+from flux_async.report.schema import Report
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import SplitError as WorkerSplitError  # noqa: F401  (the cli catches it)
-from flux_async.measure.recorder import Counters, Recorder, new_histogram
-from flux_async.measure.timeline import combine
 from flux_async.run.outputs import finish
 from flux_async.run.session import EXIT_UNREACHABLE, Abort, RunOptions, apply_overrides, embedded_server
 
@@ -32,96 +29,6 @@ from flux_async.run.session import EXIT_UNREACHABLE, Abort, RunOptions, apply_ov
 def divide(scenario: Scenario, index: int, count: int) -> Scenario:
     """Worker `index`'s share (of `count`) of every phase's load; raises WorkerSplitError when one cannot split."""
     return replace(scenario, phases=[phase.split(index, count) for phase in scenario.phases])
-
-
-def encode_histograms(recorder: Recorder) -> dict[str, str]:
-    """The recorder's cumulative histograms, for the parent to add up: {'phase\\tmetric\\tprotocol\\tn': payload}."""
-    return {"\t".join(map(str, key)): histogram.encode().decode("ascii")
-            for key, histogram in recorder.histograms.items()}
-
-
-def _decode_into(recorder: Recorder, encoded: dict[str, str]) -> None:
-    for key, payload in encoded.items():
-        phase, metric, protocol, prompts = key.split("\t")
-        target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts)), new_histogram())
-        target.decode_and_add(payload)
-
-
-class MergedVerification:
-    """The workers' verification summaries, combined (what `build_report` asks of a verifier)."""
-
-    def __init__(self, reports: list[dict]):
-        parts = [r["verification"] for r in reports]
-        self.enabled = any(p.get("enabled") for p in parts)
-        self._phases: dict[str, dict] = {}
-        for report in reports:
-            for phase in report["phases"]:
-                total = self._phases.setdefault(phase["name"], {"checked": 0, "mismatches": 0})
-                for key in total:
-                    total[key] += phase.get("verification", {}).get(key, 0)
-        gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
-        worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
-        passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
-        self._summary = {
-            "enabled": self.enabled, "workers": len(parts),
-            **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
-            "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
-            "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
-            "sample_rate": parts[0].get("sample_rate") if parts else None, **gate_summary(gate, worst, passing),
-            "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
-
-    def summary(self) -> dict:
-        return self._summary
-
-    def phase_summary(self, phase: str) -> dict:
-        return self._phases.get(phase, {"checked": 0, "mismatches": 0})
-
-
-def merge_reports(scenario: Scenario, reports: list[dict], hlogs: list[Path], embedded: bool) -> dict:
-    """One report from the workers': histograms added, counters summed, phase times the longest worker's."""
-    from flux_async.report.json_report import build_report
-
-    recorder = Recorder()
-    for report in reports:
-        _decode_into(recorder, report["histograms"])
-        for phase in report["phases"]:
-            counters = Counters(phase["requests"]["sent"], phase["requests"]["ok"], phase["requests"]["errors"],
-                                phase["requests"]["dropped"], phase["images"]["ok"])
-            counters.errors_by_kind.update(phase["errors_by_kind"])
-            recorder.counters[phase["name"]].add(counters)
-        recorder.overflow += report.get("histogram_overflow", 0)
-    runs = []
-    for config in scenario.phases:
-        scopes = [p for r in reports for p in r["phases"] if p["name"] == config.name]
-        if not scopes:
-            continue
-        run = PhaseRun(config, started_ns=1, ended_ns=1 + int(max(s["duration_s"] for s in scopes) * 1e9),
-                       finished=all(s["finished"] for s in scopes))
-        run.stages = scopes[0].get("stages")  # server-wide statistics: every worker sees the same deltas
-        runs.append(run)
-    first = reports[0]
-    result = RunResult(runs, _started_at(first), max(r["wall_time_s"] for r in reports),
-                       any(r["interrupted"] for r in reports), first["target"]["url"], first["target"]["protocol"],
-                       first["target"]["model"])
-    merged = build_report(scenario, result, recorder, embedded=embedded, verifier=MergedVerification(reports),
-                          timeline=_timeline(reports, hlogs), gpu=first.get("gpu"),
-                          metrics_url=first.get("metrics_url"))
-    merged["workers"] = len(reports)
-    merged["client"] = combine_clients([{**r["client"], "name": f"worker {r['worker']}"} for r in reports
-                                        if r.get("client")])
-    return merged
-
-
-def _started_at(report: dict):
-    from datetime import datetime
-
-    return datetime.fromisoformat(report["started_at"])
-
-
-def _timeline(reports: list[dict], hlogs: list[Path]) -> list[dict]:
-    """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs."""
-    return combine([(report["timeline_epoch_s"], report.get("timeline", []), read_log(hlog) if hlog.is_file() else [])
-                    for report, hlog in zip(reports, hlogs) if "timeline_epoch_s" in report])
 
 
 def worker_command(scenario_path: Path, index: int, count: int, url: str, options: RunOptions, folder: Path,
@@ -178,7 +85,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     if any(code == EXIT_UNREACHABLE for code in codes) or not all(p.is_file() for p in paths):
         console.print(f"[red]flux_async: a worker could not run (exit codes {codes}); logs in {folder}[/red]")
         return None, max(codes)
-    reports = [json.loads(p.read_text()) for p in paths]
+    reports = [Report.from_json(json.loads(p.read_text())) for p in paths]
     hlogs = [folder / f"worker-{i}.hlog" for i in range(count)]
     report = merge_reports(scenario, reports, hlogs, embedded)
     if options.hlog:

@@ -4,7 +4,7 @@ tests/integration/test_html_report.py opens the pages in Chromium)."""
 import json
 
 from flux_async.report.html import hlog_spectrum, render_html, verdict_reasons
-from flux_async.report.hlog_merge import read_log
+from flux_async.report.hlog import read_log
 from flux_async.measure.recorder import new_histogram, stat_ms
 
 

@@ -1,0 +1,98 @@
+"""One report from the reports of `run --workers` processes: histograms added (exactly), counters and
+verification summed, timelines put on one grid, phase times the longest worker's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from flux_async.load.engine import PhaseRun, RunResult
+from flux_async.measure.client_usage import combine as combine_clients
+from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
+from flux_async.measure.recorder import Counters, Recorder, add_encoded
+from flux_async.measure.timeline import combine as combine_timelines
+from flux_async.report.hlog import read_log
+from flux_async.report.json_report import run_report
+from flux_async.report.schema import ClientUsageSummary, Report
+from flux_async.report.typed_json import ABSENT
+from flux_async.scenario.config import Scenario
+
+
+class MergedVerification:
+    """The workers' verification summaries, combined (what `run_report` asks of a verifier)."""
+
+    def __init__(self, reports: list[Report]):
+        parts = [r.verification.to_json() for r in reports]
+        self.enabled = any(p.get("enabled") for p in parts)
+        self._phases: dict[str, dict] = {}
+        for report in reports:
+            for phase in report.phases:
+                total = self._phases.setdefault(phase.name, {"checked": 0, "mismatches": 0})
+                if phase.verification:
+                    total["checked"] += phase.verification.checked
+                    total["mismatches"] += phase.verification.mismatches
+        gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
+        worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
+        passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
+        self._summary = {
+            "enabled": self.enabled, "workers": len(parts),
+            **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
+            "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
+            "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
+            "sample_rate": parts[0].get("sample_rate") if parts else None, **gate_summary(gate, worst, passing),
+            "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
+
+    def summary(self) -> dict:
+        return self._summary
+
+    def phase_summary(self, phase: str) -> dict:
+        return self._phases.get(phase, {"checked": 0, "mismatches": 0})
+
+
+def _recorder(reports: list[Report]) -> Recorder:
+    """A recorder holding the workers' histograms and per-phase counters, added up."""
+    recorder = Recorder()
+    for report in reports:
+        add_encoded(recorder, report.histograms or {})
+        for phase in report.phases:
+            requests = phase.figures.requests
+            counters = Counters(requests.sent, requests.ok, requests.errors, requests.dropped, phase.figures.images.ok)
+            counters.errors_by_kind.update(phase.figures.errors_by_kind)
+            recorder.counters[phase.name].add(counters)
+        recorder.overflow += report.histogram_overflow
+    return recorder
+
+
+def _run(scenario: Scenario, reports: list[Report]) -> RunResult:
+    """The run the workers made together: each phase as long as its longest worker's, finished if all finished."""
+    runs = []
+    for config in scenario.phases:
+        scopes = [p for r in reports for p in r.phases if p.name == config.name]
+        if not scopes:
+            continue
+        run = PhaseRun(config, started_ns=1, ended_ns=1 + int(max(s.figures.duration_s for s in scopes) * 1e9),
+                       finished=all(s.finished for s in scopes))
+        run.stages = None if scopes[0].stages is ABSENT else scopes[0].stages  # server-wide statistics: every worker sees the same deltas
+        runs.append(run)
+    first = reports[0]
+    return RunResult(runs, datetime.fromisoformat(first.started_at), max(r.wall_time_s for r in reports),
+                     any(r.interrupted for r in reports), first.target.url, first.target.protocol, first.target.model)
+
+
+def merged_timeline(reports: list[Report], hlogs: list[Path]) -> list[dict]:
+    """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs."""
+    return combine_timelines([(report.timeline_epoch_s, report.timeline, read_log(hlog) if hlog.is_file() else [])
+                              for report, hlog in zip(reports, hlogs) if report.timeline_epoch_s is not ABSENT])
+
+
+def merge_reports(scenario: Scenario, reports: list[dict | Report], hlogs: list[Path], embedded: bool) -> dict:
+    """One report (JSON) from the workers' (with their histograms and `timeline_epoch_s`) and interval logs."""
+    reports = [Report.from_json(r) if isinstance(r, dict) else r for r in reports]
+    first = reports[0]
+    merged = run_report(scenario, _run(scenario, reports), _recorder(reports), embedded=embedded,
+                        verifier=MergedVerification(reports), timeline=merged_timeline(reports, hlogs),
+                        gpu=first.gpu, metrics_url=first.metrics_url)
+    merged.workers = len(reports)
+    client = combine_clients([{**r.client.to_json(), "name": f"worker {r.worker}"} for r in reports if r.client])
+    merged.client = ClientUsageSummary.from_json(client) if client else None
+    return merged.to_json()
