@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from flux_async.errors import WorkerSplitError
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.load.engine import PhaseRun, RunResult
 from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
@@ -24,10 +25,6 @@ from flux_async.report.hlog_merge import merge_logs, read_log, write_log
 from flux_async.scenario.config import RampStage, Scenario
 from flux_async.measure.recorder import Counters, Recorder, new_histogram
 from flux_async.measure.timeline import combine
-
-
-class WorkerSplitError(ValueError):
-    """The scenario's load cannot be split over that many workers."""
 
 
 def _share(total: int, index: int, count: int, what: str) -> int:

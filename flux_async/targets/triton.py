@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from flux_async.errors import Unavailable
 from flux_async.measure import attribution
 from flux_async.targets import wire
 from flux_async.http_session import client_session
@@ -31,7 +32,7 @@ SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True), "http": ("http", Fa
            "fake": ("fake", False)}
 
 
-class TargetUnreachable(RuntimeError):
+class TargetUnreachable(Unavailable):
     """The target cannot be reached, or its model is not ready (exit code 3)."""
 
 
