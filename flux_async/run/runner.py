@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from flux_async.errors import EXIT_FAILED, EXIT_OK, InvalidTarget, UsageError
+from flux_async.extras import require_server_extra
 from flux_async.measure.client_usage import ClientUsage
 from flux_async.load.engine import Engine
 from flux_async.measure.gpu import GpuSampler
@@ -19,15 +21,8 @@ from flux_async.report.json_report import HlogWriter, build_report, print_summar
 from flux_async.scenario.config import PROTOCOLS, Scenario
 from flux_async.measure.recorder import Recorder
 from flux_async.measure.timeline import Timeline
-from flux_async.targets.triton import TargetUnreachable, make_target
+from flux_async.targets.triton import make_target
 from flux_async.verification.verifier import Verifier, workload_keys
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-class UsageError(ValueError):
-    """A flag that does not fit the scenario (exit code 2)."""
-
 
 @dataclass
 class RunOptions:
@@ -79,14 +74,6 @@ def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
     return replace(scenario, target=target)
 
 
-class Abort(Exception):
-    """The run cannot start; `code` is the exit code (the message was printed)."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
 @dataclass
 class Session:
     """What a run or a capacity search works with: the scenario (URLs filled in), the opened target, the verifier
@@ -101,7 +88,8 @@ class Session:
 
 @asynccontextmanager
 async def session(scenario: Scenario, options: RunOptions, console):
-    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after."""
+    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after.
+    Raises InvalidTarget (bad URLs), TargetUnreachable or ServerError."""
     scenario = apply_overrides(scenario, options)
     async with AsyncExitStack() as stack:
         embedded, server = not scenario.target.urls, None
@@ -110,13 +98,8 @@ async def session(scenario: Scenario, options: RunOptions, console):
         try:
             target = make_target(scenario.target)
         except ValueError as exc:
-            console.print(f"[red]flux_async: target.urls: {exc}[/red]")
-            raise Abort(EXIT_USAGE) from None
-        try:
-            await target.open()
-        except TargetUnreachable as exc:
-            console.print(f"[red]flux_async: {exc}[/red]")
-            raise Abort(EXIT_UNREACHABLE) from None
+            raise InvalidTarget(f"target.urls: {exc}") from None
+        await target.open()
         stack.push_async_callback(target.close)
         verifier = None
         if scenario.verify.enabled and options.verify:
@@ -132,8 +115,10 @@ async def session(scenario: Scenario, options: RunOptions, console):
 
 
 async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack):
-    """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server)."""
-    from flux_async.launch.triton_server import ServerError, TritonServer
+    """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server).
+    Raises MissingExtra without the server extra, ServerError when it does not start."""
+    require_server_extra("a run with no URL (it starts an embedded Triton server)")
+    from flux_async.launch.triton_server import TritonServer
 
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
     from flux_async.launch.triton_server import DEFAULT_REPOSITORY
@@ -142,11 +127,7 @@ async def embedded_server(scenario: Scenario, options: RunOptions, console, stac
     server = TritonServer(weights=options.weights, model_control_mode="explicit" if scenario.faults else "none",
                           model_repository=options.model_repository or DEFAULT_REPOSITORY,
                           extra_args=["--exit-timeout-secs=3"])
-    try:
-        await asyncio.to_thread(server.start)
-    except ServerError as exc:
-        console.print(f"[red]flux_async: the embedded server failed to start:[/red] {exc}")
-        raise Abort(EXIT_UNREACHABLE) from None
+    await asyncio.to_thread(server.start)
     stack.push_async_callback(asyncio.to_thread, server.stop)
     address = server.http_url if scenario.target.protocol == "http" else server.grpc_url
     return replace(scenario, target=replace(
@@ -167,17 +148,15 @@ def stop_on_signals(stop):
             loop.remove_signal_handler(sig)
 
 
-async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict | None, int]:
-    """Run and report; (report, exit code). The report is written even when the run is interrupted."""
+async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict, int]:
+    """Run and report; (report, exit code). The report is written even when the run is interrupted; a run that
+    cannot start raises a FluxAsyncError."""
     if not scenario.phases:
         raise UsageError(f"{scenario.source} has no phases: `run` needs some (a capacity-only scenario is for "
                          "`capacity`)")
     check_faults(apply_overrides(scenario, options), options)
-    try:
-        async with session(scenario, options, console) as s:
-            return await _run(s, options, console)
-    except Abort as abort:
-        return None, abort.code
+    async with session(scenario, options, console) as s:
+        return await _run(s, options, console)
 
 
 def check_faults(scenario: Scenario, options: RunOptions) -> None:
@@ -277,7 +256,7 @@ def finish(report: dict, options: RunOptions, plot, describe, console) -> tuple[
 
 
 async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
-                       console) -> tuple[dict | None, int]:
+                       console) -> tuple[dict, int]:
     """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
     from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
     from flux_async.scenario.thresholds import parse_threshold
@@ -292,16 +271,13 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
             raise UsageError(f"--slo: {exc}") from None
     config = replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
     started_at = datetime.now(timezone.utc)
-    try:
-        async with session(scenario, options, console) as s:
-            search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
-            with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
-                section = await search.run()
-            if s.verifier is not None:
-                await s.verifier.settle()
-            report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
-    except Abort as abort:
-        return None, abort.code
+    async with session(scenario, options, console) as s:
+        search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
+        with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
+            section = await search.run()
+        if s.verifier is not None:
+            await s.verifier.settle()
+        report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
     from flux_async.report.plots import plot_capacity
 
     return finish(report, options, plot_capacity, describe_capacity, console)

@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from flux_async.errors import WorkerSplitError
+from flux_async.errors import EXIT_UNREACHABLE, WorkerSplitError, WorkersFailed
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.load.engine import PhaseRun, RunResult
 from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
@@ -161,10 +161,10 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
     return command
 
 
-async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict | None, int]:
+async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options, console) -> tuple[dict, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
     from flux_async.report.json_report import print_summary
-    from flux_async.run.runner import EXIT_UNREACHABLE, Abort, apply_overrides, embedded_server, finish
+    from flux_async.run.runner import apply_overrides, embedded_server, finish
 
     for index in range(count):
         divide(scenario, index, count)  # raises WorkerSplitError before anything starts
@@ -173,10 +173,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     async with AsyncExitStack() as stack:
         embedded = not scenario.target.urls
         if embedded:
-            try:
-                scenario, _ = await embedded_server(scenario, options, console, stack)
-            except Abort as abort:
-                return None, abort.code
+            scenario, _ = await embedded_server(scenario, options, console, stack)
         url = ",".join(scenario.target.urls)
         console.print(f"flux_async: {count} workers against {url} …")
         metrics_url = scenario.target.metrics_url  # the embedded server's, when there is one
@@ -199,8 +196,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
                 loop.remove_signal_handler(sig)
     paths = [folder / f"worker-{i}.json" for i in range(count)]
     if any(code == EXIT_UNREACHABLE for code in codes) or not all(p.is_file() for p in paths):
-        console.print(f"[red]flux_async: a worker could not run (exit codes {codes}); logs in {folder}[/red]")
-        return None, max(codes)
+        raise WorkersFailed(f"a worker could not run (exit codes {codes}); logs in {folder}", max(codes))
     reports = [json.loads(p.read_text()) for p in paths]
     hlogs = [folder / f"worker-{i}.hlog" for i in range(count)]
     report = merge_reports(scenario, reports, hlogs, embedded)
