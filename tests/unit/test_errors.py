@@ -142,15 +142,19 @@ def test_commands_that_need_the_server_extra_exit_2_naming_the_install_command(t
     assert "Traceback" not in result.stderr and not (tmp_path / "tiny").exists()
 
 
-def test_a_client_run_never_imports_the_server_extra(tmp_path):
+def test_a_client_run_and_its_reports_never_import_the_server_extra(tmp_path):
     (tmp_path / "s.yaml").write_text(FAKE_SCENARIO)
+    report, hlog = str(tmp_path / "r.json"), str(tmp_path / "r.hlog")
     # the server packages are hidden: importing one would fail the run, not just show up in sys.modules
     probe = HIDE.format(hidden=set(SERVER_MODULES)) + textwrap.dedent(f"""
         import json
         import flux_async.cli, flux_async.testing.pytest_plugin
         at_import = [m for m in {SERVER_ONLY!r} if m in sys.modules]
-        code = flux_async.cli.main(["run", {str(tmp_path / "s.yaml")!r}, "--no-progress",
-                                    "--report", {str(tmp_path / "r.json")!r}])
+        code = flux_async.cli.main(["run", {str(tmp_path / "s.yaml")!r}, "--no-progress", "--hlog", {hlog!r},
+                                    "--report", {report!r}, "--html", {str(tmp_path / "r.html")!r},
+                                    "--plot", {str(tmp_path / "r.png")!r}])
+        code += flux_async.cli.main(["report", "merge", {hlog!r}])
+        code += flux_async.cli.main(["report", "html", {report!r}, "--hlog", {hlog!r}])
         print(json.dumps({{"code": code, "at_import": at_import,
                           "after_run": [m for m in {SERVER_ONLY!r} if m in sys.modules]}}))
     """)
@@ -158,4 +162,4 @@ def test_a_client_run_never_imports_the_server_extra(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome == {"code": 0, "at_import": [], "after_run": []}
-    assert json.loads((tmp_path / "r.json").read_text())["passed"]
+    assert json.loads((tmp_path / "r.json").read_text())["passed"] and (tmp_path / "r.png").is_file()
