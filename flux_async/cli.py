@@ -1,7 +1,8 @@
 """Command line: argument parsing and exit codes only (docs/cli.md).
 
 Exit codes: 0 success · 1 a threshold, verification or run-time failure · 2 bad scenario or usage · 3 target
-unreachable or server failed to start.
+unreachable or server failed to start. Commands raise a FluxAsyncError (flux_async.errors) for anything but a
+finished run; `main` alone turns it into a message and its exit code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+from flux_async.errors import (EXIT_FAILED, EXIT_OK, FluxAsyncError, InvalidTarget, ScenarioError, ServerError,
+                               Unavailable, UsageError, WorkersFailed)
+from flux_async.extras import require_server_extra
 
 
 def _port(text: str) -> int:
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_make_tiny_flux(args) -> int:
+    require_server_extra("make-tiny-flux")
     from flux_async.pipeline.tiny import make_tiny_flux
 
     path = make_tiny_flux(args.directory, seed=args.seed, variant=args.variant)
@@ -141,15 +145,15 @@ def cmd_make_tiny_flux(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    require_server_extra("serve")
     from flux_async.launch.fleet import ServerFleet, nvml_gpu_count, parse_gpus
     from flux_async.pipeline.weights import resolve_weights
-    from flux_async.launch.triton_server import DEFAULT_REPOSITORY, ServerConfig, ServerError, TritonServer
+    from flux_async.launch.triton_server import DEFAULT_REPOSITORY, ServerConfig, TritonServer
 
     try:
         resolve_weights(args.weights)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"flux_async serve: error: --weights: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--weights: {exc}") from None
     try:  # the GPU list and, for a fleet, each server's ports
         gpus = parse_gpus(args.gpus, nvml_gpu_count()) if args.gpus is not None else None
         config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
@@ -159,19 +163,14 @@ def cmd_serve(args) -> int:
                               cuda_memory_pool_mb=args.cuda_memory_pool_mb)
         service = ServerFleet(gpus, config) if gpus else TritonServer(config)
     except ValueError as exc:
-        print(f"flux_async serve: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     servers = service.servers if gpus else [service]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     what = f"{len(servers)} tritonservers, one per GPU ({','.join(gpus)})" if gpus else "tritonserver"
     print(f"flux_async: starting {what} (model repository {config.model_repository})", flush=True)
-    try:
-        service.start()
-    except ServerError as exc:
-        print(f"flux_async: server failed to start: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    service.start()
     if stop.is_set():
         service.stop()
         return EXIT_OK
@@ -213,22 +212,11 @@ def run_async(coroutine):
     return asyncio.run(coroutine)
 
 
-def _scenario_command(args, name: str, make) -> int:
-    """Load the scenario (exit 2 listing every problem) and run `make(scenario)`'s coroutine; usage errors exit 2."""
-    from flux_async.run.runner import UsageError
-    from flux_async.scenario.config import ScenarioError, load_scenario
-    from flux_async.run.workers import WorkerSplitError
+def _scenario_command(args, make) -> int:
+    """Load the scenario and run `make(scenario)`'s coroutine; the run's exit code."""
+    from flux_async.scenario.config import load_scenario
 
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(f"flux_async {name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        _, code = run_async(make(scenario))
-    except (UsageError, WorkerSplitError) as exc:
-        print(f"flux_async {name}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    _, code = run_async(make(load_scenario(args.scenario)))
     return code
 
 
@@ -242,26 +230,25 @@ def cmd_run(args) -> int:
                          metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
                          control_url=args.control_url, model_repository=args.model_repository)
     if args.workers > 1:
-        return _scenario_command(args, "run", lambda s: run_workers(s, args.scenario, args.workers, options,
+        return _scenario_command(args, lambda s: run_workers(s, args.scenario, args.workers, options,
                                                                     _console()))
-    return _scenario_command(args, "run", lambda s: run_scenario(s, options, _console()))
+    return _scenario_command(args, lambda s: run_scenario(s, options, _console()))
 
 
 def cmd_capacity(args) -> int:
     from flux_async.run.runner import RunOptions, run_capacity
 
     if args.workers > 1:
-        print("flux_async capacity: error: --workers must be 1: a capacity search runs every step in one process "
-              "(run --workers splits a fixed scenario; its report's client verdict, like each capacity step's, "
-              "says when the tester itself was the bottleneck)", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--workers must be 1: a capacity search runs every step in one process (run --workers "
+                         "splits a fixed scenario; its report's client verdict, like each capacity step's, says when "
+                         "the tester itself was the bottleneck)")
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
                          plot=args.plot, html=args.html, weights=args.weights, verify=not args.no_verify,
                          mismatch_dir=args.mismatch_dir, progress=False)
     overrides = {"mode": args.mode, "start": args.start, "max": args.max, "step_duration_s": args.step_duration,
                  "repeats": args.repeats, "precision": args.precision}
-    return _scenario_command(args, "capacity", lambda s: run_capacity(s, options, args.slo, overrides, _console()))
+    return _scenario_command(args, lambda s: run_capacity(s, options, args.slo, overrides, _console()))
 
 
 def cmd_report(args) -> int:
@@ -273,12 +260,10 @@ def cmd_report(args) -> int:
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        print(f"flux_async report merge: error: no such file: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"no such file: {', '.join(missing)}")
     merged = merge_logs(args.files)
     if not merged.totals:
-        print("flux_async report merge: error: the files hold no interval histograms", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("the files hold no interval histograms")
     figures = summary(merged)
     from rich import box
     from rich.table import Table
@@ -301,20 +286,17 @@ def cmd_report_html(args) -> int:
 
     from flux_async.report.html import write_html
 
-    def usage(message: str) -> int:
-        print(f"flux_async report html: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-
     if not args.report.is_file():
-        return usage(f"no such file: {args.report}")
+        raise UsageError(f"no such file: {args.report}")
     if args.hlog is not None and not args.hlog.is_file():
-        return usage(f"--hlog: no such file: {args.hlog}")
+        raise UsageError(f"--hlog: no such file: {args.hlog}")
     try:
         report = json.loads(args.report.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        return usage(f"{args.report} is not JSON: {exc}")
+        raise UsageError(f"{args.report} is not JSON: {exc}") from None
     if not isinstance(report, dict) or not {"version", "scenario", "target", "passed"} <= set(report):
-        return usage(f"{args.report} is not a flux_async report (it needs the keys version, scenario, target, passed)")
+        raise UsageError(f"{args.report} is not a flux_async report (it needs the keys version, scenario, target, "
+                         "passed)")
     output = args.output or args.report.with_suffix(".html")
     write_html(report, output, hlog=args.hlog, source=args.report.name)
     print(f"wrote {output}")
@@ -333,4 +315,23 @@ COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "report": cmd_report, "ser
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except FluxAsyncError as error:
+        print_error(args, error)
+        return error.exit_code
+
+
+def print_error(args, error: FluxAsyncError) -> None:
+    """Print `error` where each command always has: what a run meets once started (an unusable or unreachable
+    target, a server that did not start, a failed worker) on the run's console, the rest on stderr."""
+    command = f"report {args.report_command}" if args.command == "report" else args.command
+    if isinstance(error, ServerError) and command == "serve":
+        print(f"flux_async: server failed to start: {error}", file=sys.stderr)
+    elif isinstance(error, (InvalidTarget, Unavailable, WorkersFailed)):
+        started = "the embedded server failed to start: " if isinstance(error, ServerError) else ""
+        _console().print(f"flux_async: {started}{error}", style="red", markup=False)
+    elif isinstance(error, ScenarioError):
+        print(f"flux_async {command}: {error}", file=sys.stderr)  # it starts with the file's name
+    else:
+        print(f"flux_async {command}: error: {error}", file=sys.stderr)

@@ -27,14 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flux_async import contract
+from flux_async.errors import ServerError
 from flux_async.pipeline.weights import cache_dir
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "triton_models"
 sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
-
-
-class ServerError(RuntimeError):
-    """The server could not start (or its environment cannot work); the message says why and what to do."""
 
 
 def free_port() -> int:

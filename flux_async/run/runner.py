@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
+from flux_async.errors import UsageError
 from flux_async.measure.client_usage import ClientUsage
 from flux_async.load.engine import Engine
 from flux_async.measure.gpu import GpuSampler
@@ -21,7 +22,7 @@ from flux_async.measure.recorder import Recorder, encode_histograms
 from flux_async.measure.timeline import Timeline
 from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
 from flux_async.run.outputs import finish
-from flux_async.run.session import Abort, RunOptions, Session, UsageError, apply_overrides, session
+from flux_async.run.session import RunOptions, Session, apply_overrides, session
 from flux_async.run.workers import divide
 from flux_async.scenario.thresholds import parse_threshold
 
@@ -39,17 +40,15 @@ def stop_on_signals(stop):
             loop.remove_signal_handler(sig)
 
 
-async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict | None, int]:
-    """Run and report; (report, exit code). The report is written even when the run is interrupted."""
+async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tuple[dict, int]:
+    """Run and report; (report, exit code). The report is written even when the run is interrupted; a run that
+    cannot start raises a FluxAsyncError."""
     if not scenario.phases:
         raise UsageError(f"{scenario.source} has no phases: `run` needs some (a capacity-only scenario is for "
                          "`capacity`)")
     check_faults(apply_overrides(scenario, options), options)
-    try:
-        async with session(scenario, options, console) as s:
-            return await _run(s, options, console)
-    except Abort as abort:
-        return None, abort.code
+    async with session(scenario, options, console) as s:
+        return await _run(s, options, console)
 
 
 def check_faults(scenario: Scenario, options: RunOptions) -> None:
@@ -128,7 +127,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
 
 
 async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
-                       console) -> tuple[dict | None, int]:
+                       console) -> tuple[dict, int]:
     """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
     expressions = slo or [t.expr for t in scenario.thresholds]
     if not expressions:
@@ -140,16 +139,13 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
             raise UsageError(f"--slo: {exc}") from None
     config = replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
     started_at = datetime.now(timezone.utc)
-    try:
-        async with session(scenario, options, console) as s:
-            search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
-            with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
-                section = await search.run()
-            if s.verifier is not None:
-                await s.verifier.settle()
-            report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
-    except Abort as abort:
-        return None, abort.code
+    async with session(scenario, options, console) as s:
+        search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
+        with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
+            section = await search.run()
+        if s.verifier is not None:
+            await s.verifier.settle()
+        report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
     from flux_async.report.plots import plot_capacity
 
     return finish(report, options, plot_capacity, describe_capacity, console)

@@ -8,18 +8,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flux_async.launch.triton_server import DEFAULT_REPOSITORY, ServerError, TritonServer
+from flux_async.errors import InvalidTarget, UsageError
+from flux_async.extras import require_server_extra
 from flux_async.scenario.config import PROTOCOLS, Scenario
-from flux_async.targets.base import Target, TargetUnreachable
+from flux_async.targets.base import Target
 from flux_async.targets.factory import make_target
 from flux_async.verification.verifier import Verifier, workload_keys
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-class UsageError(ValueError):
-    """A flag that does not fit the scenario (exit code 2)."""
-
 
 @dataclass
 class RunOptions:
@@ -73,14 +67,6 @@ def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
     return replace(scenario, target=target)
 
 
-class Abort(Exception):
-    """The run cannot start; `code` is the exit code (the message was printed)."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
 @dataclass
 class Session:
     """What a run or a capacity search works with: the scenario (URLs filled in), the opened target, the verifier
@@ -95,7 +81,8 @@ class Session:
 
 @asynccontextmanager
 async def session(scenario: Scenario, options: RunOptions, console):
-    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after."""
+    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after.
+    Raises InvalidTarget (bad URLs), TargetUnreachable or ServerError."""
     scenario = apply_overrides(scenario, options)
     async with AsyncExitStack() as stack:
         embedded, server = not scenario.target.urls, None
@@ -104,13 +91,8 @@ async def session(scenario: Scenario, options: RunOptions, console):
         try:
             target = make_target(scenario.target)
         except ValueError as exc:
-            console.print(f"[red]flux_async: target.urls: {exc}[/red]")
-            raise Abort(EXIT_USAGE) from None
-        try:
-            await target.open()
-        except TargetUnreachable as exc:
-            console.print(f"[red]flux_async: {exc}[/red]")
-            raise Abort(EXIT_UNREACHABLE) from None
+            raise InvalidTarget(f"target.urls: {exc}") from None
+        await target.open()
         stack.push_async_callback(target.close)
         verifier = None
         if scenario.verify.enabled and options.verify:
@@ -126,17 +108,17 @@ async def session(scenario: Scenario, options: RunOptions, console):
 
 
 async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack):
-    """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server)."""
+    """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server).
+    Raises MissingExtra without the server extra, ServerError when it does not start."""
+    require_server_extra("a run with no URL (it starts an embedded Triton server)")
+    from flux_async.launch.triton_server import DEFAULT_REPOSITORY, TritonServer  # the server extra's
+
     console.print("flux_async: no URL given: starting an embedded Triton server on the tiny weights …")
     # --exit-timeout-secs: when the run is over, unloading the models gracefully (~15 s here) buys nothing
     server = TritonServer(weights=options.weights, model_control_mode="explicit" if scenario.faults else "none",
                           model_repository=options.model_repository or DEFAULT_REPOSITORY,
                           extra_args=["--exit-timeout-secs=3"])
-    try:
-        await asyncio.to_thread(server.start)
-    except ServerError as exc:
-        console.print(f"[red]flux_async: the embedded server failed to start:[/red] {exc}")
-        raise Abort(EXIT_UNREACHABLE) from None
+    await asyncio.to_thread(server.start)
     stack.push_async_callback(asyncio.to_thread, server.stop)
     address = server.http_url if scenario.target.protocol == "http" else server.grpc_url
     return replace(scenario, target=replace(

@@ -17,13 +17,13 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from flux_async.errors import EXIT_UNREACHABLE, WorkerSplitError, WorkersFailed  # noqa: F401  (the cli catches it)
 from flux_async.report.hlog_merge import merge_logs, write_log
 from flux_async.report.merge_reports import merge_reports
 from flux_async.report.schema import Report
 from flux_async.scenario.config import Scenario
-from flux_async.scenario.executors import SplitError as WorkerSplitError  # noqa: F401  (the cli catches it)
 from flux_async.run.outputs import finish
-from flux_async.run.session import EXIT_UNREACHABLE, Abort, RunOptions, apply_overrides, embedded_server
+from flux_async.run.session import RunOptions, apply_overrides, embedded_server
 
 
 def divide(scenario: Scenario, index: int, count: int) -> Scenario:
@@ -46,7 +46,7 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
     return command
 
 
-async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options: RunOptions, console) -> tuple[dict | None, int]:
+async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options: RunOptions, console) -> tuple[dict, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
     from flux_async.report.json_report import print_summary
 
@@ -57,10 +57,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     async with AsyncExitStack() as stack:
         embedded = not scenario.target.urls
         if embedded:
-            try:
-                scenario, _ = await embedded_server(scenario, options, console, stack)
-            except Abort as abort:
-                return None, abort.code
+            scenario, _ = await embedded_server(scenario, options, console, stack)
         url = ",".join(scenario.target.urls)
         console.print(f"flux_async: {count} workers against {url} …")
         metrics_url = scenario.target.metrics_url  # the embedded server's, when there is one
@@ -83,8 +80,7 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
                 loop.remove_signal_handler(sig)
     paths = [folder / f"worker-{i}.json" for i in range(count)]
     if any(code == EXIT_UNREACHABLE for code in codes) or not all(p.is_file() for p in paths):
-        console.print(f"[red]flux_async: a worker could not run (exit codes {codes}); logs in {folder}[/red]")
-        return None, max(codes)
+        raise WorkersFailed(f"a worker could not run (exit codes {codes}); logs in {folder}", max(codes))
     reports = [Report.from_json(json.loads(p.read_text())) for p in paths]
     hlogs = [folder / f"worker-{i}.hlog" for i in range(count)]
     report = merge_reports(scenario, reports, hlogs, embedded)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from flux_async import contract
+from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
 from flux_async.scenario.reader import Reader, boolean, integer, number, parse_duration
@@ -29,14 +30,6 @@ from flux_async.scenario.thresholds import Threshold
 PROTOCOLS = ("grpc", "grpc-stream", "http")
 BALANCE = ("round-robin", "least-in-flight")
 COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
-
-
-class ScenarioError(ValueError):
-    """A scenario with problems; `problems` lists every one as 'path: message'."""
-
-    def __init__(self, source: str, problems: list[str]):
-        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
-        self.problems = problems
 
 
 @dataclass

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol, runtime_checkable
 
+from flux_async.errors import Unavailable
 from flux_async.scenario.workload import Job
 
 
-class TargetUnreachable(RuntimeError):
+class TargetUnreachable(Unavailable):
     """The target cannot be reached, or its model is not ready (exit code 3)."""
 
 

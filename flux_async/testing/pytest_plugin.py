@@ -66,6 +66,13 @@ def flux_server(request, flux_weights):
             raise pytest.UsageError("give both --flux-http-url and --flux-grpc-url")
         yield RemoteServer(http, grpc)
         return
+    from flux_async.errors import MissingExtra
+    from flux_async.extras import require_server_extra
+
+    try:
+        require_server_extra("the flux_server fixture without --flux-http-url/--flux-grpc-url")
+    except MissingExtra as error:
+        pytest.fail(str(error), pytrace=False)
     from flux_async.launch.triton_server import TritonServer
 
     # a short exit timeout: at the session's end Triton would otherwise wait up to 30 s for clients to go
@@ -79,6 +86,7 @@ def run_scenario(flux_server, tmp_path):
     """`await run_scenario(path_or_dict, **RunOptions fields)` → the JSON report (plus "exit_code" and "output")."""
     from rich.console import Console
 
+    from flux_async.errors import InvalidTarget, Unavailable
     from flux_async.run.runner import RunOptions, run_scenario as run
     from flux_async.scenario.config import load_scenario, parse_scenario
 
@@ -89,9 +97,10 @@ def run_scenario(flux_server, tmp_path):
             parsed = replace(parsed, target=replace(parsed.target, urls=[url]))
         options = RunOptions(**({"progress": False, "report": tmp_path / "report.json"} | options))
         output = io.StringIO()
-        report, code = await run(parsed, options, Console(file=output, width=160))
-        if report is None:
-            pytest.fail(f"the scenario did not run (exit code {code}):\n{output.getvalue()}")
+        try:
+            report, code = await run(parsed, options, Console(file=output, width=160))
+        except (InvalidTarget, Unavailable) as error:
+            pytest.fail(f"the scenario did not run (exit code {error.exit_code}): {error}\n{output.getvalue()}")
         return report | {"exit_code": code, "output": output.getvalue()}
 
     return runner

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 import flux_async.run
-from flux_async.run.session import EXIT_UNREACHABLE, EXIT_USAGE, Abort, RunOptions, session
+from flux_async.errors import EXIT_UNREACHABLE, EXIT_USAGE, FluxAsyncError
+from flux_async.run.session import RunOptions, session
 from flux_async.scenario.config import parse_scenario
 from flux_async.targets.base import Target
 
@@ -34,12 +35,12 @@ async def test_a_session_opens_the_target_and_closes_it():
     ("ftp://h:1", EXIT_USAGE, "target.urls: URL 'ftp://h:1'"),
     ("http://127.0.0.1:9", EXIT_UNREACHABLE, "http://127.0.0.1:9 is unreachable"),
 ])
-async def test_a_target_that_cannot_be_used_aborts_with_its_exit_code(url, code, said):
+async def test_a_target_that_cannot_be_used_raises_with_its_exit_code(url, code, said):
     console = Console(file=io.StringIO(), width=200)
-    with pytest.raises(Abort) as abort:
+    with pytest.raises(FluxAsyncError) as error:
         async with session(scenario(url, protocol="http", connect_timeout="2s"), RunOptions(), console):
             pass
-    assert abort.value.code == code and said in console.file.getvalue()
+    assert error.value.exit_code == code and said in str(error.value)
 
 
 @pytest.mark.parametrize("module", ["session.py", "outputs.py", "workers.py", "capacity.py"])

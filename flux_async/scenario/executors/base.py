@@ -9,14 +9,14 @@ from typing import Any, ClassVar, Iterator, TypeVar
 
 from flux_async.scenario.reader import Reader, boolean, parse_duration
 from flux_async.scenario.thresholds import Threshold
+from flux_async.errors import WorkerSplitError
 
 COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
 
 E = TypeVar("E", bound="Executor")
 
 
-class SplitError(ValueError):
-    """A phase's load cannot be split over that many load generators."""
+SplitError = WorkerSplitError  # a phase's load cannot be split over that many load generators (exit code 2)
 
 
 def share(total: int, index: int, count: int, what: str) -> int:
