@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from common import ROOT, noop_server, run_measured, save
 
 CLIENTS = ROOT / "benchmarks" / "clients"

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from client_cost import locust, wrk
 from common import noop_server, run_measured, save
 

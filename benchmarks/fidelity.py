@@ -17,9 +17,9 @@ import torch
 import tritonclient.http as httpclient
 from diffusers import FluxPipeline
 
-from flux_async.targets.bls_inputs import bls_inputs
-from flux_async.pipeline.weights import resolve_weights
 from flux_async.launch.triton_server import TritonServer
+from flux_async.pipeline.weights import resolve_weights
+from flux_async.targets.bls_inputs import bls_inputs
 
 PROMPTS = ["A cat holding a sign that says hello world", "A futuristic city with flying cars",
            "A cat playing with a ball"]

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from common import run_measured, save
 
 

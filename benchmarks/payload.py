@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from common import ROOT, run_measured, save
 
 sys.path.insert(0, str(ROOT))
@@ -76,8 +75,8 @@ def grpc_bytes(address: str, size: int, prompts: int) -> int:
 async def flux_async_encoding(scenario: Path) -> str:
     """The Content-Encoding flux_async's HTTP target gets: one request through its own session and headers."""
     from flux_async.scenario.config import load_scenario
-    from flux_async.targets.factory import make_target
     from flux_async.scenario.workload import JobSource
+    from flux_async.targets.factory import make_target
 
     config = load_scenario(scenario)
     target = make_target(config.target)

@@ -254,7 +254,7 @@ def flux_gpu(data: dict, eager: dict | None, gap: dict | None) -> list[str]:
     memory = served["memory"]
     lines += ["", "Where one served request's time goes (bls's own trace, median ms): 1 prompt: "
               + ", ".join(f"{name} {value:.1f}" for name, value in one["bls_parts_ms"].items())
-              + f"; 4 prompts: " + ", ".join(f"{name} {value:.1f}" for name, value in four["bls_parts_ms"].items())
+              + "; 4 prompts: " + ", ".join(f"{name} {value:.1f}" for name, value in four["bls_parts_ms"].items())
               + f". Triton's statistics put bls's compute at {one['stages']['bls']['compute_infer_ms']:.0f} and "
               f"{four['stages']['bls']['compute_infer_ms']:.0f} ms and its output at "
               f"{one['stages']['bls']['compute_output_ms']:.1f} and {four['stages']['bls']['compute_output_ms']:.1f} "

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from common import noop_server, run_measured, save
 
 

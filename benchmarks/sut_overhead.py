@@ -23,9 +23,9 @@ def main() -> None:
     import tritonclient.grpc as grpcclient
     from diffusers import FluxPipeline
 
-    from flux_async.targets.bls_inputs import bls_inputs
-    from flux_async.pipeline.weights import resolve_weights
     from flux_async.launch.triton_server import TritonServer
+    from flux_async.pipeline.weights import resolve_weights
+    from flux_async.targets.bls_inputs import bls_inputs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)

@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, ROOT, machine
 
 sys.path.insert(0, str(ROOT))

@@ -13,8 +13,17 @@ import sys
 import threading
 from pathlib import Path
 
-from flux_async.errors import (EXIT_FAILED, EXIT_OK, FluxAsyncError, InvalidTarget, ScenarioError, ServerError,
-                               Unavailable, UsageError, WorkersFailed)
+from flux_async.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    FluxAsyncError,
+    InvalidTarget,
+    ScenarioError,
+    ServerError,
+    Unavailable,
+    UsageError,
+    WorkersFailed,
+)
 from flux_async.extras import require_server_extra
 
 
@@ -147,8 +156,8 @@ def cmd_make_tiny_flux(args) -> int:
 def cmd_serve(args) -> int:
     require_server_extra("serve")
     from flux_async.launch.fleet import ServerFleet, nvml_gpu_count, parse_gpus
-    from flux_async.pipeline.weights import resolve_weights
     from flux_async.launch.triton_server import DEFAULT_REPOSITORY, ServerConfig, TritonServer
+    from flux_async.pipeline.weights import resolve_weights
 
     try:
         resolve_weights(args.weights)

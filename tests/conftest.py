@@ -48,7 +48,7 @@ def make_reference(weights: Path):
     pipe = FluxPipeline.from_pretrained(weights)
     pipe.set_progress_bar_config(disable=True)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def reference(prompt: str, seed: int, steps: int = 4, guidance: float = 0.0, height: int = 128, width: int = 128,
                   max_sequence_length: int = 256) -> np.ndarray:
         images = pipe(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), num_inference_steps=steps,

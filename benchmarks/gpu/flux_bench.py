@@ -299,8 +299,8 @@ def memory_per_image(url: str) -> dict:
     fails (out of memory on a smaller card) is recorded with its error, and larger ones are not tried."""
     import tritonclient.grpc as grpcclient
 
-    from flux_async.targets.bls_inputs import bls_inputs
     from flux_async.measure.gpu import peak_memory_during
+    from flux_async.targets.bls_inputs import bls_inputs
 
     client = grpcclient.InferenceServerClient(url)
     peaks, failed = {}, {}

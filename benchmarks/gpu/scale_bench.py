@@ -181,9 +181,9 @@ def scaling(searches: list[dict]) -> list[dict]:
 
 def main() -> None:
     from flux_async.launch.fleet import ServerFleet, nvml_gpu_count
+    from flux_async.launch.triton_server import ServerConfig, TritonServer
     from flux_async.measure.gpu import GpuSampler
     from flux_async.scenario.config import load_scenario
-    from flux_async.launch.triton_server import ServerConfig, TritonServer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")

@@ -12,8 +12,8 @@ import torch
 import tritonclient.grpc as grpcclient
 from diffusers import FluxPipeline
 
-from flux_async.targets.bls_inputs import bls_inputs
 from flux_async.launch.triton_server import TritonServer
+from flux_async.targets.bls_inputs import bls_inputs
 
 PROMPTS = ["A cat holding a sign that says hello world", "A futuristic city with flying cars", "A red bicycle"]
 

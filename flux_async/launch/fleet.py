@@ -76,7 +76,7 @@ class ServerFleet:
     def http_urls(self) -> list[str]:
         return [server.http_url for server in self.servers]
 
-    def start(self) -> "ServerFleet":
+    def start(self) -> ServerFleet:
         """Start every server at once and wait for all; if one fails, stop the others and raise its error."""
         with ThreadPoolExecutor(len(self.servers)) as pool:
             outcomes = list(pool.map(_start_or_error, self.servers))
@@ -90,7 +90,7 @@ class ServerFleet:
         with ThreadPoolExecutor(len(self.servers)) as pool:
             list(pool.map(lambda server: server.stop(), self.servers))
 
-    def __enter__(self) -> "ServerFleet":
+    def __enter__(self) -> ServerFleet:
         return self.start()
 
     def __exit__(self, *exc) -> None:

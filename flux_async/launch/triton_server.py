@@ -248,7 +248,7 @@ class TritonServer:
         env.update({contract.ENV_TORCH_THREADS: str(self.config.torch_threads), **self.config.env})
         return env
 
-    def start(self) -> "TritonServer":
+    def start(self) -> TritonServer:
         """Start the server and wait until it is ready; raises `ServerError` with the reason and the log's tail."""
         from flux_async.pipeline.weights import resolve_weights
 
@@ -329,19 +329,19 @@ class TritonServer:
         for leftover in Path("/dev/shm").glob(self.shm_prefix + "*"):
             leftover.unlink(missing_ok=True)
 
-    def restart(self) -> "TritonServer":
+    def restart(self) -> TritonServer:
         """Start again on the same ports (after `kill` or `stop`)."""
         self.config.http_port, self.config.grpc_port = self.http_port, self.grpc_port
         self.config.metrics_port = self.metrics_port
         return self.start()
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    async def __aenter__(self) -> "TritonServer":
+    async def __aenter__(self) -> TritonServer:
         await asyncio.to_thread(self.start)
         return self
 

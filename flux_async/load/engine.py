@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator
 
 from flux_async.measure import attribution
+from flux_async.measure.recorder import Interval, Recorder, merge_intervals
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import ClosedLoop, Executor
-from flux_async.measure.recorder import Interval, Recorder, merge_intervals
+from flux_async.scenario.workload import Job, JobSource
 from flux_async.targets.base import Outcome, Target
 from flux_async.verification.verifier import Verifier, keep
-from flux_async.scenario.workload import Job, JobSource
 
 NS = 1_000_000_000
 EARLY_S = 0.0005  # a request may leave this much before its intended time (half the loop's timer resolution)

@@ -3,7 +3,7 @@ schedule over?", for an engine or a test with a fake clock."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class Pacer:

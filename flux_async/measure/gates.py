@@ -110,7 +110,7 @@ class Gate:
         return {f.name: getattr(self, f.name) for f in fields(self)} | {"description": self.describe()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Gate":
+    def from_dict(cls, data: dict) -> Gate:
         """The gate a report was made under (`as_dict`'s inverse)."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 

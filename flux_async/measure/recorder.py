@@ -55,7 +55,7 @@ class Counters:
     images_ok: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def add(self, other: "Counters") -> None:
+    def add(self, other: Counters) -> None:
         self.sent += other.sent
         self.ok += other.ok
         self.errors += other.errors

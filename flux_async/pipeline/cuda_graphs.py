@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ class Geometry:
     scheduler_config: dict
 
     @classmethod
-    def from_source(cls, source: WeightsSource) -> "Geometry":
+    def from_source(cls, source: WeightsSource) -> Geometry:
         transformer, vae = source.transformer_config(), source.vae_config()
         return cls(num_channels_latents=transformer["in_channels"] // 4,
                    vae_scale_factor=2 ** (len(vae["block_out_channels"]) - 1),

@@ -10,7 +10,6 @@ from pathlib import Path
 from flux_async.pipeline.architectures import component_configs
 from flux_async.pipeline.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
-
 _COMPONENTS = ("text_encoder", "text_encoder_2", "transformer", "vae")
 
 

@@ -12,13 +12,22 @@ from pathlib import Path
 
 from flux_async import __version__
 from flux_async.measure.client_usage import warning_line
-from flux_async.report.plots import (draw_capacity, draw_gpu_memory, draw_lag, draw_latency, draw_spectrum, draw_stages,
-                    draw_throughput, gpu_memory_series, svg)
 from flux_async.measure.recorder import new_histogram, stat_ms
-from flux_async.report.hlog import read_log, tag as hlog_tag
+from flux_async.report.hlog import read_log
+from flux_async.report.hlog import tag as hlog_tag
 from flux_async.report.json_report import client_json, describe_observed, format_ms, observed_phrase
-from flux_async.report.schema import (CapacityReport, CapacitySection, Report, ThresholdResult, Verification,
-                                      load_report)
+from flux_async.report.plots import (
+    draw_capacity,
+    draw_gpu_memory,
+    draw_lag,
+    draw_latency,
+    draw_spectrum,
+    draw_stages,
+    draw_throughput,
+    gpu_memory_series,
+    svg,
+)
+from flux_async.report.schema import CapacityReport, CapacitySection, Report, ThresholdResult, Verification, load_report
 from flux_async.report.typed_json import ABSENT
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html.j2"

@@ -5,15 +5,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from flux_async.load.engine import RunResult
 from flux_async.measure.attribution import first_to_queue
 from flux_async.measure.client_usage import warning_line
-from flux_async.load.engine import RunResult
-from flux_async.scenario.config import Scenario
 from flux_async.measure.recorder import Counters, Recorder, stat_ms, summarize_ms
-from flux_async.scenario.thresholds import Threshold, parse_threshold
-from flux_async.report.schema import (ClientUsageSummary, Figures, Images, Latency, Phase, PhaseVerification, PromptsFigures,
-                                      Report, Requests, Target, Throughput, ThresholdResult, Verification)
+from flux_async.report.schema import (
+    ClientUsageSummary,
+    Figures,
+    Images,
+    Latency,
+    Phase,
+    PhaseVerification,
+    PromptsFigures,
+    Report,
+    Requests,
+    Target,
+    ThresholdResult,
+    Throughput,
+    Verification,
+)
 from flux_async.report.typed_json import ABSENT
+from flux_async.scenario.config import Scenario
+from flux_async.scenario.thresholds import Threshold, parse_threshold
 
 # Without an error_rate threshold, any error fails the run (say how many are acceptable to allow some).
 IMPLICIT_ERROR_THRESHOLD = "error_rate == 0"

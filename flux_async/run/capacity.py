@@ -13,15 +13,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 
+from flux_async.load.engine import Engine
 from flux_async.measure.client_usage import ClientUsage, warning_line
 from flux_async.measure.client_usage import combine as combine_clients
-from flux_async.load.engine import Engine
+from flux_async.measure.recorder import Recorder
 from flux_async.report.json_report import DISABLED_VERIFICATION, client_json, evaluate, figures, verification_lines
 from flux_async.report.schema import CapacityReport, CapacitySection, ClientUsageSummary, Verification
 from flux_async.report.schema import Target as TargetSection
 from flux_async.scenario.config import CapacityConfig, Scenario
 from flux_async.scenario.executors import ConstantArrivalRate, ConstantConcurrency, Executor
-from flux_async.measure.recorder import Recorder
 from flux_async.scenario.thresholds import Threshold, parse_threshold
 from flux_async.scenario.workload import Job
 from flux_async.targets.base import Outcome, Target

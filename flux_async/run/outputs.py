@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from flux_async.errors import EXIT_FAILED, EXIT_OK
 from flux_async.measure.machine import describe_machine
 from flux_async.report.json_report import write_json
-from flux_async.errors import EXIT_FAILED, EXIT_OK
 from flux_async.run.session import RunOptions
 
 

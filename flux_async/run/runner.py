@@ -10,20 +10,20 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from flux_async.errors import UsageError
-from flux_async.measure.client_usage import ClientUsage
 from flux_async.load.engine import Engine
+from flux_async.measure.client_usage import ClientUsage
 from flux_async.measure.gpu import GpuSampler
-from flux_async.measure.triton_metrics import MetricsScraper
-from flux_async.report.progress import show_progress
-from flux_async.report.hlog import HlogWriter
-from flux_async.report.json_report import build_report, print_summary
-from flux_async.scenario.config import Scenario
 from flux_async.measure.recorder import Recorder, encode_histograms
 from flux_async.measure.timeline import Timeline
+from flux_async.measure.triton_metrics import MetricsScraper
+from flux_async.report.hlog import HlogWriter
+from flux_async.report.json_report import build_report, print_summary
+from flux_async.report.progress import show_progress
 from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
 from flux_async.run.outputs import finish
 from flux_async.run.session import RunOptions, Session, apply_overrides, session
 from flux_async.run.workers import divide
+from flux_async.scenario.config import Scenario
 from flux_async.scenario.thresholds import parse_threshold
 
 

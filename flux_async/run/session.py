@@ -15,6 +15,7 @@ from flux_async.targets.base import Target
 from flux_async.targets.factory import make_target
 from flux_async.verification.verifier import Verifier, workload_keys
 
+
 @dataclass
 class RunOptions:
     """The command line's settings for `run` and `capacity` (None: the scenario's own)."""

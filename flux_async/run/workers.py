@@ -17,13 +17,13 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from flux_async.errors import EXIT_UNREACHABLE, WorkerSplitError, WorkersFailed  # noqa: F401  (the cli catches it)
+from flux_async.errors import EXIT_UNREACHABLE, WorkersFailed, WorkerSplitError  # noqa: F401  (the cli catches it)
 from flux_async.report.hlog_merge import merge_logs, write_log
 from flux_async.report.merge_reports import merge_reports
 from flux_async.report.schema import Report
-from flux_async.scenario.config import Scenario
 from flux_async.run.outputs import finish
 from flux_async.run.session import RunOptions, apply_overrides, embedded_server
+from flux_async.scenario.config import Scenario
 
 
 def divide(scenario: Scenario, index: int, count: int) -> Scenario:

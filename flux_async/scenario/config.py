@@ -23,8 +23,14 @@ from flux_async import contract
 from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
-from flux_async.scenario.reader import Reader, boolean, integer, number, parse_duration
-from flux_async.scenario.reader import parse_rate  # noqa: F401  (re-exported: callers read values through config)
+from flux_async.scenario.reader import (
+    Reader,
+    boolean,
+    integer,
+    number,
+    parse_duration,
+    parse_rate,  # noqa: F401  (re-exported: callers read values through config)
+)
 from flux_async.scenario.thresholds import Threshold
 
 PROTOCOLS = ("grpc", "grpc-stream", "http")

@@ -10,7 +10,7 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from flux_async import contract
-from flux_async.pipeline.generate import Geometry, GenerationRequest, Timings, generate
+from flux_async.pipeline.generate import GenerationRequest, Geometry, Timings, generate
 from flux_async.pipeline.validation import InvalidInput, parse_bls_inputs
 from flux_async.pipeline.weights import load_tokenizer
 from flux_async.serving import runtime

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from flux_async.scenario.config import TargetConfig
 from flux_async.targets.balanced import BalancedTarget

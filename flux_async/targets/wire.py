@@ -12,8 +12,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from flux_async.targets.bls_inputs import bls_arrays, datatype
 from flux_async.scenario.workload import Job
+from flux_async.targets.bls_inputs import bls_arrays, datatype
 
 _NUMPY = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP16": np.float16}
 VIEW_AT_BYTES = 2**16  # smaller gRPC responses go through protobuf's C parser: copying them costs less than our scan

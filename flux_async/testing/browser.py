@@ -49,7 +49,7 @@ def find_chromium() -> str:
 class Page:
     """One opened page: `errors` holds console errors and uncaught exceptions, as text."""
 
-    session: "_Session"
+    session: _Session
     errors: list[str] = field(default_factory=list)
 
     async def evaluate(self, expression: str):
@@ -109,7 +109,7 @@ class HeadlessChromium:
         self.process: subprocess.Popen | None = None
         self.sessions: list[_Session] = []
 
-    async def __aenter__(self) -> "HeadlessChromium":
+    async def __aenter__(self) -> HeadlessChromium:
         import aiohttp
 
         self.profile = tempfile.mkdtemp(prefix="flux_async_chromium_")

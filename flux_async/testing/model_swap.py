@@ -11,9 +11,9 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def _call(http_url: str, path: str, body: dict | None = None) -> dict:

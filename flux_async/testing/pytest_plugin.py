@@ -87,7 +87,8 @@ def run_scenario(flux_server, tmp_path):
     from rich.console import Console
 
     from flux_async.errors import InvalidTarget, Unavailable
-    from flux_async.run.runner import RunOptions, run_scenario as run
+    from flux_async.run.runner import RunOptions
+    from flux_async.run.runner import run_scenario as run
     from flux_async.scenario.config import load_scenario, parse_scenario
 
     async def runner(scenario, **options) -> dict:

@@ -23,9 +23,9 @@ from flux_async.measure.gates import Gate, WorstScores, gate_summary
 from flux_async.measure.image_scores import Scores, load_metrics, score
 from flux_async.measure.images import save_png
 from flux_async.scenario.config import TargetConfig, VerifyConfig, WorkloadConfig
+from flux_async.scenario.workload import Job
 from flux_async.targets.base import Outcome, Target
 from flux_async.targets.factory import make_target
-from flux_async.scenario.workload import Job
 
 PRECOMPUTE_LIMIT = 64  # references computed before the run at most; the rest on first need
 
@@ -43,7 +43,7 @@ class ReferenceKey:
     max_sequence_length: int | None
 
     @classmethod
-    def of(cls, job: Job, item: int, seed: int) -> "ReferenceKey":
+    def of(cls, job: Job, item: int, seed: int) -> ReferenceKey:
         return cls(job.prompts[item], seed, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)
 
     def job(self) -> Job:

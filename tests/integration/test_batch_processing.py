@@ -12,9 +12,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from flux_async.targets.bls_inputs import bls_inputs
 from flux_async.contract import image_tolerance
 from flux_async.measure.images import save_png
+from flux_async.targets.bls_inputs import bls_inputs
 
 PROMPTS = ["A beautiful landscape with mountains", "A futuristic city with flying cars", "A cat playing with a ball"]
 SEEDS = [11, 22, 33]

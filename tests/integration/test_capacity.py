@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from flux_async.launch.triton_server import TritonServer
 from flux_async.run.runner import RunOptions, run_capacity
 from flux_async.scenario.config import parse_scenario
-from flux_async.launch.triton_server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from flux_async.targets.bls_inputs import make_input
 from flux_async.pipeline.validation import InvalidInput, parse_bls_inputs
+from flux_async.targets.bls_inputs import make_input
 
 INTS = {"num_inference_steps": [1, 2, 0, -3, 101, 2**31 - 1], "height": [64, 80, 0, 63, 1000, 4096, -64],
         "width": [64, 96, 16, 65, 2064], "max_sequence_length": [64, 512, 0, 513, -1]}

@@ -10,8 +10,8 @@ import json
 import pytest
 import tritonclient.grpc as grpcclient
 
-from flux_async.targets.bls_inputs import bls_inputs
 from flux_async.measure.gpu import GpuSampler, peak_memory_during
+from flux_async.targets.bls_inputs import bls_inputs
 
 
 @pytest.mark.gpu

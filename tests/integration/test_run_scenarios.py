@@ -128,8 +128,8 @@ def test_interrupted_run_still_writes_its_report_and_log(tmp_path, stop_signal):
 def test_workers_share_the_load_and_merge_exactly(tmp_path):
     """--workers 2: every phase's load split in two processes; the merged report counts everything once, and its
     percentiles equal those of the merged interval logs (HDR histograms add exactly)."""
-    from flux_async.report.hlog_merge import merge_logs
     from flux_async.measure.recorder import summarize_ms
+    from flux_async.report.hlog_merge import merge_logs
 
     scenario = {"target": {"url": "fake://?latency=10ms"}, "workload": {"prompts": ["a", "b"]},
                 "phases": [{"name": "steady", "executor": "constant-arrival-rate", "rate": "40/s", "duration": "2s"},

@@ -261,8 +261,8 @@ async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
     """The Python API: `async with TritonServer(...)` (here on a no-op model, which starts in seconds)."""
     import tritonclient.grpc.aio as grpc_aio
 
-    from flux_async.targets.bls_inputs import make_input
     from flux_async.launch.triton_server import TritonServer
+    from flux_async.targets.bls_inputs import make_input
 
     processes_before, shm_before = triton_processes(), shm_segments()
     async with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "noop_repository",

@@ -12,9 +12,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from flux_async.targets.bls_inputs import bls_inputs
 from flux_async.contract import image_tolerance
 from flux_async.measure.images import save_png
+from flux_async.targets.bls_inputs import bls_inputs
 
 PROMPT = "A cat holding a sign that says hello world"
 

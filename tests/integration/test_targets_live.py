@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from flux_async.scenario.config import TargetConfig
+from flux_async.scenario.workload import Job
 from flux_async.targets.base import TargetUnreachable
 from flux_async.targets.factory import make_target
-from flux_async.scenario.workload import Job
 
 JOB = Job(0, ("a lighthouse", "a red bicycle"), (1, 2), 2, 0.0, 64, 64, None)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import json
 import subprocess
 import sys
@@ -11,8 +10,14 @@ from pathlib import Path
 
 import yaml
 
-from flux_async.measure.client_usage import (CORES_LIMIT, LAG_P99_LIMIT_MS, LOOP_BUSY_LIMIT, QUEUE_LIMIT, combine,
-                                     saturation_reasons)
+from flux_async.measure.client_usage import (
+    CORES_LIMIT,
+    LAG_P99_LIMIT_MS,
+    LOOP_BUSY_LIMIT,
+    QUEUE_LIMIT,
+    combine,
+    saturation_reasons,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,9 +104,9 @@ class LoopBlockingTarget:
 
 async def test_a_backlog_held_across_intervals_is_the_outbound_queue():
     from flux_async.load.engine import Engine
-    from flux_async.scenario.config import parse_scenario
     from flux_async.measure.recorder import Recorder
     from flux_async.measure.timeline import Timeline
+    from flux_async.scenario.config import parse_scenario
 
     scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
                                "phases": [{"executor": "constant-arrival-rate", "rate": "100/s", "duration": "4s"}]})
@@ -121,8 +126,8 @@ async def test_a_blocked_loop_stretches_intervals_instead_of_leaving_stubs():
     import time
 
     from flux_async.load.engine import Engine
-    from flux_async.scenario.config import parse_scenario
     from flux_async.measure.recorder import Recorder
+    from flux_async.scenario.config import parse_scenario
 
     scenario = parse_scenario({"name": "t", "target": {"url": "fake://"}, "workload": {"prompts": ["a"]},
                                "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})

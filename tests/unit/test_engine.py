@@ -10,10 +10,10 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from flux_async.load.engine import Engine
+from flux_async.measure.recorder import Recorder, stat_ms
 from flux_async.report.hlog import HlogWriter
 from flux_async.report.json_report import build_report
 from flux_async.scenario.config import parse_scenario
-from flux_async.measure.recorder import Recorder, stat_ms
 from flux_async.targets.factory import make_target
 
 REQUIRED_KEYS = {"version", "scenario", "target", "started_at", "duration_s", "passed", "requests", "images",

@@ -11,9 +11,20 @@ import textwrap
 import pytest
 
 from flux_async import errors
-from flux_async.errors import (EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, FluxAsyncError, InvalidTarget,
-                               MissingExtra, ScenarioError, ServerError, Unavailable, UsageError, WorkerSplitError,
-                               WorkersFailed)
+from flux_async.errors import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    FluxAsyncError,
+    InvalidTarget,
+    MissingExtra,
+    ScenarioError,
+    ServerError,
+    Unavailable,
+    UsageError,
+    WorkersFailed,
+    WorkerSplitError,
+)
 from flux_async.extras import SERVER_MODULES, missing_server_modules, require_server_extra
 from flux_async.targets.base import TargetUnreachable
 

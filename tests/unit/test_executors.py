@@ -6,9 +6,19 @@ import itertools
 
 import pytest
 
-from flux_async.scenario.executors import (EXECUTORS, Burst, ClosedLoop, ConstantArrivalRate, ConstantConcurrency,
-                                           Executor, OpenLoop, PoissonArrivalRate, RampingArrivalRate,
-                                           RampingConcurrency, SplitError)
+from flux_async.scenario.executors import (
+    EXECUTORS,
+    Burst,
+    ClosedLoop,
+    ConstantArrivalRate,
+    ConstantConcurrency,
+    Executor,
+    OpenLoop,
+    PoissonArrivalRate,
+    RampingArrivalRate,
+    RampingConcurrency,
+    SplitError,
+)
 from flux_async.scenario.reader import Reader
 from flux_async.scenario.schedules import Stage
 

@@ -3,9 +3,9 @@ tests/integration/test_html_report.py opens the pages in Chromium)."""
 
 import json
 
-from flux_async.report.html import hlog_spectrum, render_html, verdict_reasons
-from flux_async.report.hlog import read_log
 from flux_async.measure.recorder import new_histogram, stat_ms
+from flux_async.report.hlog import read_log
+from flux_async.report.html import hlog_spectrum, render_html, verdict_reasons
 
 
 def test_the_verdict_names_every_failed_check():

@@ -8,13 +8,12 @@ import asyncio
 import pytest
 
 from flux_async.load.engine import Engine
-from flux_async.report.hlog import read_log
-from flux_async.measure.triton_metrics import MetricsScraper
-from flux_async.report.hlog import HlogWriter
-from flux_async.scenario.config import parse_scenario
 from flux_async.measure.recorder import Counters, Interval, Recorder, merge_intervals, new_histogram
-from flux_async.targets.factory import make_target
 from flux_async.measure.timeline import Timeline, combine
+from flux_async.measure.triton_metrics import MetricsScraper
+from flux_async.report.hlog import HlogWriter, read_log
+from flux_async.scenario.config import parse_scenario
+from flux_async.targets.factory import make_target
 
 NS = 1_000_000_000
 

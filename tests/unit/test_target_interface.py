@@ -14,8 +14,8 @@ from flux_async.scenario.config import TargetConfig, parse_scenario
 from flux_async.targets import factory
 from flux_async.targets.balanced import BalancedTarget
 from flux_async.targets.base import Endpoint, Target
-from flux_async.targets.fake import FakeTarget
 from flux_async.targets.factory import Kind, make_target
+from flux_async.targets.fake import FakeTarget
 from flux_async.targets.grpc import GrpcStreamTarget, GrpcTarget
 from flux_async.targets.http import HttpTarget
 from flux_async.verification.verifier import Verifier

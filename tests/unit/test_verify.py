@@ -9,8 +9,8 @@ import pytest
 
 from flux_async.measure.gates import GATES, WorstScores, explicit_gate, gate_summary
 from flux_async.scenario.config import TargetConfig, VerifyConfig, WorkloadConfig, parse_scenario
-from flux_async.verification.verifier import ReferenceKey, Verifier, compare, keep, workload_keys
 from flux_async.scenario.workload import Job
+from flux_async.verification.verifier import ReferenceKey, Verifier, compare, keep, workload_keys
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.random((3, 32, 32), dtype=np.float32)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Iterator, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from flux_async.errors import WorkerSplitError
 from flux_async.scenario.reader import Reader, boolean, parse_duration
 from flux_async.scenario.thresholds import Threshold
-from flux_async.errors import WorkerSplitError
 
 COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
 

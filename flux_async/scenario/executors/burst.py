@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from flux_async.scenario import schedules
 from flux_async.scenario.executors.base import OpenLoop, share
