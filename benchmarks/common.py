@@ -28,7 +28,8 @@ def machine() -> str:
         cpu = model
     except (OSError, StopIteration):
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 @contextmanager

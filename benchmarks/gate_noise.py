@@ -5,8 +5,10 @@ In-process, no Triton: the stage loop Triton serves (flux_async.pipeline.generat
 every item is generated alone (its reference), then in batches of 2, 4, 8 (correct: rounding only), and as bugs:
 another item's seed, one step fewer, another request's guidance (guidance-embedding weights only), and 2-25 % of a
 neighbour's image blended in. Writes JSON after every case, so a run cut short keeps what it measured.
-    uv run python benchmarks/gate_noise.py --weights tiny --sizes 256,512 --steps 4,28 --out benchmarks/results/gate-noise-cpu.json
-    (GPU) python benchmarks/gate_noise.py --weights preset:flux1-schnell --sizes 512,1024 --steps 4,28 --graphs on,off ...
+    uv run python benchmarks/gate_noise.py --weights tiny --sizes 256,512 --steps 4,28 \
+        --out benchmarks/results/gate-noise-cpu.json
+    (GPU) python benchmarks/gate_noise.py --weights preset:flux1-schnell --sizes 512,1024 --steps 4,28 \
+        --graphs on,off ...
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def run(args) -> dict:
                 singles = [bench.images([i], size, steps)[0] for i in items]
                 common["ms_per_single"] = round((time.monotonic() - t0) / n * 1000, 1)
 
-                def case(name, received, against=None, **extra):
+                def case(name, received, against=None, singles=singles, common=common, **extra):
                     refs = against or singles
                     scores = [score(r, refs[i], ssim=True) for i, r in enumerate(received)]
                     save({**common, "case": name, **extra, **summarize(scores)})

@@ -125,8 +125,8 @@ def curl(server: TritonServer, size: int, prompts: int, concurrency: int, durati
             "errors": errors}
 
 
-# glibc's environment switches for what flux_async sets with mallopt (flux_async/targets/allocator.py): freed memory is kept
-# for reuse instead of every large response taking fresh pages
+# glibc's environment switches for what flux_async sets with mallopt (flux_async/targets/allocator.py): freed memory
+# is kept for reuse instead of every large response taking fresh pages
 HEAP_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 

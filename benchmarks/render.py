@@ -110,8 +110,8 @@ def payload(data: dict) -> list[str]:
     lines += ["", "flux_async's percentiles are its corrected latency (from the intended start; in closed loop about "
               "its service time, which the JSON keeps beside them); the others' are from the send. \"heap reuse\": "
               "tritonclient run with glibc's `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`, the setting "
-              "flux_async applies to itself (`flux_async/targets/allocator.py`), to show how much of the difference that "
-              "setting explains.", ""]
+              "flux_async applies to itself (`flux_async/targets/allocator.py`), to show how much of the difference "
+              "that setting explains.", ""]
     lines += [line for verdict in data.get("verdict", []) for line in (verdict, "")]
     unpinned = _load("payload-unpinned")
     if unpinned:
@@ -159,7 +159,8 @@ def schedule(data: dict) -> list[str]:
 
 def omission(data: dict) -> list[str]:
     lines = ["## Coordinated omission", "", _source(data, "uv run python benchmarks/coordinated_omission.py"),
-             data["setup"], "", "| tool | mode | requests | p50 ms | p99 ms | max ms | note |", "|---|---|---|---|---|---|---|"]
+             data["setup"], "", "| tool | mode | requests | p50 ms | p99 ms | max ms | note |",
+             "|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         p = row["percentiles_ms"]
         lines.append(f"| {row['tool']} | {row['mode']} | {row['requests']} | {_ms(p.get('p50'))} | "
@@ -211,7 +212,8 @@ def flux_gpu(data: dict, eager: dict | None, gap: dict | None) -> list[str]:
     """The FLUX.1-schnell-sized pipeline on one GPU: served (CUDA graphs on) against in-process, eager run beside."""
     inp, after, served = data["in_process"], data.get("in_process_after"), data["served"]
     one, four = _run(data, 1, 1), _run(data, 4, 1)
-    lines = [f"## GPU: FLUX.1-schnell-sized pipeline through Triton against in-process FluxPipeline ({data['gpu']})", "",
+    lines = [f"## GPU: FLUX.1-schnell-sized pipeline through Triton against in-process FluxPipeline ({data['gpu']})",
+             "",
              _source(data, "bash benchmarks/gpu/run_flux_bench.sh OUT --in-process-after (after "
                            "benchmarks/gpu/prepare.sh here; --eager for the eager run)"),
              f"Random weights with FLUX.1-schnell's architecture (`preset:flux1-schnell`: CLIP-L, T5-XXL, 12B "
@@ -236,7 +238,8 @@ def flux_gpu(data: dict, eager: dict | None, gap: dict | None) -> list[str]:
         device = {key.split("/")[0]: value["median_ms"] for key, value in row["stage_device_ms"].items()}
         lines.append(f"| {label} (1 prompt: p50; stage device times) | {row['latency_ms']['p50']:.0f} | "
                      f"{1000 / batch4['images_per_s']:.0f} | {device['clip_encoder']:.1f} | "
-                     f"{device['t5_encoder']:.1f} | {device['dit_transformer']:.1f} | {device['vae_decoder']:.1f} | – |")
+                     f"{device['t5_encoder']:.1f} | {device['dit_transformer']:.1f} | "
+                     f"{device['vae_decoder']:.1f} | – |")
     lines += ["", f"Clocks while measuring (pynvml, 100 ms samples): in-process batch 1: {_clocks(inp['batch1_gpu'])}; "
               f"served 1 prompt: {_clocks(one['gpu'])}; served 4 prompts: {_clocks(four['gpu'])}.", "",
               "Served, by prompts per request and concurrency (closed loop; latency from the intended start):", "",
@@ -366,18 +369,19 @@ def verification_gate() -> list[str]:
         return []
     lines = ["## Verification gate: rounding against bugs", "",
              f"The default gate is `{gate.describe()}`. Below: what it sits between. Scores are the gate's own "
-             "(`flux_async/measure/image_scores.py`: scikit-image PSNR and SSIM, PSNR of the worst 32x32 tile); a batched "
-             "image is scored against the same prompt and seed generated alone, as `run` does.", ""]
+             "(`flux_async/measure/image_scores.py`: scikit-image PSNR and SSIM, PSNR of the worst 32x32 tile); a "
+             "batched image is scored against the same prompt and seed generated alone, as `run` does.", ""]
     for src, what in NOISE_SOURCES:
         if noise[src]:
             lines.append(f"- {what}: `{noise[src]['command']}`, {noise[src]['measured_at']}, {noise[src]['machine']}.")
     lines += ["", "### Correct servers: batched against single (rounding only)", "",
               "Batches of 2, 4 and 8 items (at 28 steps on the GPU 4 items, and 8 in the h200-schnell-b8 rows) against "
-              "each item alone; PSNR in dB, worst over the row's images. Batch 1 against itself (run to run) was identical in every row.", "",
+              "each item alone; PSNR in dB, worst over the row's images. Batch 1 against itself (run to run) was "
+              "identical in every row.", "",
               "| source | CUDA graphs | size | steps | images | PSNR worst | PSNR median | worst tile, worst "
               "| SSIM worst | max abs worst | within 1/255, worst |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     worst_noise = {"psnr": float("inf"), "tile": float("inf")}
-    for src, what in NOISE_SOURCES:
+    for src, _ in NOISE_SOURCES:
         groups: dict = {}
         for case in (noise[src] or {}).get("cases", []):
             if case["case"].startswith("batch-") and case["case"] != "batch-1":
@@ -400,7 +404,7 @@ def verification_gate() -> list[str]:
               "| failed by auto |",
               "|---|---|---|---|---|---|---|---|"]
     closest_bug = {}
-    for src, what in NOISE_SOURCES:
+    for src, _ in NOISE_SOURCES:
         groups = {}
         for case in (noise[src] or {}).get("cases", []):
             if case["case"] in BUG_NAMES:

@@ -39,11 +39,11 @@ def main() -> None:
     with TritonServer(weights=str(weights)) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         for size in args.sizes:
-            def served():
+            def served(size=size):
                 client.infer("bls", bls_inputs(grpcclient, [PROMPT], seeds=[1], num_inference_steps=4,
                                                guidance_scale=0.0, height=size, width=size)).as_numpy("images")
 
-            def in_process():
+            def in_process(size=size):
                 pipe(prompt=PROMPT, generator=torch.Generator("cpu").manual_seed(1), num_inference_steps=4,
                      guidance_scale=0.0, height=size, width=size, max_sequence_length=256, output_type="pt")
 

@@ -130,7 +130,7 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
         torch.cuda.reset_peak_memory_stats()
     for batch in (1,) if light else (1, 4):
         with GpuWatch() as watch:  # batch 1: as many back-to-back images as the served batch-1 row
-            ms = timed(lambda: generate(batch), runs=8 if batch == 1 else 3)
+            ms = timed(lambda batch=batch: generate(batch), runs=8 if batch == 1 else 3)
         result[f"batch{batch}_ms"] = ms
         result[f"batch{batch}_ms_per_image"] = ms / batch
         result[f"batch{batch}_gpu"] = watch.summary()
@@ -157,7 +157,7 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
             result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False))
     result["stages_gpu"] = watch.summary()
     result["libraries"] = cuda_libraries()
-    del pipe
+    pipe = None  # the closures above hold it: drop it so gc.collect frees its GPU memory
     gc.collect()
     return result
 
@@ -306,7 +306,7 @@ def memory_per_image(url: str) -> dict:
     peaks, failed = {}, {}
     for n in (1, 2, 4, 8):
         try:
-            peaks[n] = peak_memory_during(lambda: client.infer(
+            peaks[n] = peak_memory_during(lambda n=n: client.infer(
                 "bls", bls_inputs(grpcclient, [PROMPT] * n, seeds=list(range(n)), height=SIZE, width=SIZE,
                                   num_inference_steps=STEPS, max_sequence_length=256), client_timeout=600))
         except Exception as exc:

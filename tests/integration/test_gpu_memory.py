@@ -23,7 +23,7 @@ def test_batch_memory_efficiency(triton_server, artifacts):
     sampler = GpuSampler()
     assert sampler.available, sampler.reason
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
-    peaks = {n: peak_memory_during(lambda: client.infer("bls", bls_inputs(
+    peaks = {n: peak_memory_during(lambda n=n: client.infer("bls", bls_inputs(
         grpcclient, [f"test prompt {i}" for i in range(n)], seeds=list(range(n)), height=1024, width=1024,
         num_inference_steps=4)), sampler) for n in (1, 2, 4, 8)}
     per_image = {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**20 for a, b in ((1, 2), (2, 4), (4, 8))}

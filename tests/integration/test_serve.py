@@ -245,7 +245,7 @@ def test_libpython_links_survive_threads_making_them_at_once(tmp_path, monkeypat
         shutil.rmtree(tmp_path, ignore_errors=True)
         barrier, results = threading.Barrier(8), []
 
-        def make():
+        def make(barrier=barrier, results=results):
             barrier.wait()
             results.append(libpython_dir())
 

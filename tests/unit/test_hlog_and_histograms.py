@@ -40,7 +40,8 @@ def test_run_and_merged_logs_share_the_header_and_line_format(tmp_path):
     write_log(merge_logs([tmp_path / "a.hlog"]), tmp_path / "m.hlog")
     run, merged = ((tmp_path / name).read_text().splitlines() for name in ("a.hlog", "m.hlog"))
     assert run[0] == "#[flux_async interval log: tags are <phase>:<metric>, values in microseconds]"
-    assert merged[0] == "#[flux_async merged interval log of 1 files: tags are <phase>:<metric>, values in microseconds]"
+    assert merged[0] == ("#[flux_async merged interval log of 1 files: tags are <phase>:<metric>, "
+                         "values in microseconds]")
     for lines in (run, merged):
         assert lines[1] == "#[Histogram log format version 1.3]"
         assert re.fullmatch(r"#\[StartTime: \d+\.\d{3} \(seconds since epoch\), \S+\]", lines[2])

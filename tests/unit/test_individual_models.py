@@ -118,7 +118,8 @@ def test_dit_transformer_direct(pb_utils, models, pipe):
 def test_dit_groups_requests_of_different_sizes(pb_utils, models, pipe):
     """Requests batched together by Triton may differ in latent grid: each is answered as if run alone."""
     model = models["dit_transformer"]
-    a, b, c = dit_inputs(pipe, 1, (8, 8), seed=1), dit_inputs(pipe, 2, (4, 6), seed=2), dit_inputs(pipe, 1, (8, 8), seed=3)
+    a, b = dit_inputs(pipe, 1, (8, 8), seed=1), dit_inputs(pipe, 2, (4, 6), seed=2)
+    c = dit_inputs(pipe, 1, (8, 8), seed=3)
     together = model.execute([request(pb_utils, **x) for x in (a, b, c)])
     for inputs, response in zip((a, b, c), together):
         [alone] = model.execute([request(pb_utils, **inputs)])

@@ -58,7 +58,8 @@ def test_worker_shares_add_up_to_the_scenario():
     assert sum(s.phases[1].rate for s in shares) == pytest.approx(9)
     assert sum(s.phases[1].max_in_flight for s in shares) == 4
     assert sum(s.phases[2].burst_size for s in shares) == 7
-    assert shares[1].phases[3].start == pytest.approx(2 / 3) and shares[1].phases[3].stages[0].target == pytest.approx(8 / 3)
+    assert shares[1].phases[3].start == pytest.approx(2 / 3)
+    assert shares[1].phases[3].stages[0].target == pytest.approx(8 / 3)
     assert len({s.phases[1].seed for s in shares}) == 3
     with pytest.raises(WorkerSplitError, match="concurrency 5 cannot be split over 6 workers"):
         divide(scenario, 0, 6)

@@ -183,7 +183,8 @@ def test_http_images_skip_outputs_they_do_not_need():
 
     from flux_async.targets import wire
 
-    images, seeds, extra = np.ones((1, 3, 2, 2), dtype=np.float32), np.array([3], dtype=np.int64), b"\x05\x00\x00\x00hello"
+    images, seeds = np.ones((1, 3, 2, 2), dtype=np.float32), np.array([3], dtype=np.int64)
+    extra = b"\x05\x00\x00\x00hello"
     header = json.dumps({"outputs": [
         {"name": "caption", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(extra)}},
         {"name": "images", "datatype": "FP32", "shape": [1, 3, 2, 2], "parameters": {"binary_data_size": 48}},
