@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "scenario's thresholds)")
     for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir", "--html"):
         action = next(a for a in run._actions if flag in a.option_strings)
-        capacity.add_argument(flag, type=action.type, choices=action.choices, default=None, help=action.help)
+        # str for a flag without a type: argparse's own default, which leaves the string as it is
+        capacity.add_argument(flag, type=action.type if action.type is not None else str, choices=action.choices,
+                              default=None, help=action.help)
     capacity.add_argument("--plot", type=Path, default=None, help="write a latency-vs-throughput PNG")
     capacity.add_argument("--mode", choices=("rate", "concurrency"), default=None)
     capacity.add_argument("--start", type=float, default=None, help="first rate (/s) or concurrency")
@@ -173,7 +175,7 @@ def cmd_serve(args) -> int:
         service = ServerFleet(gpus, config) if gpus else TritonServer(config)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    servers = service.servers if gpus else [service]
+    servers = service.servers if isinstance(service, ServerFleet) else [service]  # a fleet exactly when gpus
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -319,7 +321,8 @@ def _console():
     return console if console.is_terminal else Console(width=160)  # a log file or a pipe: keep tables whole
 
 
-COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "report": cmd_report, "serve": cmd_serve, "make-tiny-flux": cmd_make_tiny_flux}
+COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "report": cmd_report, "serve": cmd_serve,
+            "make-tiny-flux": cmd_make_tiny_flux}
 
 
 def main(argv: list[str] | None = None) -> int:

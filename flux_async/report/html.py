@@ -10,12 +10,20 @@ import base64
 import io
 from pathlib import Path
 
+from hdrh.histogram import HdrHistogram
+
 from flux_async import __version__
 from flux_async.measure.client_usage import warning_line
-from flux_async.measure.recorder import new_histogram, stat_ms
+from flux_async.measure.recorder import new_histogram
 from flux_async.report.hlog import read_log
 from flux_async.report.hlog import tag as hlog_tag
-from flux_async.report.json_report import client_json, describe_observed, format_ms, observed_phrase
+from flux_async.report.json_report import (
+    client_json,
+    describe_observed,
+    format_ms,
+    observed_phrase,
+    sampled_stat_ms,
+)
 from flux_async.report.plots import (
     draw_capacity,
     draw_gpu_memory,
@@ -70,17 +78,17 @@ def _capacity_reasons(section: CapacitySection) -> list[str]:
             f"{section.bounded_by}"]
 
 
-def hlog_spectrum(report: dict | Report, hlog: str | Path) -> dict[str, list[list[float]]]:
+def hlog_spectrum(report: dict | Report | CapacityReport, hlog: str | Path) -> dict[str, list[list[float]]]:
     """A dense percentile spectrum of the measured phases from the run's interval log (exact HDR sums)."""
     report = load_report(report)
     phases = report.phases if isinstance(report, Report) else []
     metric_of = {hlog_tag(p.name, metric): metric for p in phases if not p.warmup for metric in ("latency", "service")}
-    totals = {}
+    totals: dict[str, HdrHistogram] = {}
     for _, _, tag, histogram in read_log(hlog):
         if tag in metric_of:
             totals.setdefault(metric_of[tag], new_histogram()).add(histogram)
     percentiles = [100 * (1 - 0.5 ** (i / 4)) for i in range(0, 68)]  # 0 … 99.999: 4 points per halving
-    return {metric: [[p, stat_ms(h, f"p{p}")] for p in percentiles]
+    return {metric: [[p, sampled_stat_ms(h, f"p{p}")] for p in percentiles]
             for metric, h in totals.items() if h.get_total_count()}
 
 
@@ -90,7 +98,7 @@ def thumbnail(path: str | Path) -> str | None:
 
     try:
         with Image.open(path) as image:
-            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.NEAREST)
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.NEAREST)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
     except OSError:
@@ -140,7 +148,7 @@ def render_html(report: dict | Report | CapacityReport, hlog: str | Path | None 
     return template.render(report=page_data, kind=typed.kind, reasons=verdict_reasons(typed),
                            tester_warning=warning_line(client_json(typed.client)),
                            charts=_charts(typed, spectrum), stage_charts=stage_charts,
-                           gallery=_gallery(typed.verification), spectrum_source=Path(hlog).name if spectrum
+                           gallery=_gallery(typed.verification), spectrum_source=Path(hlog).name if spectrum and hlog
                            else "the JSON report", machine=typed.machine or {}, version=__version__, source=source)
 
 

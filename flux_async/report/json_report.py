@@ -1,4 +1,4 @@
-"""Reports of a run: the JSON report (docs/report.md, version 1; its types in report/schema.py) and the console table."""
+"""Reports of a run: the JSON report (docs/report.md, version 1; types in report/schema.py) and the console table."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from flux_async.report.schema import (
     Throughput,
     Verification,
 )
-from flux_async.report.typed_json import ABSENT
+from flux_async.report.typed_json import ABSENT, Absent
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.thresholds import Threshold, parse_threshold
 
@@ -95,12 +95,19 @@ SPECTRUM = (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100)
 
 def spectrum(recorder: Recorder, phases: set[str]) -> dict[str, list[list[float]]]:
     """[percentile, ms] pairs of the latency and service histograms, for the percentile-spectrum plot."""
-    result = {}
+    result: dict[str, list[list[float]]] = {}
     for metric in ("latency", "service"):
         histogram = recorder.merged(metric, phases)
         if histogram is not None and histogram.get_total_count():
-            result[metric] = [[p, stat_ms(histogram, "max" if p == 100 else f"p{p}")] for p in SPECTRUM]
+            result[metric] = [[p, sampled_stat_ms(histogram, "max" if p == 100 else f"p{p}")] for p in SPECTRUM]
     return result
+
+
+def sampled_stat_ms(histogram, stat: str) -> float:
+    """`stat_ms` of a histogram known to have samples (never None)."""
+    value = stat_ms(histogram, stat)
+    assert value is not None
+    return value
 
 
 DISABLED_VERIFICATION = {"enabled": False, "checked": 0, "mismatches": 0}
@@ -168,6 +175,7 @@ def stage_table(phase: Phase):
     from rich import box
     from rich.table import Table
 
+    assert isinstance(phase.stages, dict)  # called for phases with stages
     slowest = phase.first_to_queue
     title = f"stages in {phase.name!r} (Triton statistics, ms per request)" + (
         f" · queues first: {slowest}" if slowest else "")
@@ -195,6 +203,7 @@ def observed_phrase(result: ThresholdResult) -> str:
 
 def describe_observed(result: ThresholdResult) -> str:
     """A threshold result's observed value in the threshold's own unit (ms as 2.30s/450.0ms, rates as %)."""
+    assert result.value is not None  # callers say 'nothing measured' instead
     threshold = parse_threshold(result.expr)
     if threshold.stat is not None:
         return _ms(result.value)
@@ -224,7 +233,7 @@ def verification_lines(verification: Verification) -> list[str]:
     return lines
 
 
-def client_json(client: ClientUsageSummary | None) -> dict | None:
+def client_json(client: ClientUsageSummary | Absent | None) -> dict | None:
     """A `client` section as measure.client_usage's functions take it."""
     return client.to_json() if client else None
 

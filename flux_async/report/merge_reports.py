@@ -3,6 +3,7 @@ verification summed, timelines put on one grid, phase times the longest worker's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from flux_async.measure.timeline import combine as combine_timelines
 from flux_async.report.hlog import read_log
 from flux_async.report.json_report import run_report
 from flux_async.report.schema import ClientUsageSummary, Report
-from flux_async.report.typed_json import ABSENT
+from flux_async.report.typed_json import Absent
 from flux_async.scenario.config import Scenario
 
 
@@ -72,7 +73,8 @@ def _run(scenario: Scenario, reports: list[Report]) -> RunResult:
             continue
         run = PhaseRun(config, started_ns=1, ended_ns=1 + int(max(s.figures.duration_s for s in scopes) * 1e9),
                        finished=all(s.finished for s in scopes))
-        run.stages = None if scopes[0].stages is ABSENT else scopes[0].stages  # server-wide statistics: every worker sees the same deltas
+        # server-wide statistics: every worker sees the same deltas
+        run.stages = None if isinstance(scopes[0].stages, Absent) else scopes[0].stages
         runs.append(run)
     first = reports[0]
     return RunResult(runs, datetime.fromisoformat(first.started_at), max(r.wall_time_s for r in reports),
@@ -82,17 +84,18 @@ def _run(scenario: Scenario, reports: list[Report]) -> RunResult:
 def merged_timeline(reports: list[Report], hlogs: list[Path]) -> list[dict]:
     """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs."""
     return combine_timelines([(report.timeline_epoch_s, report.timeline, read_log(hlog) if hlog.is_file() else [])
-                              for report, hlog in zip(reports, hlogs) if report.timeline_epoch_s is not ABSENT])
+                              for report, hlog in zip(reports, hlogs)
+                              if not isinstance(report.timeline_epoch_s, Absent)])
 
 
-def merge_reports(scenario: Scenario, reports: list[dict | Report], hlogs: list[Path], embedded: bool) -> dict:
+def merge_reports(scenario: Scenario, reports: Sequence[dict | Report], hlogs: list[Path], embedded: bool) -> dict:
     """One report (JSON) from the workers' (with their histograms and `timeline_epoch_s`) and interval logs."""
-    reports = [Report.from_json(r) if isinstance(r, dict) else r for r in reports]
-    first = reports[0]
-    merged = run_report(scenario, _run(scenario, reports), _recorder(reports), embedded=embedded,
-                        verifier=MergedVerification(reports), timeline=merged_timeline(reports, hlogs),
+    parsed = [Report.from_json(r) if isinstance(r, dict) else r for r in reports]
+    first = parsed[0]
+    merged = run_report(scenario, _run(scenario, parsed), _recorder(parsed), embedded=embedded,
+                        verifier=MergedVerification(parsed), timeline=merged_timeline(parsed, hlogs),
                         gpu=first.gpu, metrics_url=first.metrics_url)
-    merged.workers = len(reports)
-    client = combine_clients([{**r.client.to_json(), "name": f"worker {r.worker}"} for r in reports if r.client])
+    merged.workers = len(parsed)
+    client = combine_clients([{**r.client.to_json(), "name": f"worker {r.worker}"} for r in parsed if r.client])
     merged.client = ClientUsageSummary.from_json(client) if client else None
     return merged.to_json()

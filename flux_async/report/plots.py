@@ -98,6 +98,7 @@ STAGE_PARTS = (("queue_ms", "queue"), ("compute_input_ms", "input"), ("compute_i
 def draw_stages(ax, phase: Phase) -> None:
     """Per model, ms per request from Triton's statistics, stacked: queue, input, infer, output."""
     stages = phase.stages
+    assert isinstance(stages, dict)  # drawn for phases with stages
     models = list(stages)[::-1]  # top to bottom in the order of the report
     left = [0.0] * len(models)
     for key, label in STAGE_PARTS:
@@ -118,8 +119,8 @@ def draw_capacity(ax, report: CapacityReport) -> None:
     for key in ("p50", "p99"):
         color = "C0" if key == "p99" else "C1"
         faces = [color if s.passed else "none" for s in steps]
-        ax.scatter(x, [getattr(s.figures.latency_ms, key) for s in steps], label=f"{key} latency (corrected)", facecolors=faces,
-                   edgecolors=color)
+        ax.scatter(x, [getattr(s.figures.latency_ms, key) for s in steps], label=f"{key} latency (corrected)",
+                   facecolors=faces, edgecolors=color)
     for threshold in capacity.slo_limits_ms:
         ax.axhline(threshold, color="red", linestyle=":", label=f"SLO {threshold:g} ms")
     knee = capacity.knee
@@ -134,20 +135,22 @@ def draw_capacity(ax, report: CapacityReport) -> None:
 
 def plot_run(report: dict | Report, path: str | Path) -> Path:
     """Four panels: latency over time, the percentile spectrum, throughput over time, GPU memory (or why none)."""
-    report = load_report(report)
+    typed = load_report(report)
+    assert isinstance(typed, Report)  # the report of `run`
     plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     for ax, draw in zip(axes.flat, (draw_latency, draw_spectrum, draw_throughput, draw_gpu_memory)):
-        draw(ax, report)
-    fig.suptitle(f"flux_async · {report.scenario} · {report.target.protocol} {report.target.url}")
+        draw(ax, typed)
+    fig.suptitle(f"flux_async · {typed.scenario} · {typed.target.protocol} {typed.target.url}")
     return _save(plt, fig, path)
 
 
 def plot_capacity(report: dict | CapacityReport, path: str | Path) -> Path:
-    report = load_report(report)
+    typed = load_report(report)
+    assert isinstance(typed, CapacityReport)  # the report of `capacity`
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
-    draw_capacity(ax, report)
+    draw_capacity(ax, typed)
     return _save(plt, fig, path)
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from functools import cache
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 
 class Absent:
@@ -19,12 +19,12 @@ class Absent:
 
     _instance: Absent | None = None
 
-    def __new__(cls) -> Self:
+    def __new__(cls) -> Absent:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> Literal[False]:  # so that `if value:` narrows ABSENT away
         return False
 
     def __repr__(self) -> str:
@@ -38,7 +38,7 @@ def _name(f: dataclasses.Field) -> str:
     return f.metadata.get("json", f.name)
 
 
-def _nested(hint) -> tuple[str, type | None]:
+def _nested(hint) -> tuple[str, type[JsonObject] | None]:
     """How a field's type nests JSON objects: ('one' | 'list' | 'dict' | 'plain', the JsonObject type)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -58,17 +58,34 @@ def _is_object(hint) -> bool:
     return isinstance(hint, type) and issubclass(hint, JsonObject)
 
 
+_Fields = list[tuple[dataclasses.Field, str, "type[JsonObject] | None"]]
+
+
+# The cached functions take a plain `type`: mypy does not count a dataclass's class as Hashable (the dataclass sets
+# its instances' `__hash__` to None), though the class itself hashes; the wrappers accept any class.
+def _fields(cls: type) -> _Fields:
+    return _cached_fields(cls)
+
+
+def _known_keys(cls: type) -> frozenset[str]:
+    return _cached_known_keys(cls)
+
+
 @cache
-def _fields(cls: type) -> list[tuple[dataclasses.Field, str, type | None]]:
+def _cached_fields(cls: type) -> _Fields:
     hints = typing.get_type_hints(cls)
     return [(f, *_nested(hints[f.name])) for f in dataclasses.fields(cls) if f.name != "extra"]
 
 
 @cache
-def _known_keys(cls: type) -> frozenset[str]:
-    keys = set()
+def _cached_known_keys(cls: type) -> frozenset[str]:
+    keys: set[str] = set()
     for f, _, nested in _fields(cls):
-        keys |= _known_keys(nested) if f.metadata.get("flatten") else {_name(f)}
+        if f.metadata.get("flatten"):
+            assert nested is not None  # a flattened field is a JsonObject
+            keys |= _known_keys(nested)
+        else:
+            keys |= {_name(f)}
     return frozenset(keys)
 
 
@@ -84,9 +101,10 @@ def _dump(value, shape: str):
     return value
 
 
-def _load(value, shape: str, cls: type | None):
-    if value is None:
-        return None
+def _load(value, shape: str, cls: type[JsonObject] | None):
+    if value is None or shape == "plain":
+        return value
+    assert cls is not None  # every shape but "plain" comes with its JsonObject type
     if shape == "one":
         return cls.from_json(value)
     if shape == "list":
@@ -98,7 +116,7 @@ def _load(value, shape: str, cls: type | None):
 
 @dataclasses.dataclass
 class JsonObject:
-    """Base of the report's types; subclasses are dataclasses ending with `extra: dict = field(default_factory=dict)`."""
+    """Base of the report's types; subclasses: dataclasses ending with `extra: dict = field(default_factory=dict)`."""
 
     def to_json(self) -> dict:
         """The JSON object: fields in their declared order, then `extra`'s keys."""
@@ -117,9 +135,10 @@ class JsonObject:
     @classmethod
     def from_json(cls, data: dict) -> Self:
         """The object of a JSON dict; missing keys take their defaults, unknown keys go to `extra`."""
-        values = {}
+        values: dict[str, Any] = {}
         for f, shape, nested in _fields(cls):
             if f.metadata.get("flatten"):
+                assert nested is not None  # a flattened field is a JsonObject
                 values[f.name] = nested.from_json(data)
             elif _name(f) in data:
                 values[f.name] = _load(data[_name(f)], shape, nested)

@@ -32,7 +32,7 @@ KEEP_UP = 0.95  # rate mode: a step passes only if it completes at least 95 % of
 class CompletionClock:
     """An engine observer that notes when each successful request completed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.done_ns: list[int] = []
 
     def __call__(self, phase: str, job: Job, outcome: Outcome) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -73,8 +74,9 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     hlog = HlogWriter(options.hlog) if options.hlog else None
     gpu = GpuSampler()
     metrics_url = options.metrics_url or scenario.target.metrics_url
-    samplers = ({"gpu": gpu} if gpu.available else {}) | ({"metrics": MetricsScraper(metrics_url)} if metrics_url
-                                                          else {})
+    scraper = MetricsScraper(metrics_url) if metrics_url else None
+    samplers: dict[str, Callable] = ({"gpu": gpu} if gpu.available else {}) | (
+        {"metrics": scraper} if scraper is not None else {})
     injector = None
     if scenario.faults:
         from flux_async.load.faults import FaultInjector, ServerControl
@@ -107,8 +109,8 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
             await asyncio.gather(progress, return_exceptions=True)
         if hlog is not None:
             hlog.close()
-        if "metrics" in samplers:
-            await samplers["metrics"].close()
+        if scraper is not None:
+            await scraper.close()
     client = usage.finish(sum(p.scheduled for p in result.phases), recorder, engine)
     if verifier is not None:
         await verifier.settle()

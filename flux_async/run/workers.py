@@ -46,7 +46,8 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
     return command
 
 
-async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options: RunOptions, console) -> tuple[dict, int]:
+async def run_workers(scenario: Scenario, scenario_path: Path, count: int, options: RunOptions,
+                      console) -> tuple[dict, int]:
     """Start the embedded server if needed, run `count` workers, merge and report."""
     from flux_async.report.json_report import print_summary
 

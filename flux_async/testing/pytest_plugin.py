@@ -96,10 +96,10 @@ def run_scenario(flux_server, tmp_path):
         if not parsed.target.urls:
             url = flux_server.http_url if parsed.target.protocol == "http" else flux_server.grpc_url
             parsed = replace(parsed, target=replace(parsed.target, urls=[url]))
-        options = RunOptions(**({"progress": False, "report": tmp_path / "report.json"} | options))
+        run_options = RunOptions(**({"progress": False, "report": tmp_path / "report.json"} | options))
         output = io.StringIO()
         try:
-            report, code = await run(parsed, options, Console(file=output, width=160))
+            report, code = await run(parsed, run_options, Console(file=output, width=160))
         except (InvalidTarget, Unavailable) as error:
             pytest.fail(f"the scenario did not run (exit code {error.exit_code}): {error}\n{output.getvalue()}")
         return report | {"exit_code": code, "output": output.getvalue()}
