@@ -7,6 +7,11 @@ and lets 1 MiB of a body buffer before pausing the socket instead of aiohttp's 6
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
 READ_BUFSIZE = 2**20
 
 
@@ -15,7 +20,8 @@ def accept_encoding(compression: str) -> str:
     return "identity" if compression == "none" else compression
 
 
-def client_session(compression: str = "none", headers: dict[str, str] | None = None, **kwargs):
+def client_session(compression: str = "none", headers: dict[str, str] | None = None,
+                   **kwargs: Any) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` asking for `compression` (default none), with a 1 MiB read buffer."""
     import aiohttp
 

@@ -47,7 +47,8 @@ def _pytriton_root() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise ServerError("nvidia-pytriton is not installed: it carries the tritonserver binary "
                           "(or pass --tritonserver PATH)") from None
-    return Path(dist.locate_file("pytriton/tritonserver"))
+    # a PathDistribution locates its files as pathlib paths; str() only satisfies the SimplePath protocol
+    return Path(str(dist.locate_file("pytriton/tritonserver")))
 
 
 def bundled_server() -> Path:
@@ -110,7 +111,8 @@ def stub_environment(base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     libdirs = [libpython_dir()]
     try:
-        libdirs.append(str(Path(importlib.metadata.distribution("nvidia-pytriton").locate_file("nvidia_pytriton.libs"))))
+        libs = importlib.metadata.distribution("nvidia-pytriton").locate_file("nvidia_pytriton.libs")
+        libdirs.append(str(Path(str(libs))))
     except importlib.metadata.PackageNotFoundError:
         pass
     env["LD_LIBRARY_PATH"] = os.pathsep.join([d for d in libdirs if d] + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
@@ -199,6 +201,8 @@ class TritonServer:
 
     @property
     def log_path(self) -> Path:
+        if self.workdir is None:  # the TypeError `None / str` raised, which log_text() expects
+            raise TypeError("the server has no work folder before start()")
         return self.workdir / "tritonserver.log"
 
     def log_text(self) -> str:
@@ -278,6 +282,7 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         url = f"http://localhost:{self.http_port}/v2/health/ready"
         while time.monotonic() < deadline:
+            assert self.process is not None  # start() launched it; stop() has not run
             if self.process.poll() is not None:
                 log = self.log_text()
                 raise ServerError(f"tritonserver exited with code {self.process.returncode} before it was ready: "

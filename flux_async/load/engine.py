@@ -11,16 +11,17 @@ period, and cancels the rest.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flux_async.measure import attribution
 from flux_async.measure.recorder import Interval, Recorder, merge_intervals
 from flux_async.scenario.config import Scenario
-from flux_async.scenario.executors import ClosedLoop, Executor
+from flux_async.scenario.executors import ClosedLoop, Executor, OpenLoop
 from flux_async.scenario.workload import Job, JobSource
 from flux_async.targets.base import Outcome, Target
 from flux_async.verification.verifier import Verifier, keep
@@ -63,7 +64,7 @@ class RunResult:
     stop_reason: str | None = None
 
 
-if hasattr(asyncio, "timeout"):  # Python 3.11+: a timer on the running task, no extra task per request
+if sys.version_info >= (3, 11):  # Python 3.11+: a timer on the running task, no extra task per request
     _deadline = asyncio.timeout
 else:  # pragma: no cover - Python 3.10
     import contextlib
@@ -71,6 +72,7 @@ else:  # pragma: no cover - Python 3.10
     @contextlib.asynccontextmanager
     async def _deadline(seconds: float):
         task = asyncio.current_task()
+        assert task is not None  # called from a coroutine, so within a task
         handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
         try:
             yield
@@ -86,10 +88,12 @@ Observer = Callable[[str, Job, Outcome], None]  # (phase name, job, outcome), ca
 class Engine:
     """Runs `scenario` against `target`, recording into `recorder`; `observers` see every request's outcome."""
 
+    _interval_start: int  # perf_counter_ns of the current interval's start, from run()
+
     def __init__(self, scenario: Scenario, target: Target, recorder: Recorder, *, max_phase_s: float | None = None,
-                 interval_s: float = 1.0, listeners: list[Callable[[Interval], None]] = (),
+                 interval_s: float = 1.0, listeners: Iterable[Callable[[Interval], None]] = (),
                  samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
-                 verifier: Verifier | None = None, job_stream: int = 0, observers: list[Observer] = (),
+                 verifier: Verifier | None = None, job_stream: int = 0, observers: Iterable[Observer] = (),
                  lost_after_s: float | None = 5.0):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s = max_phase_s, interval_s
@@ -170,6 +174,7 @@ class Engine:
         for observer in self.observers:
             observer(phase.name, job, outcome)
         if outcome.ok and job.verify:
+            assert self.verifier is not None  # keep() marks a job for verification only when there is a verifier
             self.verifier.submit(phase.name, job, outcome)
 
     def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
@@ -282,13 +287,15 @@ class Engine:
             if isinstance(config, ClosedLoop):
                 await self._closed_loop(phase, config, phase.planned_s)
             else:
+                assert isinstance(config, OpenLoop)  # every executor is open- or closed-loop
                 await self._open_loop(phase, config.arrivals(self.max_phase_s))
         finally:
             await self._drain(phase)
             phase.ended_ns = time.perf_counter_ns()
             phase.finished = not self.stopping
             after = await self._statistics() if before is not None else None
-            phase.stages = attribution.delta(before, after) if after is not None else None
+            # `after` is read only when `before` was
+            phase.stages = attribution.delta(before, after) if before is not None and after is not None else None
             if self.verifier is not None:  # after the phase's clock: references it still needs come at low load
                 await self.verifier.settle()
 
@@ -354,6 +361,7 @@ class Engine:
                 down_since = None
                 continue
             down_since = down_since or time.perf_counter()
+            assert self.lost_after_s is not None  # run() starts the watchdog only with a limit
             if time.perf_counter() - down_since >= self.lost_after_s:
                 self.stop(f"target lost: {self.target.url} did not answer its liveness check for "
                           f"{self.lost_after_s:g} s")

@@ -17,6 +17,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from flux_async import contract
 from flux_async.http_session import client_session
@@ -118,14 +119,17 @@ class FaultInjector:
 
     async def _apply(self, fault: FaultConfig) -> None:
         if fault.action == "unload":
+            assert fault.model is not None  # the scenario reader requires a model for unload and slow
             await self.control.unload(fault.model)
         elif fault.action == "slow":
+            assert fault.model is not None
             await self.control.slow(fault.model, fault.delay_s)
         else:
             await self.control.kill()
 
     async def _revert(self, fault: FaultConfig) -> None:
         if fault.action in ("unload", "slow"):
+            assert fault.model is not None  # the scenario reader requires a model for these actions
             await self.control.load(fault.model)  # from the repository: the real model again
         else:
             await self.control.restart()
@@ -171,9 +175,10 @@ class FaultInjector:
         result = []
         for record in self.records:
             fault = record.config
-            entry = {"action": fault.action, "model": fault.model, "at_s": fault.at_s, "duration_s": fault.duration_s,
-                     "applied_s": record.applied_s, "reverted_s": record.reverted_s,
-                     "revert_took_s": record.revert_took_s, "error": record.error}
+            entry: dict[str, Any] = {"action": fault.action, "model": fault.model, "at_s": fault.at_s,
+                                     "duration_s": fault.duration_s, "applied_s": record.applied_s,
+                                     "reverted_s": record.reverted_s, "revert_took_s": record.revert_took_s,
+                                     "error": record.error}
             if fault.action == "slow":
                 entry["delay_s"] = fault.delay_s
             if record.applied_s is not None and record.reverted_s is not None:

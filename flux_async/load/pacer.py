@@ -10,7 +10,8 @@ class Pacer:
     """`pace(elapsed, hits) -> (wait, stop)` over the intended offsets `times`."""
 
     def __init__(self, times: Iterator[float]):
-        self._times, self._known = times, []
+        self._times = times
+        self._known: list[float] = []
 
     def time_of(self, hit: int) -> float | None:
         """Intended offset of request `hit`, or None when the schedule has fewer requests."""

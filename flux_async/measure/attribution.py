@@ -8,16 +8,17 @@ queues first.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 _DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 def normalize(payload: dict) -> dict[str, dict]:
     """Triton's statistics (HTTP JSON, or gRPC as JSON with int64 as strings) → {model: plain numbers}."""
-    models = {}
+    models: dict[str, dict] = {}
     for stats in payload.get("model_stats", []):
         inference = stats.get("inference_stats", {})
-        entry = {"inference_count": int(stats.get("inference_count", 0)),
+        entry: dict[str, Any] = {"inference_count": int(stats.get("inference_count", 0)),
                  "execution_count": int(stats.get("execution_count", 0)),
                  "success": int(inference.get("success", {}).get("count", 0)),
                  "fail": int(inference.get("fail", {}).get("count", 0)),
@@ -36,7 +37,7 @@ def add(a: dict, b: dict) -> dict:
     total = {key: a[key] + b[key] for key in ("inference_count", "execution_count", "success", "fail")}
     for name in _DURATIONS:
         total[name] = (a[name][0] + b[name][0], a[name][1] + b[name][1])
-    batches = defaultdict(int)
+    batches: defaultdict[int, int] = defaultdict(int)
     for source in (a["batches"], b["batches"]):
         for size, count in source.items():
             batches[size] += count
@@ -80,4 +81,4 @@ def delta(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
 def first_to_queue(stages: dict[str, dict]) -> str | None:
     """The stage model whose requests waited longest in its queue (None when nothing queued)."""
     candidates = {m: f["queue_ms"] for m, f in stages.items() if not m.startswith("bls") and f["queue_ms"] > 0}
-    return max(candidates, key=candidates.get) if candidates else None
+    return max(candidates, key=candidates.__getitem__) if candidates else None

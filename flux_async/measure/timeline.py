@@ -31,7 +31,8 @@ class Timeline:
     """An interval listener collecting rows; times are seconds from the run's start."""
 
     def __init__(self, start_ns: int | None = None):
-        self.start_ns, self.rows = start_ns, []
+        self.start_ns = start_ns
+        self.rows: list[dict] = []
 
     def add(self, interval: Interval) -> None:
         self.start_ns = self.start_ns if self.start_ns is not None else interval.start_ns

@@ -3,9 +3,14 @@ and the nv_gpu_* gauges."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from flux_async.http_session import client_session
+
+if TYPE_CHECKING:
+    import aiohttp
 
 COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
             "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
@@ -32,7 +37,9 @@ class MetricsScraper:
     """An async sampler: each call returns the counters' change since the previous call and the gauges' values."""
 
     def __init__(self, url: str):
-        self.url, self._previous, self._session = url, None, None
+        self.url = url
+        self._previous: dict[str, dict[str, float]] | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self) -> dict:
         import aiohttp

@@ -17,14 +17,16 @@ SCHEDULERS = {
 
 _CLIP = {
     "tiny": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
-    "full": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768),
+    "full": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                 projection_dim=768),
 }
 _T5 = {
     "tiny": dict(d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2, relative_attention_num_buckets=8),
     "full": dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, relative_attention_num_buckets=32),
 }
 _TRANSFORMER = {
-    "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2, axes_dims_rope=(4, 6, 6)),
+    "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                 axes_dims_rope=(4, 6, 6)),
     "full": dict(num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
                  axes_dims_rope=(16, 56, 56)),
 }

@@ -11,10 +11,14 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from flux_async.contract import ENV_CUDA_GRAPHS
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE  # what graph_pool_handle() returns
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class GraphCache:
         self.enabled = graphs_wanted(self.device) if enabled is None else enabled
         self.failure: str | None = None
         self.graphs: OrderedDict[tuple, tuple] = OrderedDict()
-        self._pool = None
+        self._pool: _POOL_HANDLE | None = None
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -84,13 +84,16 @@ def make_schedule(geometry: Geometry, num_inference_steps: int, image_seq_len: i
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(geometry.scheduler_config)
-    sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
+    sigmas: np.ndarray | None = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
     if getattr(scheduler.config, "use_flow_sigmas", False):
         sigmas = None
     cfg = scheduler.config
     mu = calculate_shift(image_seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
                          cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
-    timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device, sigmas=sigmas, mu=mu)
+    # diffusers annotates sigmas as list[float], yet hands them to set_timesteps, which takes an array (FluxPipeline
+    # itself passes an np.linspace)
+    timesteps, _ = retrieve_timesteps(scheduler, num_inference_steps, device, sigmas=sigmas,  # type: ignore[arg-type]
+                                      mu=mu)
     scheduler.set_begin_index(0)
     return scheduler, timesteps
 

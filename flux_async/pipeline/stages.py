@@ -59,8 +59,9 @@ class DitStage:
             return_dict=False)[0]
 
     @torch.inference_mode()
-    def predict(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, pooled_projections: torch.Tensor,
-                timestep: torch.Tensor, latent_size: tuple[int, int], guidance: torch.Tensor | None) -> torch.Tensor:
+    def predict(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor, timestep: torch.Tensor, latent_size: tuple[int, int],
+                guidance: torch.Tensor | None) -> torch.Tensor:
         from diffusers import FluxPipeline
 
         dev, dt = self.device, self.dtype

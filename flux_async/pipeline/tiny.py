@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flux_async.pipeline.architectures import component_configs
 from flux_async.pipeline.tokenizers import build_clip_tokenizer, build_t5_tokenizer
@@ -21,7 +23,8 @@ def build_module(name: str, size: str = "tiny", variant: str = "schnell", seed: 
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     cfg = component_configs(size, variant, t5_vocab_size=t5_vocab_size)[name]
-    builders = {
+    # torch modules, though mypy sees diffusers' classes as its dummy placeholders, not nn.Module subclasses
+    builders: dict[str, Callable[[], Any]] = {
         "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**cfg)),
         "text_encoder_2": lambda: T5EncoderModel(T5Config(**cfg)),
         "transformer": lambda: FluxTransformer2DModel(**cfg),
@@ -58,7 +61,9 @@ def make_tiny_flux(directory: str | os.PathLike, seed: int = 0, variant: str = "
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        FluxPipeline(**build_components("tiny", variant, seed)).save_pretrained(staging, safe_serialization=True)
+        pipeline = FluxPipeline(**build_components("tiny", variant, seed))
+        # diffusers' import-time typing resolves FluxPipeline to its dummy placeholder, which lacks the method
+        pipeline.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
         for path in staging.rglob("*"):  # save_pretrained writes some files 0600; make the folder shareable
             path.chmod(0o755 if path.is_dir() else 0o644)
         staging.chmod(0o755)

@@ -8,6 +8,7 @@ import io
 import random
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
@@ -19,7 +20,8 @@ _CLIP_MERGE_COUNT = 49152 - 256 - 2
 def clip_bpe_vocab_path() -> Path:
     """Path of the CLIP BPE vocabulary shipped inside the open_clip_torch wheel (the package is not imported)."""
     dist = importlib.metadata.distribution("open_clip_torch")
-    path = Path(dist.locate_file("open_clip/bpe_simple_vocab_16e6.txt.gz"))
+    # a PathDistribution locates its files as pathlib paths; str() only satisfies the SimplePath protocol
+    path = Path(str(dist.locate_file("open_clip/bpe_simple_vocab_16e6.txt.gz")))
     if not path.is_file():
         raise FileNotFoundError(f"open_clip_torch is installed but {path} is missing")
     return path
@@ -42,7 +44,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 def clip_merges() -> tuple[tuple[str, str], ...]:
     """The CLIP BPE merges, in rank order."""
     lines = gzip.open(clip_bpe_vocab_path()).read().decode("utf-8").split("\n")
-    return tuple(tuple(line.split()) for line in lines[1 : _CLIP_MERGE_COUNT + 1])
+    # each merge line of the vocabulary file is a pair of symbols
+    return tuple(cast("tuple[str, str]", tuple(line.split())) for line in lines[1 : _CLIP_MERGE_COUNT + 1])
 
 
 def clip_vocab() -> dict[str, int]:
@@ -103,7 +106,8 @@ def _t5_pieces(seed: int, vocab_size: int) -> list[tuple[str, float]]:
 
 def build_t5_tokenizer(seed: int = 0, vocab_size: int = 2000):
     """A `T5TokenizerFast` (Unigram) trained offline; ids as T5: <pad>=0, </s>=1, <unk>=2, pieces, extra ids."""
-    from transformers import T5TokenizerFast
+    # transformers 5 provides the T5TokenizerFast alias only through its lazy module, invisible to mypy
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + _t5_pieces(seed, vocab_size)
     vocab += [(f"<extra_id_{i}>", 0.0) for i in range(T5_EXTRA_IDS - 1, -1, -1)]

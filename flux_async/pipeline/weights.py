@@ -18,7 +18,8 @@ TINY_FORMAT = 1  # bump when the tiny builder changes, so a stale cached folder 
 
 def cache_dir() -> Path:
     """flux_async's cache folder (FLUX_ASYNC_CACHE, else $XDG_CACHE_HOME/flux_async or ~/.cache/flux_async)."""
-    root = os.environ.get("FLUX_ASYNC_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flux_async"
+    root = (os.environ.get("FLUX_ASYNC_CACHE")
+            or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flux_async")
     return Path(root)
 
 
@@ -79,7 +80,8 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing: the weights folder is not a FluxPipeline.save_pretrained folder") from None
+        raise FileNotFoundError(f"{path} is missing: the weights folder is not a FluxPipeline.save_pretrained "
+                                f"folder") from None
 
 
 def resolve_weights(spec: str | os.PathLike | None = None) -> WeightsSource:
@@ -110,7 +112,8 @@ def load_module(source: WeightsSource, name: str, device, dtype):
 
 def load_tokenizer(source: WeightsSource, name: str):
     """Load 'tokenizer' (CLIP) or 'tokenizer_2' (T5) as FluxPipeline does."""
-    from transformers import CLIPTokenizer, T5TokenizerFast
+    # transformers 5 provides the T5TokenizerFast alias only through its lazy module, invisible to mypy
+    from transformers import CLIPTokenizer, T5TokenizerFast  # type: ignore[attr-defined]
 
     cls = {"tokenizer": CLIPTokenizer, "tokenizer_2": T5TokenizerFast}[name]
     return cls.from_pretrained(source.folder, subfolder=name)

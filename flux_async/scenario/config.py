@@ -244,7 +244,8 @@ def _phase(r: Reader, data: Any, index: int) -> Executor | None:
     if not isinstance(data, dict):
         r.problem(path, "must be a mapping")
         return None
-    executor = EXECUTORS.get(data.get("executor"))
+    executor_name: Any = data.get("executor")  # anything the YAML holds
+    executor = EXECUTORS.get(executor_name)
     if executor is None:
         r.problem(f"{path}.executor", f"must be one of {', '.join(EXECUTORS)}, got {data.get('executor')!r}")
         return None

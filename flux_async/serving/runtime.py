@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -20,6 +21,14 @@ def parse_args(args: dict | None) -> dict:
     """The model's config as a dict (empty when a test calls `initialize({})`)."""
     args = args or {}
     return json.loads(args["model_config"]) if "model_config" in args else {}
+
+
+@overload
+def parameter(config: dict, key: str, env: str | None, default: str) -> str: ...
+
+
+@overload
+def parameter(config: dict, key: str, env: str | None = None, default: None = None) -> str | None: ...
 
 
 def parameter(config: dict, key: str, env: str | None = None, default: str | None = None) -> str | None:
@@ -61,7 +70,8 @@ def complete_config(auto_complete_model_config, model_name: str):
     compute = contract.compute_dtype_name()
     inputs, outputs = contract.MODEL_TENSORS[model_name]
     for spec in inputs:
-        entry = {"name": spec.name, "data_type": contract.config_datatype(spec, compute), "dims": list(spec.dims)}
+        entry: dict[str, Any] = {"name": spec.name, "data_type": contract.config_datatype(spec, compute),
+                                 "dims": list(spec.dims)}
         if spec.optional:
             entry["optional"] = True
         auto_complete_model_config.add_input(entry)

@@ -29,7 +29,8 @@ class BalancedTarget(Target):
 
     async def statistics(self) -> dict[str, dict] | None:
         snapshots = await asyncio.gather(*(t.statistics() for t in self.targets))
-        return None if any(s is None for s in snapshots) else attribution.merge(snapshots)
+        present = [s for s in snapshots if s is not None]
+        return None if len(present) < len(snapshots) else attribution.merge(present)
 
     async def send(self, job: Job) -> Outcome:
         if self.policy == "least-in-flight":

@@ -11,10 +11,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from flux_async.errors import Unavailable
 from flux_async.scenario.workload import Job
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TargetUnreachable(Unavailable):
@@ -32,7 +35,7 @@ class Outcome:
     first_ns: int | None = None  # first response (streams)
     error_kind: str | None = None
     error: str | None = None
-    pixels: object = None  # the images [N, 3, H, W] (numpy), kept when the job is to be verified
+    pixels: np.ndarray | None = None  # the images [N, 3, H, W] (numpy), kept when the job is to be verified
     seeds: tuple[int, ...] | None = None  # the seeds the server used, when kept
 
 

@@ -27,7 +27,7 @@ class FakeTarget(Target):
         self.stall_s = parse_duration(query.get("stall", "0"))
         self.fail_every = int(query.get("fail_every", "0"))
         self.protocol, self.url, self.model = config.protocol, endpoint.url("fake"), config.model_name
-        self._started = None
+        self._started: float | None = None
         self._count = 0
 
     async def open(self) -> None:
@@ -41,6 +41,7 @@ class FakeTarget(Target):
 
     async def send(self, job: Job) -> Outcome:
         if self.stall_at_s is not None:
+            assert self._started is not None, "open() first"
             elapsed = time.perf_counter() - self._started
             if self.stall_at_s <= elapsed < self.stall_at_s + self.stall_s:
                 await asyncio.sleep(self.stall_at_s + self.stall_s - elapsed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from flux_async.measure import attribution
 from flux_async.scenario.config import TargetConfig
@@ -11,6 +12,10 @@ from flux_async.scenario.workload import Job
 from flux_async.targets import wire
 from flux_async.targets.base import Endpoint, Outcome, Target, check_ready, error_kind, succeeded
 from flux_async.targets.wire import EncodedRequests
+
+if TYPE_CHECKING:
+    import grpc.aio
+    from tritonclient.grpc.aio import InferenceServerClient
 
 
 class GrpcTarget(Target):
@@ -24,7 +29,8 @@ class GrpcTarget(Target):
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
         self.endpoint, self.config, self.model = endpoint, config, config.model_name
         self.url = endpoint.url(self.protocol)
-        self.client = self.channel = None
+        self.client: InferenceServerClient | None = None
+        self.channel: grpc.aio.Channel | None = None
         self.metadata = tuple((k.lower(), v) for k, v in config.headers.items()) or None
         self.requests = EncodedRequests(lambda job: wire.grpc_request(self.model, job))
 
@@ -76,12 +82,14 @@ class GrpcTarget(Target):
 
     async def _ready(self) -> tuple[bool, bool]:
         headers = self.config.headers or None
+        assert self.client is not None, "open() first"
         live = await self.client.is_server_live(headers=headers)
         return live, await self.client.is_model_ready(self.model, headers=headers)
 
     async def live(self) -> bool:
         """Whether the server answers its liveness check (bounded by the connect timeout)."""
         try:
+            assert self.client is not None, "open() first"
             return await asyncio.wait_for(self.client.is_server_live(headers=self.config.headers or None),
                                           min(self.config.connect_timeout_s, 5))
         except Exception:
@@ -89,6 +97,7 @@ class GrpcTarget(Target):
 
     async def statistics(self) -> dict[str, dict]:
         """Triton's statistics extension for every model (see attribution.py)."""
+        assert self.client is not None, "open() first"
         payload = await self.client.get_inference_statistics(headers=self.config.headers or None, as_json=True)
         return attribution.normalize(payload)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 from flux_async.http_session import client_session
 from flux_async.measure import attribution
@@ -12,6 +13,9 @@ from flux_async.scenario.workload import Job
 from flux_async.targets import wire
 from flux_async.targets.base import Endpoint, Outcome, Target, check_ready, error_kind, succeeded
 from flux_async.targets.wire import EncodedRequests
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class HttpTarget(Target):
@@ -25,7 +29,7 @@ class HttpTarget(Target):
         self.url = endpoint.url(self.protocol)
         self.base = f"{'https' if endpoint.tls else 'http'}://{endpoint.address}"
         self._infer_url = f"{self.base}/v2/models/{self.model}/infer"
-        self.session = None
+        self.session: aiohttp.ClientSession | None = None
         self.requests = EncodedRequests(wire.http_request)
 
     async def open(self) -> None:
@@ -45,6 +49,7 @@ class HttpTarget(Target):
         await check_ready(self, self._ready)
 
     async def _ready(self) -> tuple[bool, bool]:
+        assert self.session is not None, "open() first"
         async with self.session.get(f"{self.base}/v2/health/live") as live:
             if live.status != 200:
                 return False, False
@@ -52,14 +57,19 @@ class HttpTarget(Target):
             return True, ready.status == 200
 
     async def live(self) -> bool:
+        import aiohttp
+
         try:
-            async with self.session.get(f"{self.base}/v2/health/live",
-                                        timeout=min(self.config.connect_timeout_s, 5)) as response:
+            assert self.session is not None, "open() first"
+            # a number as timeout is what aiohttp turns into ClientTimeout(total=number) itself
+            timeout = aiohttp.ClientTimeout(total=min(self.config.connect_timeout_s, 5))
+            async with self.session.get(f"{self.base}/v2/health/live", timeout=timeout) as response:
                 return response.status == 200
         except Exception:
             return False
 
     async def statistics(self) -> dict[str, dict]:
+        assert self.session is not None, "open() first"
         async with self.session.get(f"{self.base}/v2/models/stats") as response:
             response.raise_for_status()
             return attribution.normalize(await response.json())
@@ -68,6 +78,7 @@ class HttpTarget(Target):
         body, headers = self.requests.get(job)
         sent = time.perf_counter_ns()
         try:
+            assert self.session is not None, "open() first"
             async with self.session.post(self._infer_url, data=body, headers=headers) as response:
                 payload = await response.read()
                 if response.status != 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ class EncodedRequests:
     """An LRU cache of encoded requests, keyed by what the request contains."""
 
     def __init__(self, encode, size: int = 4096):
-        self.encode, self.size, self._cache = encode, size, OrderedDict()
+        self.encode, self.size = encode, size
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
 
     def get(self, job: Job):
         key = (job.prompts, job.seeds, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)

@@ -125,6 +125,7 @@ class HeadlessChromium:
 
     def _devtools_port(self) -> int:
         lines = []
+        assert self.process is not None and self.process.stderr is not None  # started with stderr=PIPE
         for line in self.process.stderr:
             lines.append(line)
             found = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)

@@ -15,6 +15,7 @@ import inspect
 import sys
 import types
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -97,7 +98,13 @@ class PreferredMemory:
         self.preferred_memory_type, self.preferred_device_id = preferred_memory_type, preferred_device_id
 
 
-_MODELS: dict[str, object] = {}
+class _Model(Protocol):
+    """An initialized TritonPythonModel: `execute` returns its responses, or an awaitable of them."""
+
+    def execute(self, requests: list[InferenceRequest]) -> Any: ...
+
+
+_MODELS: dict[str, _Model] = {}
 
 
 class InferenceRequest:
@@ -145,7 +152,8 @@ class Logger:
 
 def _real_utils_path() -> Path:
     dist = importlib.metadata.distribution("nvidia-pytriton")
-    return Path(dist.locate_file("pytriton/tritonserver/backends/python/triton_python_backend_utils.py"))
+    # a PathDistribution locates its files as pathlib paths; str() only satisfies the SimplePath protocol
+    return Path(str(dist.locate_file("pytriton/tritonserver/backends/python/triton_python_backend_utils.py")))
 
 
 def install() -> types.ModuleType:
@@ -153,12 +161,15 @@ def install() -> types.ModuleType:
     if MODULE_NAME in sys.modules:
         return sys.modules[MODULE_NAME]
     spec = importlib.util.spec_from_file_location(MODULE_NAME, _real_utils_path())
+    assert spec is not None and spec.loader is not None  # a .py file always has a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for obj in (TritonError, Tensor, InferenceResponse, InferenceRequest, PreferredMemory, Logger):
         setattr(module, obj.__name__, obj)
-    module.TRITONSERVER_MEMORY_CPU, module.TRITONSERVER_MEMORY_GPU = 0, 2
-    module.serve_in_process, module.unserve_in_process = serve_in_process, unserve_in_process
+    extras = {"TRITONSERVER_MEMORY_CPU": 0, "TRITONSERVER_MEMORY_GPU": 2, "serve_in_process": serve_in_process,
+              "unserve_in_process": unserve_in_process}
+    for name, value in extras.items():  # attributes the C++ stub would define: the module is built at run time
+        setattr(module, name, value)
     sys.modules[MODULE_NAME] = module
     return module
 
@@ -176,6 +187,7 @@ def load_model_py(path: str | Path, name: str):
     """Import a model.py file (its folder is named '1', so not importable by name) and return its module."""
     install()
     spec = importlib.util.spec_from_file_location(f"triton_model_{name}", Path(path))
+    assert spec is not None and spec.loader is not None, f"{path} is not a Python file"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

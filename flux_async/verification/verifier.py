@@ -159,6 +159,7 @@ class Verifier:
         return Path(self.config.cache_dir) / f"{key.digest(self.target_config.model_name)}.npy"
 
     async def _fetch(self, key: ReferenceKey) -> np.ndarray | None:
+        assert self._target is not None, "open() first"
         outcome: Outcome = await self._target.send(key.job())
         if not outcome.ok or outcome.pixels is None:
             self._failed_references[key] = f"{outcome.error_kind}: {outcome.error}"
@@ -190,7 +191,7 @@ class Verifier:
             return
         first = await self.reference(keys[0])
         again = await self._fetch(keys[0]) if first is not None else None
-        if again is not None:
+        if first is not None and again is not None:  # `again` is fetched only when there is a `first`
             check = compare(again, first, self.config.gate)
             if not check.ok:
                 self.unstable.append(f"the server does not reproduce its own single-prompt image for prompt "
@@ -206,6 +207,7 @@ class Verifier:
         if not self.enabled or outcome.pixels is None:
             return
         seeds = outcome.seeds or job.seeds
+        assert seeds is not None, "a verified image's seed is known (the server returns the seeds it drew)"
         for item in range(len(job.prompts)):
             key = ReferenceKey.of(job, item, seeds[item])
             if key in self._references:
