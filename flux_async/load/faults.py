@@ -19,25 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_async import contract
 from flux_async.http_session import client_session
-
-ACTIONS = ("unload", "slow", "kill-server")
-# Where each model's Triton class lives, to build a slowed copy of it.
-MODEL_CLASSES = {contract.CLIP_ENCODER: ("stage_models", "ClipEncoderModel"),
-                 contract.T5_ENCODER: ("stage_models", "T5EncoderModel"),
-                 contract.DIT_TRANSFORMER: ("stage_models", "DitTransformerModel"),
-                 contract.VAE_DECODER: ("stage_models", "VaeDecoderModel"),
-                 contract.BLS: ("bls_models", "BlsModel"), contract.BLS_STREAM: ("bls_models", "BlsStreamModel")}
-
-
-@dataclass
-class FaultConfig:
-    action: str
-    at_s: float
-    duration_s: float
-    model: str | None = None
-    delay_s: float = 0.0
+from flux_async.scenario.faults import MODEL_CLASSES, FaultConfig
 
 
 def slow_model_source(model: str, delay_s: float) -> bytes:

@@ -23,6 +23,7 @@ from flux_async import contract
 from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
+from flux_async.scenario.faults import FaultConfig, parse_faults
 from flux_async.scenario.reader import (
     Reader,
     boolean,
@@ -115,7 +116,7 @@ class Scenario:
     thresholds: list[Threshold] = field(default_factory=list)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
-    faults: list = field(default_factory=list)  # [faults.FaultConfig]
+    faults: list[FaultConfig] = field(default_factory=list)
     description: str = ""
     source: str = "<scenario>"
 
@@ -308,34 +309,6 @@ def _capacity(r: Reader, data: Any, path: str = "capacity") -> CapacityConfig:
     return config
 
 
-def _faults(r: Reader, value: Any, path: str = "faults") -> list:
-    from flux_async.load.faults import ACTIONS, MODEL_CLASSES, FaultConfig
-
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.problem(path, "must be a list of {action, at, duration, ...}")
-        return []
-    faults = []
-    for i, item in enumerate(value):
-        where = f"{path}[{i}]"
-        item = r.mapping(item, where, ("action", "model", "at", "duration", "delay"), ("action", "at", "duration"))
-        action = r.choice(item, "action", where, ACTIONS, "unload")
-        model = item.get("model")
-        if action in ("unload", "slow") and model not in MODEL_CLASSES:
-            r.problem(f"{where}.model", f"must be one of {', '.join(MODEL_CLASSES)}, got {model!r}")
-        if action == "kill-server" and model is not None:
-            r.problem(f"{where}.model", "kill-server takes no model")
-        delay = r.get(item, "delay", where, parse_duration, 0.0, lambda v: v > 0, "must be > 0")
-        if action == "slow" and not delay:
-            r.problem(f"{where}.delay", "is required for slow (e.g. 300ms)")
-        faults.append(FaultConfig(action, r.get(item, "at", where, parse_duration, 0.0, lambda v: v >= 0,
-                                                "must be >= 0"),
-                                  r.get(item, "duration", where, parse_duration, 1.0, lambda v: v > 0, "must be > 0"),
-                                  model, delay))
-    return faults
-
-
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
     r = Reader()
@@ -359,7 +332,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
-                        faults=_faults(r, data.get("faults")), source=source)
+                        faults=parse_faults(r, data.get("faults")), source=source)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario
