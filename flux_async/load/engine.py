@@ -2,7 +2,7 @@
 
 Open-loop executors (arrival rates, bursts) send each request at its intended start time from the pacer; a request
 that would exceed the phase's `max_in_flight` at its time is counted as dropped, never sent late. Closed-loop
-executors (concurrency) keep N requests in flight; their intended start is when a worker is free. Latency is
+executors (concurrency) keep N requests in flight; their intended start is when a virtual user is free. Latency is
 measured from the intended start (wrk2's correction for coordinated omission), service time from the actual send.
 Every await is bounded; `stop()` (Ctrl-C, SIGTERM) ends scheduling, lets requests in flight finish within a grace
 period, and cancels the rest.
@@ -112,7 +112,7 @@ class Engine:
         self._stop_requested = False
         self._stop_count = 0
         # One writer each, so the GIL keeps them whole (a free-threaded build would need a lock or atomics):
-        self._due = 0  # requests whose intended start has come (the pacing thread, or a closed-loop worker)
+        self._due = 0  # requests whose intended start has come (the pacing thread, or a closed-loop virtual user)
         self._taken = 0  # of those, handed to the target or dropped (the loop)
         self.outbound_queue_max = 0  # the most requests due but not yet sent at two interval ends in a row
         self._last_queue = 0
@@ -239,7 +239,7 @@ class Engine:
     async def _closed_loop(self, phase: PhaseRun, config: ClosedLoop, length_s: float | None) -> None:
         deadline = phase.started_ns + int(length_s * NS) if length_s else None
 
-        async def worker(index: int) -> None:
+        async def virtual_user(index: int) -> None:  # k6's VU: one request in flight at a time
             while not self.stopping:
                 now = time.perf_counter_ns()
                 if deadline is not None and now >= deadline:
@@ -253,7 +253,7 @@ class Engine:
                 self._due += 1
                 await self._send(phase, now)
 
-        await asyncio.gather(*(worker(i) for i in range(config.peak_concurrency)))
+        await asyncio.gather(*(virtual_user(i) for i in range(config.peak_concurrency)))
 
     async def _drain(self, phase: PhaseRun) -> None:
         """Wait for the phase's requests in flight: up to the request timeout, or the grace period once stopping."""
