@@ -490,13 +490,33 @@ def verification_gate() -> list[str]:
     return lines + [""]
 
 
+def install_footprint(data: dict) -> list[str]:
+    """The client install against the one with the server extra."""
+    client, server = data["client"], data["server"]
+    rows = [("install (from uv's cache)", f"{client['install_s']:.0f} s", f"{server['install_s']:.0f} s"),
+            ("packages", client["packages"], server["packages"]),
+            ("site-packages", f"{client['site_packages_mb']} MB", f"{server['site_packages_mb'] / 1024:.1f} GB"),
+            ("`flux_async --help`, median of 5", f"{client['cli_help_s']:.2f} s", f"{server['cli_help_s']:.2f} s"),
+            ("server stack importable", ", ".join(client["server_stack_present"]) or "none",
+             ", ".join(server["server_stack_present"]) or "none")]
+    return ["## Installs: the load tester alone, and with the server extra", "",
+            _source(data, "uv run python benchmarks/install_footprint.py"),
+            f"From the built wheel (`{data['wheel']}`, {data['wheel_kb']} kB), each into a fresh venv.", "",
+            "| | `pip install flux_async` | `pip install 'flux_async[server]'` |", "|---|---|---|",
+            *(f"| {name} | {a} | {b} |" for name, a, b in rows), "",
+            f"The client install ran a `fake://` scenario to its end (exit {client['fake_run_exit']}, "
+            f"{client['fake_run_requests_ok']} requests ok, HTML written: {client['html_written']}) and refused "
+            f"`serve` with exit {client['serve_exit']}: \"{' '.join(client['serve_says'])}\". With the extra, "
+            f"`make-tiny-flux` exited {server['make_tiny_flux_exit']} ({server['tiny_folder_files']} files).", ""]
+
+
 def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below comes from a committed script; each script writes "
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
              "measure your machine.", "", TARGETS, ""]
     for name, render in (("client_cost", client_cost), ("payload", payload), ("schedule_accuracy", schedule),
                          ("coordinated_omission", omission), ("memory", memory), ("sut_overhead", overhead),
-                         ("fidelity-cpu", fidelity)):
+                         ("fidelity-cpu", fidelity), ("install_footprint", install_footprint)):
         data = _load(name)
         lines += render(data) if data else [f"## {name}", "", "_Not measured yet._", ""]
     lines += verification_gate()

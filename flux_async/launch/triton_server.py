@@ -30,7 +30,10 @@ from flux_async import contract
 from flux_async.errors import ServerError
 from flux_async.pipeline.weights import cache_dir
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "triton_models"
+# an installed wheel carries the model repository inside the package; a source checkout has it at the top
+_PACKAGED_REPOSITORY = Path(__file__).resolve().parents[1] / "triton_models"
+DEFAULT_REPOSITORY = (_PACKAGED_REPOSITORY if _PACKAGED_REPOSITORY.is_dir()
+                      else Path(__file__).resolve().parents[2] / "triton_models")
 sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
 
 

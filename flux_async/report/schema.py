@@ -1,4 +1,4 @@
-"""The JSON report as types (DESIGN.md §5): a field per key, named like the key; `to_json()` / `from_json()`.
+"""The JSON report as types (docs/report.md): a field per key, named like the key; `to_json()` / `from_json()`.
 
 Version 1. New keys are additive: a report without them loads with their defaults (or ABSENT, when a key only some
 reports have), and keys a reader does not know are kept in `extra`. Per-stage statistics, timeline rows, faults,
