@@ -75,11 +75,16 @@ def client_checks(python: str, folder: Path) -> dict:
 
 
 def server_checks(python: str, folder: Path) -> dict:
-    """The server extra builds the tiny pipeline folder (torch, diffusers, transformers at work)."""
+    """The server extra builds the tiny pipeline folder (torch, diffusers, transformers at work), and `serve` finds
+    the model repository inside the installed package."""
     tiny = folder / "tiny-flux"
     shutil.rmtree(tiny, ignore_errors=True)
     made = sh(python, "-m", "flux_async", "make-tiny-flux", str(tiny), cwd=folder)
-    return {"make_tiny_flux_exit": made.returncode, "tiny_folder_files": sum(1 for _ in tiny.rglob("*"))}
+    repository = sh(python, "-c", "from flux_async.launch.triton_server import DEFAULT_REPOSITORY as r; "
+                    "print(sorted(p.parent.name for p in r.glob('*/config.pbtxt')), 'site-packages' in str(r))",
+                    check=True, cwd=folder).stdout.strip()
+    return {"make_tiny_flux_exit": made.returncode, "tiny_folder_files": sum(1 for _ in tiny.rglob("*")),
+            "packaged_models": repository}
 
 
 def main() -> None:

@@ -507,7 +507,9 @@ def install_footprint(data: dict) -> list[str]:
             f"The client install ran a `fake://` scenario to its end (exit {client['fake_run_exit']}, "
             f"{client['fake_run_requests_ok']} requests ok, HTML written: {client['html_written']}) and refused "
             f"`serve` with exit {client['serve_exit']}: \"{' '.join(client['serve_says'])}\". With the extra, "
-            f"`make-tiny-flux` exited {server['make_tiny_flux_exit']} ({server['tiny_folder_files']} files).", ""]
+            f"`make-tiny-flux` exited {server['make_tiny_flux_exit']} ({server['tiny_folder_files']} files), and the "
+            f"model repository `serve` loads came from the installed package (models, in site-packages: "
+            f"{server.get('packaged_models', 'not measured')}).", ""]
 
 
 def main() -> None:
