@@ -109,12 +109,12 @@ class OpenLoop(Executor):
 
 
 class ClosedLoop(Executor):
-    """Keeps a number of requests in flight: each worker sends its next request when its last one answers."""
+    """Keeps a number of requests in flight: each virtual user sends its next request when its last one answers."""
 
     @property
     @abstractmethod
     def peak_concurrency(self) -> int:
-        """The most requests ever in flight (the number of workers to start)."""
+        """The most requests ever in flight (the number of virtual users to start)."""
 
     @abstractmethod
     def concurrency_at(self, t: float) -> float:

@@ -35,27 +35,19 @@ def read_ramp(r: Reader, data: dict, path: str) -> dict[str, Any]:
     return ramp
 
 
-def no_duration(phase: Executor, r: Reader, path: str) -> None:
-    if phase.duration_s or phase.requests:
-        r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
-
-
-def ramp_length(stages: list[Stage], cap_s: float | None) -> float:
-    return min(schedules.ramp_length(stages), cap_s or float("inf"))
-
-
 def split_ramp(start: float, stages: list[Stage], count: int) -> dict[str, Any]:
     """Every level divided by `count` (rates and concurrencies alike: a fraction of a worker is ramped to)."""
     return {"start": start / count, "stages": [Stage(s.target / count, s.duration_s) for s in stages]}
 
 
 @dataclass(kw_only=True)
-class RampingArrivalRate(OpenLoop):
-    executor = "ramping-arrival-rate"
+class Ramped(Executor):
+    """What both ramping executors share: a level from `start` through `stages`, lasting the sum of the stages."""
+
     required = ("stages",)
     optional = ("start",)
 
-    start: float = 0.0  # requests per second at the phase start
+    start: float = 0.0  # the level (requests per second, or in flight) at the phase start
     stages: list[Stage] = field(default_factory=list)
 
     @classmethod
@@ -63,37 +55,31 @@ class RampingArrivalRate(OpenLoop):
         return read_ramp(r, data, path)
 
     def validate(self, r: Reader, path: str) -> None:
-        no_duration(self, r, path)
+        if self.duration_s or self.requests:
+            r.problem(path, "a ramping executor's length is the sum of its stages: remove duration/requests")
 
     def planned_s(self, cap_s: float | None) -> float | None:
-        return ramp_length(self.stages, cap_s)
-
-    def arrivals(self, cap_s: float | None) -> Iterator[float]:
-        return schedules.bounded(schedules.ramping(self.start, self.stages), self.planned_s(cap_s), None)
+        return min(schedules.ramp_length(self.stages), cap_s or float("inf"))
 
     def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
         return split_ramp(self.start, self.stages, count)
 
 
 @dataclass(kw_only=True)
-class RampingConcurrency(ClosedLoop):
+class RampingArrivalRate(Ramped, OpenLoop):
+    executor = "ramping-arrival-rate"
+
+    def arrivals(self, cap_s: float | None) -> Iterator[float]:
+        return schedules.bounded(schedules.ramping(self.start, self.stages), self.planned_s(cap_s), None)
+
+
+@dataclass(kw_only=True)
+class RampingConcurrency(Ramped, ClosedLoop):
     executor = "ramping-concurrency"
-    required = ("stages",)
-    optional = ("start",)
-
-    start: float = 0.0  # requests in flight at the phase start
-    stages: list[Stage] = field(default_factory=list)
-
-    @classmethod
-    def parse_own(cls, r: Reader, data: dict, path: str) -> dict[str, Any]:
-        return read_ramp(r, data, path)
 
     def validate(self, r: Reader, path: str) -> None:
-        no_duration(self, r, path)
+        super().validate(r, path)
         self.no_in_flight_cap(r, path)
-
-    def planned_s(self, cap_s: float | None) -> float | None:
-        return ramp_length(self.stages, cap_s)
 
     @property
     def peak_concurrency(self) -> int:
@@ -101,6 +87,3 @@ class RampingConcurrency(ClosedLoop):
 
     def concurrency_at(self, t: float) -> float:
         return schedules.level_at(self.start, self.stages, t)
-
-    def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
-        return split_ramp(self.start, self.stages, count)
