@@ -316,18 +316,15 @@ class TritonServer:
                 process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 pass
-        if process is not None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # stubs are children: none may outlive the server
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-        for leftover in Path("/dev/shm").glob(self.shm_prefix + "*"):
-            leftover.unlink(missing_ok=True)
+        self._reap(process)
 
     def kill(self) -> None:
         """Kill the server and its stubs at once (SIGKILL to the process group), as a crash would; ports are kept."""
         process, self.process = self.process, None
+        self._reap(process)
+
+    def _reap(self, process: subprocess.Popen | None) -> None:
+        """SIGKILL the process group (stubs are children: none may outlive the server); remove leftover shm."""
         if process is not None:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
