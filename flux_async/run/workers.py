@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from flux_async.errors import EXIT_UNREACHABLE, WorkersFailed, WorkerSplitError  # noqa: F401  (the cli catches it)
+from flux_async.errors import EXIT_UNREACHABLE, WorkersFailed, WorkerSplitError  # noqa: F401  (its old import location)
 from flux_async.report.hlog_merge import merge_logs, write_log
 from flux_async.report.merge_reports import merge_reports
 from flux_async.report.schema import Report

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from flux_async.errors import WorkerSplitError
 from flux_async.scenario.executors import (
     EXECUTORS,
     Burst,
@@ -17,7 +18,6 @@ from flux_async.scenario.executors import (
     PoissonArrivalRate,
     RampingArrivalRate,
     RampingConcurrency,
-    SplitError,
 )
 from flux_async.scenario.reader import Reader
 from flux_async.scenario.schedules import Stage
@@ -135,5 +135,5 @@ def test_split_shares_whole_numbers_and_divides_rates():
      "phase 'r': max_in_flight 1 cannot be split over 3"),
 ])
 def test_split_refuses_a_whole_number_smaller_than_the_workers(phase, message):
-    with pytest.raises(SplitError, match=message):
+    with pytest.raises(WorkerSplitError, match=message):
         phase.split(0, 3)

@@ -6,12 +6,13 @@ import random
 
 import pytest
 
+from flux_async.errors import WorkerSplitError
 from flux_async.measure.attribution import delta, first_to_queue, normalize
 from flux_async.measure.recorder import Counters, Interval, new_histogram
 from flux_async.measure.triton_metrics import parse
 from flux_async.report.hlog import HlogWriter
 from flux_async.report.hlog_merge import merge_logs, summary
-from flux_async.run.workers import WorkerSplitError, divide
+from flux_async.run.workers import divide
 from flux_async.scenario.config import parse_scenario
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from flux_async.scenario.executors.base import ClosedLoop, Executor, OpenLoop, SplitError
+from flux_async.scenario.executors.base import ClosedLoop, Executor, OpenLoop
 from flux_async.scenario.executors.burst import Burst
 from flux_async.scenario.executors.constant_arrival_rate import ConstantArrivalRate
 from flux_async.scenario.executors.constant_concurrency import ConstantConcurrency
@@ -14,4 +14,4 @@ EXECUTORS: dict[str, type[Executor]] = {executor.executor: executor for executor
     ConstantConcurrency, RampingConcurrency, ConstantArrivalRate, PoissonArrivalRate, RampingArrivalRate, Burst)}
 
 __all__ = ["EXECUTORS", "Burst", "ClosedLoop", "ConstantArrivalRate", "ConstantConcurrency", "Executor", "OpenLoop",
-           "PoissonArrivalRate", "RampingArrivalRate", "RampingConcurrency", "SplitError"]
+           "PoissonArrivalRate", "RampingArrivalRate", "RampingConcurrency"]

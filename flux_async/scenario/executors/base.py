@@ -17,13 +17,10 @@ COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_fli
 E = TypeVar("E", bound="Executor")
 
 
-SplitError = WorkerSplitError  # a phase's load cannot be split over that many load generators (exit code 2)
-
-
 def share(total: int, index: int, count: int, what: str) -> int:
     """Generator `index`'s part of `total` whole units split over `count` (the first ones take the remainder)."""
     if total < count:
-        raise SplitError(f"{what} {total} cannot be split over {count} workers (each needs at least 1)")
+        raise WorkerSplitError(f"{what} {total} cannot be split over {count} workers (each needs at least 1)")
     return total // count + (1 if index < total % count else 0)
 
 
@@ -84,7 +81,7 @@ class Executor(ABC):
 
     # ---- splitting over load generators ----------------------------------------------------------------------
     def split(self: E, index: int, count: int) -> E:
-        """Generator `index`'s share (of `count`) of this phase's load; raises `SplitError` when a whole number
+        """Generator `index`'s share (of `count`) of this phase's load; raises `WorkerSplitError` when a whole number
         (requests, concurrency, ...) is smaller than `count`."""
         where = f"phase {self.name!r}:"
         parts = self.split_own(index, count, where)
