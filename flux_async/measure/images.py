@@ -1,7 +1,8 @@
-"""Image helpers: float RGB [3, H, W] in [0, 1] ↔ PNG."""
+"""Image helpers: float RGB [3, H, W] in [0, 1] ↔ PNG (and JPEG bytes in)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,3 +21,27 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(image)).save(path)
     return path
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A [3, H, W] image in [0, 1] as PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """PNG or JPEG bytes → [3, H, W] float32 in [0, 1]; raises ValueError naming what the bytes are not."""
+    from PIL import Image, UnidentifiedImageError
+
+    raw = bytes(data)
+    try:
+        with Image.open(io.BytesIO(raw)) as picture:
+            picture.load()
+            rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        head = raw[:8].hex()
+        raise ValueError(f"not a decodable PNG or JPEG image ({len(raw)} bytes, starting {head}): {exc}") from None
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1) / 255.0)

@@ -66,6 +66,7 @@ class Target(Protocol):
     url: str  # the URL(s) as reported, several joined by ','
     model: str  # the model the requests go to
     returns_images: bool  # False: the target makes no images (nothing to verify)
+    unverifiable: str | None  # why its images cannot be checked against single runs (None: they can)
 
     async def open(self) -> None:
         """Connect; raise `TargetUnreachable` unless the server is live and the model ready."""

@@ -16,6 +16,7 @@ class FakeTarget(Target):
     requests that would leave during [stall_at, stall_at + stall) wait (before they are sent) until the stall ends."""
 
     returns_images = False
+    unverifiable = "the fake target makes no images: nothing to verify"
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
         query = dict(urllib.parse.parse_qsl(endpoint.query))

@@ -24,6 +24,7 @@ class GrpcTarget(Target):
 
     protocol = "grpc"
     returns_images = True
+    unverifiable: str | None = None
     _method = "/inference.GRPCInferenceService/ModelInfer"
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):

@@ -23,6 +23,7 @@ class HttpTarget(Target):
 
     protocol = "http"
     returns_images = True
+    unverifiable: str | None = None
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
         self.endpoint, self.config, self.model = endpoint, config, config.model_name

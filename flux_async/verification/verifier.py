@@ -135,8 +135,9 @@ class Verifier:
         if not self.enabled:
             return
         self._target = make_target(self.target_config)
-        if not self._target.returns_images:
-            self.enabled, self.note = False, "the fake target makes no images: nothing to verify"
+        if self._target.unverifiable or not self._target.returns_images:
+            self.enabled = False
+            self.note = self._target.unverifiable or "the target makes no images: nothing to verify"
             return
         await self._target.open()
         load_metrics()  # now, not in the worker thread while the load runs
