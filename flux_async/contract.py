@@ -34,6 +34,10 @@ ENV_MAX_PIXELS = "FLUX_ASYNC_MAX_PIXELS"
 
 DEFAULT_STEPS = 4
 DEFAULT_SIZE = 1024
+# image_encoding: the output each value fills (fp32, the default, is the only one before image_encoding existed)
+IMAGE_ENCODINGS = ("fp32", "uint8", "png")
+DEFAULT_IMAGE_ENCODING = "fp32"
+IMAGE_OUTPUTS = {"fp32": "images", "uint8": "images_uint8", "png": "images_png"}
 # Defaults that depend on the weights: "dev" (guidance-embedded transformer) or "schnell".
 DEFAULT_GUIDANCE = {"schnell": 0.0, "dev": 3.5}
 DEFAULT_SEQUENCE_LENGTH = {"schnell": 256, "dev": 512}
@@ -57,10 +61,13 @@ BLS_INPUTS = (
     TensorSpec("width", "INT32", (1,), optional=True),
     TensorSpec("seed", "INT64", (-1,), optional=True),
     TensorSpec("max_sequence_length", "INT32", (1,), optional=True),
+    TensorSpec("image_encoding", "BYTES", (1,), optional=True),
 )
 BLS_OUTPUTS = (
     TensorSpec("images", "FP32", (-1, 3, -1, -1)),
     TensorSpec("seeds", "INT64", (-1,)),
+    TensorSpec("images_uint8", "UINT8", (-1, -1, -1, 3)),  # image_encoding "uint8": [N, H, W, 3]
+    TensorSpec("images_png", "BYTES", (-1,)),  # image_encoding "png": one PNG file per image
 )
 BLS_STREAM_OUTPUTS = BLS_OUTPUTS + (
     TensorSpec("step", "INT32", (1,)),

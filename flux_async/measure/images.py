@@ -24,11 +24,11 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """A [3, H, W] image in [0, 1] as PNG bytes."""
+    """A [3, H, W] image in [0, 1] as PNG bytes; an [H, W, 3] uint8 image (as `to_uint8` makes) is taken as is."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

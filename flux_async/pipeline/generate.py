@@ -20,7 +20,8 @@ from flux_async.pipeline.weights import WeightsSource
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One validated `bls` request: N prompts with their seeds and the shared sampling settings."""
+    """One validated `bls` request: N prompts with their seeds, the shared sampling settings, and the encoding its
+    images are returned in (not used by `generate`)."""
 
     prompts: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -29,6 +30,7 @@ class GenerationRequest:
     height: int
     width: int
     max_sequence_length: int
+    image_encoding: str = "fp32"
 
 
 @dataclass(frozen=True)

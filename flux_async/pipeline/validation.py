@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -80,11 +80,38 @@ def _seeds(raw: np.ndarray | None, count: int) -> tuple[int, ...]:
     return tuple(values.tolist())
 
 
+def _image_encoding(raw: np.ndarray | None) -> str:
+    if raw is None:
+        return c.DEFAULT_IMAGE_ENCODING
+    if raw.dtype != np.object_ and raw.dtype.kind not in "SU":
+        raise InvalidInput("image_encoding", f"image_encoding must be BYTES, got {raw.dtype}")
+    if raw.size != 1:
+        raise InvalidInput("image_encoding", f"image_encoding must hold exactly 1 value, got shape {list(raw.shape)}")
+    item = raw.reshape(-1)[0]
+    value = bytes(item).decode("utf-8", "replace") if isinstance(item, (bytes, np.bytes_)) else str(item)
+    if value not in c.IMAGE_ENCODINGS:
+        raise InvalidInput("image_encoding", f"image_encoding must be one of {', '.join(c.IMAGE_ENCODINGS)}, "
+                           f"got {value!r}")
+    return value
+
+
+def check_requested_outputs(encoding: str, requested: Collection[str]) -> None:
+    """Reject a request that names an image output its `image_encoding` does not fill (`requested`: the outputs
+    the client named; empty when it named none)."""
+    chosen = c.IMAGE_OUTPUTS[encoding]
+    others = sorted(set(requested) & set(c.IMAGE_OUTPUTS.values()) - {chosen})
+    if others:
+        raise InvalidInput("image_encoding", f"image_encoding is '{encoding}', which returns {chosen}, but the "
+                           f"request asks for output {others[0]}")
+
+
 def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
                      t5_token_count: Callable[[str], int],
-                     max_pixels: int = c.DEFAULT_MAX_PIXELS_PER_REQUEST) -> GenerationRequest:
+                     max_pixels: int = c.DEFAULT_MAX_PIXELS_PER_REQUEST,
+                     requested_outputs: Collection[str] = ()) -> GenerationRequest:
     """Check every `bls` input against docs/bls.md and fill the defaults; raises `InvalidInput` on the first problem.
-    A request over the memory budget (prompts x height x width > `max_pixels`) is rejected before any work."""
+    A request over the memory budget (prompts x height x width > `max_pixels`) is rejected before any work, and so is
+    one whose `requested_outputs` (the outputs the client named) ask for images its image_encoding does not fill."""
     prompts = _prompts(inputs.get("prompt"))
     steps = _in_range("num_inference_steps", _scalar(inputs, "num_inference_steps", c.DEFAULT_STEPS),
                       c.MIN_STEPS, c.MAX_STEPS)
@@ -103,6 +130,8 @@ def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
                         _scalar(inputs, "max_sequence_length", c.DEFAULT_SEQUENCE_LENGTH[variant]),
                         c.MIN_SEQUENCE_LENGTH, c.MAX_SEQUENCE_LENGTH)
     seeds = _seeds(inputs.get("seed"), len(prompts))
+    encoding = _image_encoding(inputs.get("image_encoding"))
+    check_requested_outputs(encoding, requested_outputs)
     pixels = len(prompts) * sizes["height"] * sizes["width"]
     if pixels > max_pixels:
         raise InvalidInput("prompt", f"prompt, height, width: {len(prompts)} prompts x {sizes['height']}x"
@@ -117,4 +146,4 @@ def parse_bls_inputs(inputs: Mapping[str, np.ndarray | None], variant: str,
                                f"{c.MAX_SEQUENCE_LENGTH})")
     return GenerationRequest(prompts=prompts, seeds=seeds, num_inference_steps=int(steps),
                              guidance_scale=float(guidance), height=int(sizes["height"]), width=int(sizes["width"]),
-                             max_sequence_length=int(seq_len))
+                             max_sequence_length=int(seq_len), image_encoding=encoding)

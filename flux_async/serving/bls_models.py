@@ -13,7 +13,7 @@ from flux_async import contract
 from flux_async.pipeline.generate import GenerationRequest, Geometry, Timings, generate
 from flux_async.pipeline.validation import InvalidInput, parse_bls_inputs
 from flux_async.pipeline.weights import load_tokenizer
-from flux_async.serving import runtime
+from flux_async.serving import encodings, runtime
 
 
 class StageUnavailable(RuntimeError):
@@ -73,7 +73,8 @@ class TritonStageRunner:
 
 
 class BlsModel:
-    """`bls`: N prompts in, images [N, 3, H, W] and seeds [N] out (docs/bls.md)."""
+    """`bls`: N prompts in, images (FP32 [N, 3, H, W], or as `image_encoding` asks) and seeds [N] out
+    (docs/bls.md)."""
 
     model_name = contract.BLS
     runner_class = TritonStageRunner
@@ -94,16 +95,33 @@ class BlsModel:
     def _t5_token_count(self, prompt: str) -> int:
         return len(self.tokenizer_2(prompt).input_ids)
 
+    def _named_outputs(self, request) -> set[str]:
+        """The outputs the client named. Triton lists every output when it named none: that names nothing."""
+        named = set(request.requested_output_names())
+        every = {spec.name for spec in contract.MODEL_TENSORS[self.model_name][1]}
+        return set() if named >= every else named
+
     def parse(self, request) -> GenerationRequest:
         inputs = {spec.name: runtime.input_array(request, spec.name) for spec in contract.BLS_INPUTS}
-        return parse_bls_inputs(inputs, self.variant, self._t5_token_count, self.max_pixels)
+        return parse_bls_inputs(inputs, self.variant, self._t5_token_count, self.max_pixels,
+                                self._named_outputs(request))
+
+    @staticmethod
+    async def image_output(images: torch.Tensor, encoding: str):
+        """The images in the request's encoding: `images` FP32, `images_uint8` or `images_png` (docs/bls.md)."""
+        name = contract.IMAGE_OUTPUTS[encoding]
+        if encoding == "uint8":
+            return runtime.output_tensor(name, encodings.uint8_images(images))
+        if encoding == "png":
+            return pb_utils.Tensor(name, await encodings.png_images(encodings.uint8_images(images)))
+        return runtime.output_tensor(name, images.float())
 
     async def run(self, request: GenerationRequest, on_step=None) -> list:
         timings = Timings() if self.trace else None
         images = await generate(request, self.runner_class(self.device), self.geometry, self.device, self.dtype,
                                 on_step=on_step, timings=timings)
         seeds = np.array(request.seeds, dtype=np.int64)
-        outputs = [runtime.output_tensor("images", images.float()), pb_utils.Tensor("seeds", seeds)]
+        outputs = [await self.image_output(images, request.image_encoding), pb_utils.Tensor("seeds", seeds)]
         if timings is not None:  # one line per request in the server log (FLUX_ASYNC_TRACE=1)
             timings.mark("outputs")
             pb_utils.Logger.log_info("FLUX_TRACE " + json.dumps({"prompts": len(request.prompts), **timings}))
@@ -134,7 +152,7 @@ class BlsModel:
 
 class BlsStreamModel(BlsModel):
     """`bls_stream` (decoupled): a `step`/`total_steps` response after every denoising step, then a FINAL response
-    with `images`, `seeds` and the last step."""
+    with the images (in `image_encoding`), `seeds` and the last step."""
 
     model_name = contract.BLS_STREAM
 

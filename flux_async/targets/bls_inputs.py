@@ -9,14 +9,14 @@ import numpy as np
 
 def bls_inputs(client_module, prompts: Sequence[str | bytes], **settings) -> list:
     """`InferInput`s for `client_module` (tritonclient.http, .http.aio, .grpc or .grpc.aio); None = server default.
-    Settings: seeds, num_inference_steps, guidance_scale, height, width, max_sequence_length."""
+    Settings: seeds, num_inference_steps, guidance_scale, height, width, max_sequence_length, image_encoding."""
     return [make_input(client_module, name, value) for name, value in bls_arrays(prompts, **settings).items()]
 
 
 def bls_arrays(prompts: Sequence[str | bytes], *, seeds: Sequence[int] | None = None,
                num_inference_steps: int | None = None, guidance_scale: float | None = None,
                height: int | None = None, width: int | None = None,
-               max_sequence_length: int | None = None) -> dict[str, np.ndarray]:
+               max_sequence_length: int | None = None, image_encoding: str | None = None) -> dict[str, np.ndarray]:
     """The request's tensors by input name, with the dtypes of docs/bls.md (settings left None are left out)."""
     encoded = [p.encode("utf-8") if isinstance(p, str) else p for p in prompts]
     arrays = {"prompt": np.array(encoded, dtype=np.object_)}
@@ -28,6 +28,8 @@ def bls_arrays(prompts: Sequence[str | bytes], *, seeds: Sequence[int] | None = 
             arrays[name] = np.array([value], dtype=dtype)
     if seeds is not None:
         arrays["seed"] = np.array(list(seeds), dtype=np.int64)
+    if image_encoding is not None:
+        arrays["image_encoding"] = np.array([image_encoding.encode("utf-8")], dtype=np.object_)
     return arrays
 
 

@@ -113,8 +113,11 @@ class InferenceRequest:
     def __init__(self, model_name: str = "", inputs=None, requested_output_names=None, preferred_memory=None,
                  **_ignored):
         self.model_name, self._inputs = model_name, list(inputs or [])
-        self.requested_output_names = list(requested_output_names or [])
+        self._requested_output_names = list(requested_output_names or [])
         self._sender = ResponseSender()
+
+    def requested_output_names(self) -> list[str]:
+        return self._requested_output_names
 
     def inputs(self):
         return self._inputs
