@@ -512,6 +512,44 @@ def install_footprint(data: dict) -> list[str]:
             f"{server.get('packaged_models', 'not measured')}).", ""]
 
 
+def encoding_table(rows: list[dict]) -> list[str]:
+    """image_encoding_cost's rows as a markdown table, each encoding against fp32 at the same count and size."""
+    lines = ["| images | size | encoding | latency p50 ms | vs fp32 ms | response bytes | vs fp32 bytes |",
+             "|---|---|---|---|---|---|---|"]
+    fp32 = {(r["prompts"], r["size"]): r["response_bytes"] for r in rows if r["encoding"] == "fp32"}
+    for row in rows:
+        lines.append(f"| {row['prompts']} | {row['size']}² | {row['encoding']} | {row['latency_ms_p50']:.1f} | "
+                     f"{row['vs_fp32_ms']:+.1f} | {row['response_bytes']:,} | "
+                     f"{row['response_bytes'] / fp32[row['prompts'], row['size']]:.3f} |")
+    return lines
+
+
+def image_encoding_cost(data: dict) -> list[str]:
+    """What each bls image_encoding costs to return (benchmarks/image_encoding_cost.py), on one machine."""
+    lines = ["## Returning images: FP32 vs UINT8 vs PNG" + (f" ({data['server']})" if data.get("server") else ""),
+             "", _source(data, data["command"]),
+             "One `bls` request at a time over gRPC (tritonclient.grpc), the same prompts and seeds in each "
+             "`image_encoding` (docs/bls.md): `fp32` returns `images` as today, `uint8` `images_uint8` (made on the "
+             "model's device), `png` `images_png` (encoded in the bls process, one worker thread per image). "
+             f"{data['steps']} denoising step(s); latency from `infer` to the image output read as numpy, median of "
+             f"{data['repeats']} rounds in which the encodings take turns (after one warm-up each); bytes: the "
+             "serialized ModelInferResponse. The latency includes generating the images; the \"vs fp32\" column is "
+             "what returning them another way adds or saves, and where generating takes seconds (the tiny weights on "
+             "a CPU) its spread between runs can be larger than that difference. PNG's size depends on the picture: "
+             "the tiny weights' images are close to noise, a worst case for its compression.", "",
+             *encoding_table(data["rows"]), ""]
+    return lines
+
+
+def image_encoding_note(machines: list[str]) -> list[str]:
+    """The issue's GPU figure, and whether GPU rows exist yet."""
+    pending = all(m == "cpu" for m in machines)
+    return ["The issue that asked for `image_encoding` measured on an H100: 4 FP32 1024² images took 145 ms to "
+            "return against 17 ms for one." + (" GPU numbers for the table are pending "
+            "(`uv run python benchmarks/image_encoding_cost.py --url HOST:8001 --machine h100 --label 'H100, "
+            "preset:flux1-schnell'` against `serve --weights preset:flux1-schnell`)." if pending else ""), ""]
+
+
 def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below comes from a committed script; each script writes "
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
@@ -521,6 +559,11 @@ def main() -> None:
                          ("fidelity-cpu", fidelity), ("install_footprint", install_footprint)):
         data = _load(name)
         lines += render(data) if data else [f"## {name}", "", "_Not measured yet._", ""]
+    encoding_costs = sorted(RESULTS.glob("image-encoding-cost-*.json"))  # one per machine
+    for path in encoding_costs:
+        lines += image_encoding_cost(_load(path.stem))
+    if encoding_costs:
+        lines += image_encoding_note([p.stem.removeprefix("image-encoding-cost-") for p in encoding_costs])
     lines += verification_gate()
     for path in sorted(RESULTS.glob("flux-gpu-*.json")):  # one per GPU; <name>-eager.json rides along
         if not path.stem.endswith("-eager"):
