@@ -5,6 +5,7 @@
     │   ├── ScenarioError           2    a scenario file with problems, every one listed
     │   ├── WorkerSplitError        2    run --workers N: a phase's load cannot be split N ways
     │   ├── InvalidTarget           2    target.urls that name no usable endpoint
+    │   ├── ContractMismatch        2    target.contract does not fit the served model's tensors
     │   └── MissingExtra            2    the command needs `pip install 'flux_async[server]'`
     ├── Unavailable (RuntimeError)  3  nothing to load-test
     │   ├── TargetUnreachable       3    the target cannot be reached or its model is not ready
@@ -34,6 +35,17 @@ class UsageError(FluxAsyncError, ValueError):
     """A flag, file or value that does not fit (exit code 2)."""
 
     exit_code = EXIT_USAGE
+
+
+class ContractMismatch(UsageError):
+    """The scenario's contract (or bls's) does not fit the served model; `problems` names every tensor."""
+
+    def __init__(self, model: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"the contract does not fit model {model!r} ({len(problems)} problem"
+                         f"{'s' if len(problems) != 1 else ''}; run `python -m flux_async inspect URL --model "
+                         f"{model}` to see its tensors):\n{listing}")
 
 
 class ScenarioError(UsageError):

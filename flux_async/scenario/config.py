@@ -24,6 +24,7 @@ from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
 from flux_async.scenario.faults import FaultConfig, parse_faults
+from flux_async.scenario.model_contract import BLS, Contract, parse_contract
 from flux_async.scenario.reader import (
     Reader,
     boolean,
@@ -59,10 +60,15 @@ class TargetConfig:
     metrics_url: str | None = None  # Triton's Prometheus endpoint, scraped per interval
     control_url: str | None = None  # Triton's HTTP endpoint for model control (fault injection)
     compression: str = "none"  # HTTP: the Accept-Encoding asked for; gRPC: the channel's compression
+    contract: Contract | None = None  # how requests and images map onto the model's tensors (None: bls)
 
     @property
     def model_name(self) -> str:
         return self.model or (contract.BLS_STREAM if self.protocol == "grpc-stream" else contract.BLS)
+
+    @property
+    def model_contract(self) -> Contract:
+        return self.contract or BLS
 
 
 @dataclass
@@ -75,6 +81,7 @@ class WorkloadConfig:
     width: int | None = None
     max_sequence_length: int | None = None
     prompts_per_request: dict[int, float] = field(default_factory=lambda: {1: 1.0})  # count → weight
+    negative_prompt: str | None = None  # sent only to models whose contract maps it
 
 
 @dataclass
@@ -125,7 +132,7 @@ class Scenario:
 def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
                                         "headers", "tls", "balance", "metrics_url", "control_url",
-                                        "compression"))
+                                        "compression", "contract"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -143,7 +150,10 @@ def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
         tls_data = r.mapping(data["tls"], f"{path}.tls", ("ca_file", "cert_file", "key_file"))
         tls = TlsConfig(**{k: str(v) for k, v in tls_data.items() if k in ("ca_file", "cert_file", "key_file")})
     timeout = lambda v: v > 0  # noqa: E731
-    return TargetConfig(
+    model_contract = parse_contract(r, data.get("contract"), f"{path}.contract")
+    if data.get("contract") is not None and not data.get("model"):
+        r.problem(f"{path}.model", "is required with target.contract (the model the contract describes)")
+    return TargetConfig(contract=model_contract,
         urls=list(urls or []), protocol=r.choice(data, "protocol", path, PROTOCOLS, "grpc"),
         model=r.get(data, "model", path, str, None, bool, "must be a model name"),
         request_timeout_s=r.get(data, "request_timeout", path, parse_duration, 600.0, timeout, "must be > 0"),
@@ -203,7 +213,7 @@ def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
 
 def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
     data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
-                                  "max_sequence_length", "prompts_per_request"))
+                                  "max_sequence_length", "prompts_per_request", "negative_prompt"))
     seed = data.get("seed", 0)
     if seed == "random":
         seed = None
@@ -237,7 +247,9 @@ def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> W
                                   lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
                                   f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
                                   f"{contract.MAX_SEQUENCE_LENGTH}]"),
-        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
+        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"),
+        negative_prompt=r.get(data, "negative_prompt", path, str, None, lambda v: bool(v.strip()),
+                              "must be a non-empty string"))
 
 
 def _phase(r: Reader, data: Any, index: int) -> Executor | None:
@@ -333,9 +345,23 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=parse_faults(r, data.get("faults")), source=source)
+    _check_against_contract(r, scenario)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario
+
+
+def _check_against_contract(r: Reader, scenario: Scenario) -> None:
+    """The workload fits the model's contract: no more prompts per request than it takes."""
+    if scenario.target.protocol not in PROTOCOLS:
+        return
+    model_contract = scenario.target.model_contract
+    most = max(scenario.workload.prompts_per_request)
+    if most > model_contract.max_prompts:
+        r.problem("workload.prompts_per_request", f"asks for {most} prompts in a request but target.contract "
+                                                  f"takes at most {model_contract.max_prompts} (max_prompts)")
+    if scenario.workload.negative_prompt is not None and "negative_prompt" not in model_contract.inputs:
+        r.problem("workload.negative_prompt", "target.contract maps no input to negative_prompt")
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import numpy as np
 import torch
-
-from flux_async.measure.images import encode_png
 
 
 def uint8_images(images: torch.Tensor) -> torch.Tensor:
@@ -16,9 +15,18 @@ def uint8_images(images: torch.Tensor) -> torch.Tensor:
     return (images.float().clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).contiguous()
 
 
+def png_file(image: np.ndarray) -> bytes:
+    """An [H, W, 3] uint8 image as PNG bytes (PIL's defaults: the same bytes as the client's `encode_png`)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 async def png_images(pixels: torch.Tensor) -> np.ndarray:
     """uint8 images [N, H, W, 3] → a BYTES array [N] of PNG files; the copy and the encoding run in worker threads
     (one per image: zlib releases the GIL), off the event loop."""
     host = await asyncio.to_thread(lambda: pixels.cpu().numpy())
-    files = await asyncio.gather(*(asyncio.to_thread(encode_png, image) for image in host))
+    files = await asyncio.gather(*(asyncio.to_thread(png_file, image) for image in host))
     return np.array(files, dtype=np.object_)

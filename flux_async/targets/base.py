@@ -116,6 +116,26 @@ def succeeded(sent: int, count: int, pixels=None, seeds=None, first: int | None 
     return Outcome(sent, time.perf_counter_ns(), True, images=count, first_ns=first, pixels=pixels, seeds=seeds)
 
 
+async def check_contract(target, read_info: Callable[[], Awaitable]) -> None:
+    """Raise `ContractMismatch` (closing the target) unless its contract fits the model `read_info()` describes.
+    When the metadata cannot be read, a scenario's own contract is an error; `bls`'s default is taken on trust."""
+    from flux_async.errors import ContractMismatch
+    from flux_async.scenario.model_contract import check_contract as problems_of
+
+    try:
+        info = await asyncio.wait_for(read_info(), target.config.connect_timeout_s)
+    except Exception as exc:
+        if target.config.contract is None:
+            return
+        await target.close()
+        raise TargetUnreachable(f"{target.url}: cannot read model {target.model!r}'s metadata to check "
+                                f"target.contract: {type(exc).__name__}: {exc}") from None
+    problems = problems_of(target.contract, info, target.protocol)
+    if problems:
+        await target.close()
+        raise ContractMismatch(target.model, problems)
+
+
 async def check_ready(target, probe: Callable[[], Awaitable[tuple[bool, bool]]]) -> None:
     """Raise `TargetUnreachable` unless `probe` says (live, ready) within the connect timeout; close on failure."""
     try:

@@ -10,7 +10,8 @@ from flux_async.measure import attribution
 from flux_async.scenario.config import TargetConfig
 from flux_async.scenario.workload import Job
 from flux_async.targets import wire
-from flux_async.targets.base import Endpoint, Outcome, Target, check_ready, error_kind, succeeded
+from flux_async.targets.base import Endpoint, Outcome, Target, check_contract, check_ready, error_kind, succeeded
+from flux_async.targets.model_info import grpc_model_info
 from flux_async.targets.wire import EncodedRequests
 
 if TYPE_CHECKING:
@@ -19,12 +20,12 @@ if TYPE_CHECKING:
 
 
 class GrpcTarget(Target):
-    """Unary gRPC `ModelInfer` to `bls`: tritonclient.grpc.aio for readiness and statistics; the requests go over
-    a grpc.aio channel of our own as pre-serialized bytes (see wire.py)."""
+    """Unary gRPC `ModelInfer` to `bls` (or any model, through the scenario's contract): tritonclient.grpc.aio for
+    readiness, metadata and statistics; the requests go over a grpc.aio channel of our own as pre-serialized bytes
+    (see wire.py)."""
 
     protocol = "grpc"
     returns_images = True
-    unverifiable: str | None = None
     _method = "/inference.GRPCInferenceService/ModelInfer"
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
@@ -33,7 +34,9 @@ class GrpcTarget(Target):
         self.client: InferenceServerClient | None = None
         self.channel: grpc.aio.Channel | None = None
         self.metadata = tuple((k.lower(), v) for k, v in config.headers.items()) or None
-        self.requests = EncodedRequests(lambda job: wire.grpc_request(self.model, job))
+        self.contract = config.model_contract
+        self.unverifiable = self.contract.unverifiable
+        self.requests = EncodedRequests(lambda job: wire.grpc_request(self.model, job, self.contract))
 
     def _channel_options(self) -> list:
         from tritonclient.grpc import KeepAliveOptions
@@ -80,6 +83,7 @@ class GrpcTarget(Target):
                                                   request_serializer=None,
                                                   response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
         await check_ready(self, self._ready)
+        await check_contract(self, lambda: grpc_model_info(self.client, self.model, self.config.headers or None))
 
     async def _ready(self) -> tuple[bool, bool]:
         headers = self.config.headers or None
@@ -110,7 +114,7 @@ class GrpcTarget(Target):
         except Exception as exc:  # every failure is a result, classified by kind
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=error_kind(exc), error=_message(exc))
         try:
-            parts = wire.grpc_images(response, job.verify)
+            parts = wire.grpc_images(response, job.verify, self.contract)
         except Exception as exc:  # a response we cannot read is the server's error, not the tester's crash
             return Outcome(sent, time.perf_counter_ns(), False, error_kind="bad_response",
                            error=f"{type(exc).__name__}: {exc}")
@@ -141,7 +145,12 @@ class GrpcStreamTarget(GrpcTarget):
                                    error=response.error_message)
                 final = response.infer_response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
-                    return succeeded(sent, *wire.grpc_images(response.infer_response, job.verify), first=first)
+                    try:
+                        parts = wire.grpc_images(response.infer_response, job.verify, self.contract)
+                    except Exception as exc:
+                        return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="bad_response",
+                                       error=f"{type(exc).__name__}: {exc}")
+                    return succeeded(sent, *parts, first=first)
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_ended",
                            error="the stream ended without a final response")
         except Exception as exc:

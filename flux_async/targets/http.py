@@ -11,7 +11,8 @@ from flux_async.measure import attribution
 from flux_async.scenario.config import TargetConfig
 from flux_async.scenario.workload import Job
 from flux_async.targets import wire
-from flux_async.targets.base import Endpoint, Outcome, Target, check_ready, error_kind, succeeded
+from flux_async.targets.base import Endpoint, Outcome, Target, check_contract, check_ready, error_kind, succeeded
+from flux_async.targets.model_info import http_model_info
 from flux_async.targets.wire import EncodedRequests
 
 if TYPE_CHECKING:
@@ -19,11 +20,11 @@ if TYPE_CHECKING:
 
 
 class HttpTarget(Target):
-    """aiohttp POST to /v2/models/<model>/infer with the binary tensor extension (tensors never travel as JSON)."""
+    """aiohttp POST to /v2/models/<model>/infer with the binary tensor extension (tensors never travel as JSON);
+    any model, through the scenario's contract."""
 
     protocol = "http"
     returns_images = True
-    unverifiable: str | None = None
 
     def __init__(self, endpoint: Endpoint, config: TargetConfig):
         self.endpoint, self.config, self.model = endpoint, config, config.model_name
@@ -31,7 +32,9 @@ class HttpTarget(Target):
         self.base = f"{'https' if endpoint.tls else 'http'}://{endpoint.address}"
         self._infer_url = f"{self.base}/v2/models/{self.model}/infer"
         self.session: aiohttp.ClientSession | None = None
-        self.requests = EncodedRequests(wire.http_request)
+        self.contract = config.model_contract
+        self.unverifiable = self.contract.unverifiable
+        self.requests = EncodedRequests(lambda job: wire.http_request(job, self.contract))
 
     async def open(self) -> None:
         import aiohttp
@@ -48,6 +51,7 @@ class HttpTarget(Target):
         self.session = client_session(self.config.compression, self.config.headers, connector=connector,
                                       timeout=timeout)
         await check_ready(self, self._ready)
+        await check_contract(self, lambda: http_model_info(self.session, self.base, self.model))
 
     async def _ready(self) -> tuple[bool, bool]:
         assert self.session is not None, "open() first"
@@ -86,9 +90,13 @@ class HttpTarget(Target):
                     return Outcome(sent, time.perf_counter_ns(), False, error_kind=f"HTTP {response.status}",
                                    error=payload[:500].decode("utf-8", "replace"))
                 length = response.headers.get("Inference-Header-Content-Length")
-            parts = wire.http_images(payload, int(length) if length else None, job.verify)
         except Exception as exc:
             return Outcome(sent, time.perf_counter_ns(), False, error_kind=error_kind(exc), error=str(exc))
+        try:
+            parts = wire.http_images(payload, int(length) if length else None, job.verify, self.contract)
+        except Exception as exc:  # a response we cannot read is the server's error, not the tester's crash
+            return Outcome(sent, time.perf_counter_ns(), False, error_kind="bad_response",
+                           error=f"{type(exc).__name__}: {exc}")
         return succeeded(sent, *parts)
 
     async def close(self) -> None:

@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from flux_async.scenario.model_contract import BLS, Contract
 from flux_async.scenario.workload import Job
-from flux_async.targets.bls_inputs import bls_arrays, datatype
+from flux_async.targets.bls_inputs import datatype
+from flux_async.targets.image_decoding import UndecodableImages, decode_images, image_count, tensor_from_raw
 
 _NUMPY = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP16": np.float16}
+Decoded = tuple[int, "np.ndarray | None", "tuple[int, ...] | None"]  # (image count, images, seeds)
 VIEW_AT_BYTES = 2**16  # smaller gRPC responses go through protobuf's C parser: copying them costs less than our scan
 
 
@@ -28,7 +31,8 @@ class EncodedRequests:
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
 
     def get(self, job: Job):
-        key = (job.prompts, job.seeds, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)
+        key = (job.prompts, job.seeds, job.steps, job.guidance, job.height, job.width, job.max_sequence_length,
+               job.negative_prompt)
         encoded = self._cache.get(key)
         if encoded is None:
             encoded = self._cache[key] = self.encode(job)
@@ -37,21 +41,25 @@ class EncodedRequests:
         return encoded
 
 
-def grpc_request(model: str, job: Job) -> bytes:
-    """A serialized ModelInferRequest for `job` (BYTES tensors length-prefixed, as Triton expects)."""
+def grpc_request(model: str, job: Job, contract: Contract = BLS) -> bytes:
+    """A serialized ModelInferRequest for `job` (BYTES tensors length-prefixed, as Triton expects); another model's
+    contract also names the outputs it wants (`bls` gets every output, as it always has)."""
     from tritonclient.grpc import service_pb2
     from tritonclient.utils import serialize_byte_tensor
 
     request = service_pb2.ModelInferRequest(model_name=model)
-    for name, value in bls_arrays(job.prompts, **job.bls_kwargs()).items():
+    for name, value in contract.arrays(job).items():
         tensor = request.inputs.add(name=name, datatype=datatype(value))
         tensor.shape.extend(value.shape)
         raw = serialize_byte_tensor(value).item() if value.dtype == np.object_ else value.tobytes()
         request.raw_input_contents.append(raw)
+    if contract is not BLS:
+        for name in contract.output_names():
+            request.outputs.add(name=name)
     return request.SerializeToString()
 
 
-def grpc_images(response, keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
+def grpc_images(response, keep_pixels: bool, contract: Contract = BLS) -> Decoded:
     """(image count, images, seeds) of a ModelInferResponse, given as the message or as its serialized bytes; images
     and seeds only when `keep_pixels`. From bytes, the tensors are viewed in place: no copy of the images."""
     if isinstance(response, (bytes, bytearray, memoryview)) and len(response) >= VIEW_AT_BYTES:
@@ -62,15 +70,25 @@ def grpc_images(response, keep_pixels: bool) -> tuple[int, np.ndarray | None, tu
 
             response = service_pb2.ModelInferResponse.FromString(response)
         outputs, raws = response.outputs, response.raw_output_contents
-    count, pixels, seeds = 0, None, None
+    count, pixels, seeds, found = 0, None, None, False
+    images = contract.images
     for index, output in enumerate(outputs):
-        if output.name == "images":
-            count = int(output.shape[0]) if output.shape else 0
+        if output.name == images.name:
+            found, count = True, image_count(images, output.shape)
             if keep_pixels:
-                pixels = np.frombuffer(raws[index], dtype=_NUMPY[output.datatype]).reshape(tuple(output.shape))
-        elif output.name == "seeds" and keep_pixels:
-            seeds = tuple(int(s) for s in np.frombuffer(raws[index], dtype=np.int64))
+                pixels = decode_images(images, tensor_from_raw(images, raws[index], output.shape))
+        elif output.name == contract.seeds and keep_pixels:
+            seeds = _seeds(raws[index], output.datatype, output.name)
+    if not found and contract is not BLS:
+        raise UndecodableImages(f"the response has no output {images.name!r}")
     return count, pixels, seeds
+
+
+def _seeds(raw, name_of_datatype: str, name: str) -> tuple[int, ...]:
+    if name_of_datatype not in ("INT64", "INT32", "UINT64", "UINT32"):
+        raise UndecodableImages(f"output {name}: seeds must be integers, got {name_of_datatype}")
+    dtype = {"INT64": np.int64, "INT32": np.int32, "UINT64": np.uint64, "UINT32": np.uint32}[name_of_datatype]
+    return tuple(int(s) for s in np.frombuffer(raw, dtype=dtype))
 
 
 def _varint(view: memoryview, position: int) -> tuple[int, int]:
@@ -110,16 +128,16 @@ def _response_fields(data) -> tuple[list, list[memoryview]]:
     return outputs, raws
 
 
-def http_request(job: Job) -> tuple[bytes, dict[str, str]]:
+def http_request(job: Job, contract: Contract = BLS) -> tuple[bytes, dict[str, str]]:
     """(body, headers) of a KServe v2 request with binary tensors, asking for binary outputs."""
     import tritonclient.http as httpclient
 
     inputs = []
-    for name, value in bls_arrays(job.prompts, **job.bls_kwargs()).items():
+    for name, value in contract.arrays(job).items():
         tensor = httpclient.InferInput(name, list(value.shape), datatype(value))
         tensor.set_data_from_numpy(value, binary_data=True)
         inputs.append(tensor)
-    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("images", "seeds")]
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in contract.output_names()]
     body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
     headers = {"Content-Type": "application/octet-stream"}
     if json_size is not None:
@@ -127,24 +145,29 @@ def http_request(job: Job) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-def http_images(payload: bytes, header_length: int | None,
-                keep_pixels: bool) -> tuple[int, np.ndarray | None, tuple[int, ...] | None]:
+def http_images(payload: bytes, header_length: int | None, keep_pixels: bool, contract: Contract = BLS) -> Decoded:
     """(image count, images, seeds) of a KServe v2 response; reads only its JSON header unless `keep_pixels`, and
     then views the binary outputs in place (no copy of the images)."""
     header = json.loads(payload[:header_length] if header_length else payload)
     outputs = {output["name"]: output for output in header.get("outputs", [])}
-    images = outputs.get("images")
-    count = int(images["shape"][0]) if images else 0
+    images = outputs.get(contract.images.name)
+    if images is None and contract is not BLS:
+        raise UndecodableImages(f"the response has no output {contract.images.name!r}")
+    count = image_count(contract.images, images["shape"]) if images else 0
     if not keep_pixels:
         return count, None, None
-    arrays, offset, body = {}, header_length or len(payload), memoryview(payload)
+    pixels = seeds = None
+    offset, body = header_length or len(payload), memoryview(payload)
     for output in header.get("outputs", []):  # binary outputs follow the header in the header's order
         size = output.get("parameters", {}).get("binary_data_size")
-        if output["name"] in ("images", "seeds"):
-            dtype = _NUMPY[output["datatype"]]
-            array = np.asarray(output.get("data", []), dtype=dtype) if size is None else \
-                np.frombuffer(body[offset:offset + size], dtype=dtype)
-            arrays[output["name"]] = array.reshape(output["shape"])
+        raw = body[offset:offset + size] if size is not None else None
+        if output["name"] == contract.images.name:
+            array = tensor_from_raw(contract.images, raw, output["shape"]) if raw is not None else \
+                np.asarray(output.get("data", []), dtype=_NUMPY.get(output["datatype"], object)).reshape(
+                    output["shape"])
+            pixels = decode_images(contract.images, array)
+        elif output["name"] == contract.seeds:
+            seeds = _seeds(raw, output["datatype"], output["name"]) if raw is not None else \
+                tuple(int(s) for s in output.get("data", []))
         offset += size or 0
-    pixels, seeds = arrays.get("images"), arrays.get("seeds")
-    return count, pixels, None if seeds is None else tuple(int(s) for s in seeds)
+    return count, pixels, seeds

@@ -41,17 +41,22 @@ class ReferenceKey:
     height: int | None
     width: int | None
     max_sequence_length: int | None
+    negative_prompt: str | None = None
 
     @classmethod
     def of(cls, job: Job, item: int, seed: int) -> ReferenceKey:
-        return cls(job.prompts[item], seed, job.steps, job.guidance, job.height, job.width, job.max_sequence_length)
+        return cls(job.prompts[item], seed, job.steps, job.guidance, job.height, job.width, job.max_sequence_length,
+                   job.negative_prompt)
 
     def job(self) -> Job:
         return Job(-1, (self.prompt,), (self.seed,), self.steps, self.guidance, self.height, self.width,
-                   self.max_sequence_length, verify=True)
+                   self.max_sequence_length, verify=True, negative_prompt=self.negative_prompt)
 
     def digest(self, model: str) -> str:
-        return hashlib.sha256(json.dumps([model, *asdict(self).values()]).encode()).hexdigest()[:24]
+        values = list(asdict(self).values())
+        if self.negative_prompt is None:  # the digest of keys from before negative prompts: caches stay valid
+            values.pop()
+        return hashlib.sha256(json.dumps([model, *values]).encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -105,7 +110,8 @@ def workload_keys(workload: WorkloadConfig) -> list[ReferenceKey]:
     if workload.seed is None:
         return []
     keys = [ReferenceKey(p, workload.seed + i, workload.steps, workload.guidance, workload.height, workload.width,
-                         workload.max_sequence_length) for i, p in enumerate(workload.prompts)]
+                         workload.max_sequence_length, workload.negative_prompt)
+            for i, p in enumerate(workload.prompts)]
     return list(dict.fromkeys(keys))[:PRECOMPUTE_LIMIT]
 
 

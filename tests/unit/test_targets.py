@@ -144,7 +144,8 @@ async def test_http_calls_ask_for_compression_only_when_the_scenario_does(compre
         await runner.cleanup()
     assert outcome.ok and outcome.images == 1, outcome
     assert seen == {"/v2/health/live": expected, "/v2/models/bls/ready": expected, "/v2/models/bls/infer": expected,
-                    "/v2/models/stats": expected, "/metrics": "identity"}
+                    "/v2/models/stats": expected, "/metrics": "identity",
+                    "/v2/models/bls": expected}  # the metadata read to check the contract (empty here: bls's trusted)
 
 
 def test_grpc_images_from_bytes_view_the_tensors_and_agree_with_protobuf():
