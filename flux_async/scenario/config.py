@@ -24,6 +24,7 @@ from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
 from flux_async.scenario.faults import FaultConfig, parse_faults
+from flux_async.scenario.http_protocols import HTTP_JSON_PROTOCOLS, protocol_problems, read_fields
 from flux_async.scenario.reader import (
     Reader,
     boolean,
@@ -34,7 +35,7 @@ from flux_async.scenario.reader import (
 )
 from flux_async.scenario.thresholds import Threshold
 
-PROTOCOLS = ("grpc", "grpc-stream", "http")
+PROTOCOLS = ("grpc", "grpc-stream", "http", *HTTP_JSON_PROTOCOLS)  # the last two: scenario/http_protocols.py
 BALANCE = ("round-robin", "least-in-flight")
 COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
 
@@ -50,7 +51,7 @@ class TlsConfig:
 class TargetConfig:
     urls: list[str] = field(default_factory=list)
     protocol: str = "grpc"
-    model: str | None = None  # default: bls, or bls_stream for grpc-stream
+    model: str | None = None  # default: bls, or bls_stream for grpc-stream; none for openai-images and nim
     request_timeout_s: float = 600.0
     connect_timeout_s: float = 30.0
     headers: dict[str, str] = field(default_factory=dict)
@@ -59,9 +60,12 @@ class TargetConfig:
     metrics_url: str | None = None  # Triton's Prometheus endpoint, scraped per interval
     control_url: str | None = None  # Triton's HTTP endpoint for model control (fault injection)
     compression: str = "none"  # HTTP: the Accept-Encoding asked for; gRPC: the channel's compression
+    fields: dict[str, str | None] = field(default_factory=dict)  # openai-images / nim: JSON keys (None: not sent)
 
     @property
     def model_name(self) -> str:
+        if self.protocol in HTTP_JSON_PROTOCOLS:
+            return self.model or ""  # sent only when given
         return self.model or (contract.BLS_STREAM if self.protocol == "grpc-stream" else contract.BLS)
 
 
@@ -75,6 +79,8 @@ class WorkloadConfig:
     width: int | None = None
     max_sequence_length: int | None = None
     prompts_per_request: dict[int, float] = field(default_factory=lambda: {1: 1.0})  # count → weight
+    images_per_prompt: int = 1  # openai-images / nim only: n (samples) images of the request's one prompt
+    negative_prompt: str | None = None  # openai-images / nim only
 
 
 @dataclass
@@ -125,7 +131,7 @@ class Scenario:
 def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
                                         "headers", "tls", "balance", "metrics_url", "control_url",
-                                        "compression"))
+                                        "compression", "fields"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -154,7 +160,8 @@ def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
         metrics_url=r.get(data, "metrics_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
                           "must be an http:// or https:// URL"),
         control_url=r.get(data, "control_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
-                          "must be an http:// or https:// URL"))
+                          "must be an http:// or https:// URL"),
+        fields=read_fields(r, data.get("fields"), f"{path}.fields"))
 
 
 def _prompts(r: Reader, data: dict, path: str, base_dir: Path) -> list[str]:
@@ -203,7 +210,8 @@ def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
 
 def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
     data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
-                                  "max_sequence_length", "prompts_per_request"))
+                                  "max_sequence_length", "prompts_per_request", "images_per_prompt",
+                                  "negative_prompt"))
     seed = data.get("seed", 0)
     if seed == "random":
         seed = None
@@ -237,7 +245,11 @@ def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> W
                                   lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
                                   f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
                                   f"{contract.MAX_SEQUENCE_LENGTH}]"),
-        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"))
+        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"),
+        images_per_prompt=r.get(data, "images_per_prompt", path, integer, 1,
+                                lambda v: 1 <= v <= contract.MAX_PROMPTS,
+                                f"must be an integer in [1, {contract.MAX_PROMPTS}]"),
+        negative_prompt=r.get(data, "negative_prompt", path, str, None, expect="must be a string"))
 
 
 def _phase(r: Reader, data: Any, index: int) -> Executor | None:
@@ -333,6 +345,8 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=parse_faults(r, data.get("faults")), source=source)
+    # what the protocol cannot do (checked again when --protocol overrides it: run/session.py)
+    r.problems += protocol_problems(scenario.target, scenario.workload)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario
