@@ -41,6 +41,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be in [0, 10000] ms, got {value:g}")
+    return value
+
+
+PROTOCOL_CHOICES = ("grpc", "grpc-stream", "http", "openai-images", "nim")  # scenario.config.PROTOCOLS (a test
+# keeps them equal; the CLI does not import the scenario layer to parse its arguments)
+
+
 def _worker(text: str) -> tuple[int, int]:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
@@ -73,14 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gpus", default=None, metavar="LIST",
                        help="one server per GPU, each seeing only its own: 'all' or indices such as 0,1; server i "
                             "listens on each port + 10*i (default: one server seeing every GPU)")
+    serve.add_argument("--openai-port", type=_port, default=None,
+                       help="also serve the OpenAI Images API (POST /v1/images/generations) before Triton's bls on "
+                            "this port (0 = free port; default off)")
+    serve.add_argument("--nim-port", type=_port, default=None,
+                       help="also serve NVIDIA NIM's FLUX API (POST /v1/infer) before Triton's bls on this port "
+                            "(0 = free port; default off)")
+    serve.add_argument("--frontend-max-batch", type=_positive, default=4,
+                       help="front end: most prompts combined into one bls request (default 4)")
+    serve.add_argument("--frontend-batch-window-ms", type=_milliseconds, default=10.0,
+                       help="front end: how long a request waits for others to share its bls request (default 10)")
 
     run = commands.add_parser("run", help="replay a YAML scenario against Triton and report")
     run.add_argument("scenario", type=Path)
     run.add_argument("--url", default=None, help="host:port or grpc://, grpcs://, http://, https:// URL (several: "
                                                  "comma-separated); none anywhere: an embedded server on tiny weights")
-    run.add_argument("--protocol", choices=("grpc", "grpc-stream", "http"), default=None,
-                     help="override the scenario's protocol")
-    run.add_argument("--model", default=None, help="model name (default: bls, or bls_stream for grpc-stream)")
+    run.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=None,
+                     help="override the scenario's protocol (openai-images, nim: an HTTP JSON front end's API)")
+    run.add_argument("--model", default=None, help="model name (default: bls, or bls_stream for grpc-stream; "
+                                                   "openai-images and nim send one only when given)")
     run.add_argument("--report", type=Path, default=None, help="write the JSON report here")
     run.add_argument("--hlog", type=Path, default=None, help="write an HdrHistogram interval log here")
     run.add_argument("--plot", type=Path, default=None,
@@ -176,6 +198,9 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     servers = service.servers if isinstance(service, ServerFleet) else [service]  # a fleet exactly when gpus
+    fronted = args.openai_port is not None or args.nim_port is not None
+    if fronted and gpus:
+        raise UsageError("--openai-port / --nim-port put a front end before one Triton: not with --gpus")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -191,6 +216,7 @@ def cmd_serve(args) -> int:
               f"  metrics  {server.metrics_url}\n  log      {server.log_path}", flush=True)
     if gpus:
         print(f"flux_async: every server: --url {','.join(s.grpc_url for s in servers)}", flush=True)
+    frontend = _start_frontend(args, servers[0], service) if fronted else None
     print("Press Ctrl-C to stop.", flush=True)
     code = EXIT_OK
     while not stop.wait(0.5):
@@ -199,9 +225,32 @@ def cmd_serve(args) -> int:
             print(f"flux_async: tritonserver exited unexpectedly; log: {dead[0].log_path}", file=sys.stderr)
             code = EXIT_FAILED
             break
+    if frontend is not None:
+        frontend.stop()
     service.stop()
     print("flux_async: server stopped", flush=True)
     return code
+
+
+def _start_frontend(args, server, service):
+    """The OpenAI / NIM front end before `server`'s bls (flux_async/frontend), its URLs printed; on failure the
+    server is stopped and ServerError raised (exit 3)."""
+    from flux_async.frontend.openai_nim import FrontEnd
+
+    frontend = FrontEnd(server.grpc_url, openai_port=args.openai_port, nim_port=args.nim_port,
+                        max_batch=args.frontend_max_batch, batch_window_ms=args.frontend_batch_window_ms)
+    try:
+        frontend.start()
+    except (OSError, TimeoutError) as exc:
+        service.stop()
+        raise ServerError(f"the OpenAI/NIM front end could not start: {exc}") from None
+    lines = [f"  {name:<8} {url}  ({route})" for name, url, route in (
+        ("OpenAI", frontend.openai_url, "POST /v1/images/generations, --protocol openai-images"),
+        ("NIM", frontend.nim_url, "POST /v1/infer, --protocol nim")) if url]
+    print("flux_async: the front end is ready (batching up to "
+          f"{args.frontend_max_batch} prompts within {args.frontend_batch_window_ms:g} ms)\n" + "\n".join(lines),
+          flush=True)
+    return frontend
 
 
 def run_async(coroutine):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from flux_async.measure import attribution
-from flux_async.measure.recorder import Interval, Recorder, merge_intervals
+from flux_async.measure.recorder import SERVER_TIMING, Interval, Recorder, merge_intervals
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import ClosedLoop, Executor, OpenLoop
 from flux_async.scenario.workload import Job, JobSource
@@ -189,6 +189,8 @@ class Engine:
         record(phase.name, "service", protocol, prompts, (outcome.done_ns - outcome.sent_ns) // 1000)
         if outcome.first_ns is not None:
             record(phase.name, "ttfr", protocol, prompts, (outcome.first_ns - outcome.sent_ns) // 1000)
+        for name, ms in (outcome.server_timing or {}).items():  # the server's own durations (Server-Timing)
+            record(phase.name, SERVER_TIMING + name, protocol, prompts, round(ms * 1000))
 
     def _spawn(self, phase: PhaseRun, intended_ns: int) -> None:
         task = asyncio.create_task(self._send(phase, intended_ns))

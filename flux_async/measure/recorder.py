@@ -2,7 +2,9 @@
 
 Metrics, in microseconds: `latency` (done - intended start: corrected for coordinated omission), `service`
 (done - actual send), `ttfr` (first response - send, streams), `lag` (send - intended start: the tester's own
-schedule error). Values outside the histogram's range are counted in `overflow`, never dropped silently.
+schedule error), and `server_timing.<name>` for each duration a response's Server-Timing header gave (the server's
+own account: openai-images, nim). Values outside the histogram's range are counted in `overflow`, never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from flux_async.measure import hdr
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 h, 0.1 %
 METRICS = ("latency", "service", "ttfr", "lag")
+SERVER_TIMING = "server_timing."  # the prefix of the Server-Timing metrics: server_timing.server_e2e, ...
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 
@@ -160,6 +163,12 @@ class Recorder:
                 result = new_histogram()
             result.add(histogram)
         return result
+
+    def server_timing_names(self, phases: set[str]) -> list[str]:
+        """The Server-Timing names recorded in `phases` (without the prefix), sorted."""
+        self.flush()
+        return sorted({metric[len(SERVER_TIMING):] for (phase, metric, _, _) in self.histograms
+                       if phase in phases and metric.startswith(SERVER_TIMING)})
 
     def prompts_counts(self, phases: set[str]) -> list[int]:
         self.flush()

@@ -8,7 +8,7 @@ from pathlib import Path
 from flux_async.load.engine import RunResult
 from flux_async.measure.attribution import first_to_queue
 from flux_async.measure.client_usage import warning_line
-from flux_async.measure.recorder import Counters, Recorder, stat_ms, summarize_ms
+from flux_async.measure.recorder import SERVER_TIMING, Counters, Recorder, stat_ms, summarize_ms
 from flux_async.report.schema import (
     ClientUsageSummary,
     Figures,
@@ -19,6 +19,7 @@ from flux_async.report.schema import (
     PromptsFigures,
     Report,
     Requests,
+    ServerTiming,
     Target,
     ThresholdResult,
     Throughput,
@@ -49,6 +50,11 @@ def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
         by_prompts[str(n)] = PromptsFigures(latency.get_total_count() if latency else 0, _latency(latency),
                                             _latency(recorder.merged("service", phases, prompts=n)))
     ttfr = recorder.merged("ttfr", phases)
+    server_timing = {}
+    for name in recorder.server_timing_names(phases):
+        histogram = recorder.merged(SERVER_TIMING + name, phases)
+        assert histogram is not None  # the name was recorded in these phases
+        server_timing[name] = ServerTiming(**summarize_ms(histogram), count=histogram.get_total_count())
     return Figures(
         duration_s=round(duration_s, 3),
         requests=Requests(counters.sent, counters.ok, counters.errors, counters.dropped),
@@ -59,7 +65,8 @@ def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
         errors_by_kind=dict(sorted(counters.errors_by_kind.items())),
         schedule_lag_ms=_latency(recorder.merged("lag", phases)),
         by_prompts_per_request=by_prompts,
-        time_to_first_response_ms=_latency(ttfr) if ttfr is not None else ABSENT)
+        time_to_first_response_ms=_latency(ttfr) if ttfr is not None else ABSENT,
+        server_timing_ms=server_timing or ABSENT)
 
 
 def _lookup(recorder: Recorder, phases: set[str], scope: Figures, mismatches: int):
@@ -268,6 +275,10 @@ def print_summary(report: dict | Report, console) -> None:
         if phase.stages and not phase.warmup:
             console.print(stage_table(phase))
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731  (one line per item, for grep)
+    for name, timing in (report.figures.server_timing_ms or {}).items():
+        print_line(f"server timing {name} (ms, from the responses' Server-Timing): p50 {format_ms(timing.p50)}, "
+                   f"p90 {format_ms(timing.p90)}, p99 {format_ms(timing.p99)}, max {format_ms(timing.max)} "
+                   f"({timing.count} responses)")
     if report.figures.errors_by_kind:
         print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report.figures.errors_by_kind.items()))
     for result in report.thresholds:

@@ -54,6 +54,13 @@ class Latency(JsonObject):
 
 
 @dataclass
+class ServerTiming(Latency):
+    """One Server-Timing duration the responses reported (openai-images, nim), in ms, and how many carried it."""
+
+    count: int = 0
+
+
+@dataclass
 class PromptsFigures(JsonObject):
     """The figures of the requests that carried one number of prompts."""
 
@@ -76,6 +83,7 @@ class Figures(JsonObject):
     schedule_lag_ms: Latency = field(default_factory=Latency)
     by_prompts_per_request: dict[str, PromptsFigures] = field(default_factory=dict)
     time_to_first_response_ms: Latency | Absent = ABSENT  # streaming targets only
+    server_timing_ms: dict[str, ServerTiming] | Absent = ABSENT  # responses with a Server-Timing header only
 
 
 @dataclass

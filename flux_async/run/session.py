@@ -8,9 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flux_async.errors import InvalidTarget, UsageError
+from flux_async.errors import InvalidTarget, ScenarioError, UsageError
 from flux_async.extras import require_server_extra
 from flux_async.scenario.config import PROTOCOLS, Scenario
+from flux_async.scenario.http_protocols import HTTP_JSON_PROTOCOLS, protocol_problems
 from flux_async.targets.base import Target
 from flux_async.targets.factory import make_target
 from flux_async.verification.verifier import Verifier, workload_keys
@@ -65,6 +66,9 @@ def apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
         target = replace(target, control_url=options.control_url)
     if options.duration_s is not None and options.duration_s <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {options.duration_s}")
+    problems = protocol_problems(target, scenario.workload)  # parse_scenario checked the scenario's own protocol
+    if problems:
+        raise ScenarioError(f"{scenario.source} (with --protocol {target.protocol})", problems)
     return replace(scenario, target=target)
 
 
@@ -99,7 +103,7 @@ async def session(scenario: Scenario, options: RunOptions, console):
         if scenario.verify.enabled and options.verify:
             verifier = Verifier(scenario.verify, scenario.target, mismatch_folder(scenario, options))
             stack.push_async_callback(verifier.close)
-            await verifier.open()
+            await verifier.open(scenario.workload)
             keys = workload_keys(scenario.workload)
             if verifier.enabled and keys:
                 console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at "
@@ -111,6 +115,9 @@ async def session(scenario: Scenario, options: RunOptions, console):
 async def embedded_server(scenario: Scenario, options: RunOptions, console, stack: AsyncExitStack):
     """Start Triton for this run (explicit model control when the scenario injects faults); (scenario, server).
     Raises MissingExtra without the server extra, ServerError when it does not start."""
+    if scenario.target.protocol in HTTP_JSON_PROTOCOLS:
+        raise UsageError(f"protocol {scenario.target.protocol} needs a URL (--url or target.url): the embedded server "
+                         "is Triton alone; `serve --openai-port N --nim-port N` puts a front end before it")
     require_server_extra("a run with no URL (it starts an embedded Triton server)")
     from flux_async.launch.triton_server import DEFAULT_REPOSITORY, TritonServer  # the server extra's
 

@@ -24,6 +24,7 @@ from flux_async.errors import ScenarioError
 from flux_async.measure.gates import GATES, THRESHOLD_KEYS, Gate, explicit_gate
 from flux_async.scenario.executors import EXECUTORS, Executor
 from flux_async.scenario.faults import FaultConfig, parse_faults
+from flux_async.scenario.http_protocols import HTTP_JSON_PROTOCOLS, protocol_problems, read_fields
 from flux_async.scenario.model_contract import BLS, Contract, parse_contract
 from flux_async.scenario.reader import (
     Reader,
@@ -35,7 +36,7 @@ from flux_async.scenario.reader import (
 )
 from flux_async.scenario.thresholds import Threshold
 
-PROTOCOLS = ("grpc", "grpc-stream", "http")
+PROTOCOLS = ("grpc", "grpc-stream", "http", *HTTP_JSON_PROTOCOLS)  # the last two: scenario/http_protocols.py
 BALANCE = ("round-robin", "least-in-flight")
 COMPRESSION = ("none", "gzip", "deflate")  # asked of the server: a deliberate load choice that costs its CPU
 
@@ -51,7 +52,7 @@ class TlsConfig:
 class TargetConfig:
     urls: list[str] = field(default_factory=list)
     protocol: str = "grpc"
-    model: str | None = None  # default: bls, or bls_stream for grpc-stream
+    model: str | None = None  # default: bls, or bls_stream for grpc-stream; none for openai-images and nim
     request_timeout_s: float = 600.0
     connect_timeout_s: float = 30.0
     headers: dict[str, str] = field(default_factory=dict)
@@ -61,9 +62,12 @@ class TargetConfig:
     control_url: str | None = None  # Triton's HTTP endpoint for model control (fault injection)
     compression: str = "none"  # HTTP: the Accept-Encoding asked for; gRPC: the channel's compression
     contract: Contract | None = None  # how requests and images map onto the model's tensors (None: bls)
+    fields: dict[str, str | None] = field(default_factory=dict)  # openai-images / nim: JSON keys (None: not sent)
 
     @property
     def model_name(self) -> str:
+        if self.protocol in HTTP_JSON_PROTOCOLS:
+            return self.model or ""  # sent only when given
         return self.model or (contract.BLS_STREAM if self.protocol == "grpc-stream" else contract.BLS)
 
     @property
@@ -81,7 +85,8 @@ class WorkloadConfig:
     width: int | None = None
     max_sequence_length: int | None = None
     prompts_per_request: dict[int, float] = field(default_factory=lambda: {1: 1.0})  # count → weight
-    negative_prompt: str | None = None  # sent only to models whose contract maps it
+    images_per_prompt: int = 1  # openai-images / nim only: n (samples) images of the request's one prompt
+    negative_prompt: str | None = None  # sent where the target maps it
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Scenario:
 def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
     data = r.mapping(data or {}, path, ("url", "urls", "protocol", "model", "request_timeout", "connect_timeout",
                                         "headers", "tls", "balance", "metrics_url", "control_url",
-                                        "compression", "contract"))
+                                        "compression", "contract", "fields"))
     urls = data.get("urls", data.get("url"))
     if "url" in data and "urls" in data:
         r.problem(f"{path}.urls", "give either url or urls, not both")
@@ -164,7 +169,8 @@ def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
         metrics_url=r.get(data, "metrics_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
                           "must be an http:// or https:// URL"),
         control_url=r.get(data, "control_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
-                          "must be an http:// or https:// URL"))
+                          "must be an http:// or https:// URL"),
+        fields=read_fields(r, data.get("fields"), f"{path}.fields"))
 
 
 def _prompts(r: Reader, data: dict, path: str, base_dir: Path) -> list[str]:
@@ -213,7 +219,8 @@ def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
 
 def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
     data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
-                                  "max_sequence_length", "prompts_per_request", "negative_prompt"))
+                                  "max_sequence_length", "prompts_per_request", "images_per_prompt",
+                                  "negative_prompt"))
     seed = data.get("seed", 0)
     if seed == "random":
         seed = None
@@ -248,6 +255,9 @@ def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> W
                                   f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
                                   f"{contract.MAX_SEQUENCE_LENGTH}]"),
         prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"),
+        images_per_prompt=r.get(data, "images_per_prompt", path, integer, 1,
+                                lambda v: 1 <= v <= contract.MAX_PROMPTS,
+                                f"must be an integer in [1, {contract.MAX_PROMPTS}]"),
         negative_prompt=r.get(data, "negative_prompt", path, str, None, lambda v: bool(v.strip()),
                               "must be a non-empty string"))
 
@@ -345,23 +355,12 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=parse_faults(r, data.get("faults")), source=source)
-    _check_against_contract(r, scenario)
+    # what the protocol cannot do (checked again when --protocol overrides it: run/session.py)
+    r.problems += protocol_problems(scenario.target, scenario.workload)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario
 
-
-def _check_against_contract(r: Reader, scenario: Scenario) -> None:
-    """The workload fits the model's contract: no more prompts per request than it takes."""
-    if scenario.target.protocol not in PROTOCOLS:
-        return
-    model_contract = scenario.target.model_contract
-    most = max(scenario.workload.prompts_per_request)
-    if most > model_contract.max_prompts:
-        r.problem("workload.prompts_per_request", f"asks for {most} prompts in a request but target.contract "
-                                                  f"takes at most {model_contract.max_prompts} (max_prompts)")
-    if scenario.workload.negative_prompt is not None and "negative_prompt" not in model_contract.inputs:
-        r.problem("workload.negative_prompt", "target.contract maps no input to negative_prompt")
 
 
 def load_scenario(path: str | Path) -> Scenario:

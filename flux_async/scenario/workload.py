@@ -22,7 +22,8 @@ class Job:
     width: int | None
     max_sequence_length: int | None
     verify: bool = False  # keep the images for verification
-    negative_prompt: str | None = None
+    images_per_prompt: int = 1  # openai-images / nim: images asked for the one prompt (n, samples)
+    negative_prompt: str | None = None  # sent where the target maps it
 
     def bls_kwargs(self) -> dict:
         """Keyword arguments for `flux_async.targets.bls_inputs.bls_inputs` (None = server default)."""
@@ -50,6 +51,6 @@ class JobSource:
         indices = [int(self._rng.random() * self._prompt_count) for _ in range(count)]
         seeds = None if w.seed is None else tuple(w.seed + i for i in indices)
         job = Job(self._issued, tuple(w.prompts[i] for i in indices), seeds, w.steps, w.guidance, w.height, w.width,
-                  w.max_sequence_length, negative_prompt=w.negative_prompt)
+                  w.max_sequence_length, images_per_prompt=w.images_per_prompt, negative_prompt=w.negative_prompt)
         self._issued += 1
         return job

@@ -18,6 +18,7 @@ class BalancedTarget(Target):
         self.protocol, self.model = targets[0].protocol, targets[0].model
         self.returns_images = all(t.returns_images for t in targets)
         self.unverifiable = next((t.unverifiable for t in targets if t.unverifiable), None)
+        self.returns_seeds = all(getattr(t, "returns_seeds", True) for t in targets)  # see verifier.open
         self.url = ",".join(t.url for t in targets)
         self._cycle = itertools.cycle(range(len(targets)))
         self._in_flight = [0] * len(targets)

@@ -37,11 +37,15 @@ class Outcome:
     error: str | None = None
     pixels: np.ndarray | None = None  # the images [N, 3, H, W] (numpy), kept when the job is to be verified
     seeds: tuple[int, ...] | None = None  # the seeds the server used, when kept
+    server_timing: dict[str, float] | None = None  # the response's Server-Timing durations in ms, by name
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """A parsed URL: host:port, whether TLS is on, and the transport ('grpc', 'http' or 'fake')."""
+
+    SCHEME = {"grpc": "grpc", "grpc-stream": "grpc", "http": "http", "openai-images": "http", "nim": "http",
+              "fake": "fake"}  # protocol → URL scheme
 
     address: str
     transport: str
@@ -49,22 +53,22 @@ class Endpoint:
     query: str = ""
 
     def url(self, protocol: str) -> str:
-        scheme = {"grpc": "grpc", "grpc-stream": "grpc", "http": "http", "fake": "fake"}[protocol]
+        scheme = self.SCHEME[protocol]
         return f"{scheme}{'s' if self.tls else ''}://{self.address}{'?' + self.query if self.query else ''}"
 
 
 def describe(protocol: str, url: str, model: str) -> str:
-    """How a target is named in the console: 'grpc grpc://host:8001 · bls'."""
-    return f"{protocol} {url} · {model}"
+    """How a target is named in the console: 'grpc grpc://host:8001 · bls' (no model: 'nim http://host:8003')."""
+    return f"{protocol} {url} · {model}" if model else f"{protocol} {url}"
 
 
 @runtime_checkable
 class Target(Protocol):
     """One server (or several, balanced) that takes jobs. Implementations may subclass it for `description`."""
 
-    protocol: str  # 'grpc', 'grpc-stream' or 'http': the report's protocol and the histograms' key
+    protocol: str  # 'grpc', 'grpc-stream', 'http', 'openai-images' or 'nim': the report's protocol, histograms' key
     url: str  # the URL(s) as reported, several joined by ','
-    model: str  # the model the requests go to
+    model: str  # the model the requests go to ('' for openai-images / nim without a model)
     returns_images: bool  # False: the target makes no images (nothing to verify)
     unverifiable: str | None  # why its images cannot be checked against single runs (None: they can)
 
@@ -145,5 +149,6 @@ async def check_ready(target, probe: Callable[[], Awaitable[tuple[bool, bool]]])
         raise TargetUnreachable(f"{target.url} is unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from None
     if not live or not ready:
         await target.close()
-        what = "is not live" if not live else f"has no ready model '{target.model}'"
-        raise TargetUnreachable(f"{target.url} {what}")
+        what = "is not live" if not live else f"has no ready model '{target.model}'" if target.model else "is not ready"
+        seen = getattr(target, "readiness", "")  # what an HTTP JSON target's probe saw
+        raise TargetUnreachable(f"{target.url} {what}" + (f" ({seen})" if seen else ""))

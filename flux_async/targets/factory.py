@@ -12,6 +12,7 @@ from flux_async.targets.base import Endpoint, Target
 from flux_async.targets.fake import FakeTarget
 from flux_async.targets.grpc import grpc_target
 from flux_async.targets.http import HttpTarget
+from flux_async.targets.http_json import PROTOCOL_TARGETS
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,22 @@ class Kind:
     server: bool = True
 
 
+def http_target(endpoint: Endpoint, config: TargetConfig) -> Target:
+    """Over HTTP, the protocol picks the target: Triton's KServe v2 (`http`), `openai-images` or `nim`."""
+    return PROTOCOL_TARGETS.get(config.protocol, HttpTarget)(endpoint, config)
+
+
 SCHEMES: dict[str, Kind] = {
     "grpc": Kind("grpc", False, grpc_target),
     "grpcs": Kind("grpc", True, grpc_target),
-    "http": Kind("http", False, HttpTarget),
-    "https": Kind("http", True, HttpTarget),
+    "http": Kind("http", False, http_target),
+    "https": Kind("http", True, http_target),
     "fake": Kind("fake", False, FakeTarget, server=False),
 }
 
 
 def _transport(protocol: str) -> str:
-    return "http" if protocol == "http" else "grpc"
+    return "http" if protocol == "http" or protocol in PROTOCOL_TARGETS else "grpc"
 
 
 def _resolve(url: str, protocol: str) -> tuple[Endpoint, Kind]:

@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     import aiohttp
 
 
+def open_session(endpoint: Endpoint, config: TargetConfig) -> aiohttp.ClientSession:
+    """The aiohttp session of an HTTP target: TLS as the scenario says, no connection limit, its timeouts."""
+    import aiohttp
+
+    context = None
+    if endpoint.tls:
+        tls = config.tls
+        context = ssl.create_default_context(cafile=tls.ca_file if tls else None)
+        if tls and tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    connector = aiohttp.TCPConnector(limit=0, ssl=context if context is not None else False)
+    timeout = aiohttp.ClientTimeout(total=config.request_timeout_s, connect=config.connect_timeout_s)
+    return client_session(config.compression, config.headers, connector=connector, timeout=timeout)
+
+
 class HttpTarget(Target):
     """aiohttp POST to /v2/models/<model>/infer with the binary tensor extension (tensors never travel as JSON);
     any model, through the scenario's contract."""
@@ -37,19 +52,9 @@ class HttpTarget(Target):
         self.requests = EncodedRequests(lambda job: wire.http_request(job, self.contract))
 
     async def open(self) -> None:
-        import aiohttp
         import tritonclient.http  # noqa: F401  (the body encoder: imported now, not during the first request)
 
-        context = None
-        if self.endpoint.tls:
-            tls = self.config.tls
-            context = ssl.create_default_context(cafile=tls.ca_file if tls else None)
-            if tls and tls.cert_file:
-                context.load_cert_chain(tls.cert_file, tls.key_file)
-        connector = aiohttp.TCPConnector(limit=0, ssl=context if context is not None else False)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=self.config.connect_timeout_s)
-        self.session = client_session(self.config.compression, self.config.headers, connector=connector,
-                                      timeout=timeout)
+        self.session = open_session(self.endpoint, self.config)
         await check_ready(self, self._ready)
         await check_contract(self, lambda: http_model_info(self.session, self.base, self.model))
 

@@ -41,7 +41,7 @@ class ReferenceKey:
     height: int | None
     width: int | None
     max_sequence_length: int | None
-    negative_prompt: str | None = None
+    negative_prompt: str | None = None  # sent where the target maps it
 
     @classmethod
     def of(cls, job: Job, item: int, seed: int) -> ReferenceKey:
@@ -49,13 +49,14 @@ class ReferenceKey:
                    job.negative_prompt)
 
     def job(self) -> Job:
+        """The reference's request: its one prompt and seed alone, one image."""
         return Job(-1, (self.prompt,), (self.seed,), self.steps, self.guidance, self.height, self.width,
                    self.max_sequence_length, verify=True, negative_prompt=self.negative_prompt)
 
     def digest(self, model: str) -> str:
         values = list(asdict(self).values())
-        if self.negative_prompt is None:  # the digest of keys from before negative prompts: caches stay valid
-            values.pop()
+        if self.negative_prompt is None:
+            values.pop()  # the digests of references cached before the key had a negative prompt stay valid
         return hashlib.sha256(json.dumps([model, *values]).encode()).hexdigest()[:24]
 
 
@@ -137,7 +138,7 @@ class Verifier:
         self.unstable: list[str] = []
         self.worst = WorstScores()
 
-    async def open(self) -> None:
+    async def open(self, workload: WorkloadConfig | None = None) -> None:
         if not self.enabled:
             return
         self._target = make_target(self.target_config)
@@ -145,6 +146,18 @@ class Verifier:
             self.enabled = False
             self.note = self._target.unverifiable or "the target makes no images: nothing to verify"
             return
+        # a target whose responses do not say which seed made each image (openai-images): an image is checked only
+        # when its seed is the request's own, the first of each request
+        if workload is not None and not getattr(self._target, "returns_seeds", True):
+            protocol = self.target_config.protocol
+            if workload.seed is None:
+                self.enabled = False
+                self.note = (f"workload.seed is random and {protocol} responses carry no seed: the images cannot be "
+                             "matched with single runs")
+                return
+            if workload.images_per_prompt > 1:
+                self.note = (f"{protocol} responses carry no seed per image: only the first of each request's "
+                             f"{workload.images_per_prompt} images (the request's seed) is checked")
         await self._target.open()
         load_metrics()  # now, not in the worker thread while the load runs
 
@@ -210,13 +223,15 @@ class Verifier:
 
     # ---- checks ------------------------------------------------------------------------------------------------
     def submit(self, phase: str, job: Job, outcome: Outcome) -> None:
-        """Queue a check of every image of a successful, sampled request."""
+        """Queue a check of every image the target kept of a successful, sampled request: one per prompt (Triton),
+        or the images of the one prompt whose seeds are known (openai-images, nim)."""
         if not self.enabled or outcome.pixels is None:
             return
         seeds = outcome.seeds or job.seeds
         assert seeds is not None, "a verified image's seed is known (the server returns the seeds it drew)"
-        for item in range(len(job.prompts)):
-            key = ReferenceKey.of(job, item, seeds[item])
+        several = job.images_per_prompt > 1  # then one prompt, and the images the target kept of it
+        for item in range(len(outcome.pixels) if several else len(job.prompts)):
+            key = ReferenceKey.of(job, 0 if several else item, seeds[item])
             if key in self._references:
                 self._check(phase, job, item, key, outcome.pixels[item])
             else:
@@ -235,7 +250,7 @@ class Verifier:
         if comparison.ok:
             return
         self.mismatch_count[phase] = self.mismatch_count.get(phase, 0) + 1
-        mismatch = Mismatch(phase, job.index, item, len(job.prompts), key, comparison)
+        mismatch = Mismatch(phase, job.index, item, max(len(job.prompts), job.images_per_prompt), key, comparison)
         if len(self.mismatches) < self.config.save_mismatches:
             mismatch.files = self._save(len(self.mismatches) + 1, mismatch, received)
         self.mismatches.append(mismatch)

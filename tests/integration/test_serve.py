@@ -68,14 +68,33 @@ def infer_noop(grpc_url: str) -> None:
     assert client.infer("noop", [tensor]).as_numpy("OUTPUT").tolist() == [[1, 2, 3]]
 
 
-# The FLUX repository once (SIGINT); SIGTERM on the no-op repository, which starts in seconds instead of a minute:
-# the shutdown path — stubs killed with the process group, shm segments removed — is the same.
+def frontend_serves(text: str) -> None:
+    """The OpenAI and NIM front end `serve --openai-port 0 --nim-port 0` printed answers before the same Triton."""
+    import json
+    import urllib.request
+
+    openai = re.search(r"OpenAI\s+(http://localhost:\d+)", text).group(1)
+    nim = re.search(r"NIM\s+(http://localhost:\d+)", text).group(1)
+    for url in (f"{openai}/health", f"{openai}/v1/models", f"{nim}/v1/health/live", f"{nim}/v1/health/ready"):
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200, url
+    body = json.dumps({"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 1}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{nim}/v1/infer", body), timeout=120) as response:
+        artifact = json.loads(response.read())["artifacts"][0]
+        assert response.headers["Server-Timing"].startswith("server_e2e;dur=")
+    assert artifact["finishReason"] == "SUCCESS" and isinstance(artifact["seed"], int) and artifact["base64"]
+
+
+# The FLUX repository once (SIGINT, with the OpenAI/NIM front end); SIGTERM on the no-op repository, which starts in
+# seconds instead of a minute: the shutdown path — stubs killed with the process group, shm segments removed — is the
+# same.
 @pytest.mark.parametrize("stop_signal, repository, infer", [(signal.SIGINT, None, infer_flux),
                                                           (signal.SIGTERM, NOOP, infer_noop)],
                          ids=["SIGINT-flux", "SIGTERM-noop"])
 def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal, repository, infer):
     processes_before, shm_before = triton_processes(), shm_segments()
-    repository_args = ["--model-repository", str(repository)] if repository else []
+    repository_args = ["--model-repository", str(repository)] if repository else ["--openai-port", "0",
+                                                                                   "--nim-port", "0"]
     process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
                                  "--metrics-port", "0", *repository_args)
     try:
@@ -84,6 +103,8 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
         grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
         assert re.search(r"HTTP\s+localhost:\d+", text) and re.search(r"metrics\s+http://localhost:\d+/metrics", text)
         infer(grpc_url)
+        if not repository:
+            frontend_serves(text)
     finally:
         process.send_signal(stop_signal)
         rest = process.communicate(timeout=120)[0]
@@ -179,6 +200,8 @@ def test_serve_rejects_a_bad_gpu_list_or_ports_past_the_top_with_exit_2():
     result = serve("--gpus", "0,1", "--grpc-port", "65530")
     assert result.returncode == 2 and "server 1 would listen on 65540" in result.stderr, result.stderr
     assert "at most 65525" in result.stderr
+    result = serve("--gpus", "0,1", "--openai-port", "0")
+    assert result.returncode == 2 and "before one Triton: not with --gpus" in result.stderr, result.stderr
 
 
 def test_serve_exits_3_when_a_model_cannot_load(tmp_path, tiny_weights):

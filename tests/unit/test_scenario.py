@@ -41,7 +41,7 @@ def test_every_problem_is_reported_at_once_with_its_path():
     })
     expected = [
         "scenario.colour: unknown key",
-        "target.protocol: must be one of grpc, grpc-stream, http, got 'udp'",
+        "target.protocol: must be one of grpc, grpc-stream, http, openai-images, nim, got 'udp'",
         "target.request_timeout: must be a duration like 10s or 500ms, got 'soon'",
         "target.tls.ca: unknown key",
         "target.compression: must be one of none, gzip, deflate, got 'br'",

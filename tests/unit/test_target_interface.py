@@ -18,6 +18,7 @@ from flux_async.targets.factory import Kind, make_target
 from flux_async.targets.fake import FakeTarget
 from flux_async.targets.grpc import GrpcStreamTarget, GrpcTarget
 from flux_async.targets.http import HttpTarget
+from flux_async.targets.http_json import NimTarget, OpenAIImagesTarget
 from flux_async.verification.verifier import Verifier
 
 METHODS = ("open", "send", "live", "statistics", "close")
@@ -43,6 +44,16 @@ def test_every_kind_is_a_target(urls, protocol, cls, images):
     assert all(inspect.iscoroutinefunction(getattr(target, name)) for name in METHODS)
     assert target.returns_images is images
     assert target.protocol == protocol and target.model == ("bls_stream" if protocol == "grpc-stream" else "bls")
+
+
+@pytest.mark.parametrize("protocol, cls", [("openai-images", OpenAIImagesTarget), ("nim", NimTarget)])
+def test_http_json_protocols_are_targets_without_a_default_model(protocol, cls):
+    target = make_target(config("https://h:8443", "h:9", protocol=protocol))  # balanced over two
+    assert isinstance(target, BalancedTarget) and all(type(t) is cls for t in target.targets)
+    assert isinstance(target.targets[0], Target) and target.returns_images and target.unverifiable is None
+    assert all(inspect.iscoroutinefunction(getattr(target.targets[0], name)) for name in METHODS)
+    assert target.model == "" and target.url == "https://h:8443,http://h:9"
+    assert target.returns_seeds is (protocol == "nim")
 
 
 def test_description_names_protocol_url_and_model():
