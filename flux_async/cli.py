@@ -52,6 +52,13 @@ PROTOCOL_CHOICES = ("grpc", "grpc-stream", "http", "openai-images", "nim")  # sc
 # keeps them equal; the CLI does not import the scenario layer to parse its arguments)
 
 
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    if not (height.isdigit() and width.isdigit()) or int(height) < 1 or int(width) < 1:
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH such as 256x256, got {text!r}")
+    return int(height), int(width)
+
+
 def _worker(text: str) -> tuple[int, int]:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
@@ -159,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     html.add_argument("report", type=Path, help="the JSON report (run --report or capacity --report)")
     html.add_argument("--hlog", type=Path, default=None, help="the run's .hlog: a full percentile spectrum")
     html.add_argument("--output", type=Path, default=None, help="the HTML file (default: REPORT with .html)")
+
+    inspect = commands.add_parser("inspect", help="read a Triton model's tensors and infer the contract to test it by")
+    inspect.add_argument("url", help="the server: host:port or grpc://, grpcs://, http://, https:// URL")
+    inspect.add_argument("--model", default=None, help="the model to inspect (without it: list the models and say "
+                                                       "which look like text-to-image)")
+    inspect.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
+                         help="how to reach a host:port URL (default grpc)")
+    inspect.add_argument("--write-scenario", type=Path, default=None, metavar="FILE",
+                         help="write a runnable scenario for the model here")
+    inspect.add_argument("--steps", type=_positive, default=None,
+                         help="steps for the probe and the written scenario, when the model takes them")
+    inspect.add_argument("--size", type=_size, default=None, metavar="HxW",
+                         help="image size for the probe and the written scenario, when the model takes it")
+    inspect.add_argument("--no-probe", action="store_true",
+                         help="never send a request (a float image's value range then stays a guess)")
 
     tiny = commands.add_parser("make-tiny-flux", help="write a tiny random FluxPipeline folder (offline)")
     tiny.add_argument("directory", type=Path)
@@ -311,6 +333,20 @@ def cmd_capacity(args) -> int:
     return _scenario_command(args, lambda s: run_capacity(s, options, args.slo, overrides, _console()))
 
 
+def cmd_inspect(args) -> int:
+    from flux_async.run.inspect import InspectOptions, inspect
+
+    options = InspectOptions(url=args.url, protocol=args.protocol, model=args.model,
+                             write_scenario=args.write_scenario, steps=args.steps, size=args.size,
+                             probe=not args.no_probe)
+    try:
+        return run_async(inspect(options, _console()))
+    except ValueError as exc:  # a malformed URL
+        if isinstance(exc, FluxAsyncError):
+            raise
+        raise UsageError(str(exc)) from None
+
+
 def cmd_report(args) -> int:
     if args.report_command == "html":
         return cmd_report_html(args)
@@ -371,6 +407,7 @@ def _console():
 
 
 COMMANDS = {"run": cmd_run, "capacity": cmd_capacity, "report": cmd_report, "serve": cmd_serve,
+            "inspect": cmd_inspect,
             "make-tiny-flux": cmd_make_tiny_flux}
 
 

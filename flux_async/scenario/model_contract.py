@@ -279,3 +279,22 @@ def _image_output(r: Reader, value: Any, path: str) -> ImageOutput | None:
     if image_format != "tensor" and ("layout" in data or "range" in data):
         r.problem(path, f"layout and range describe tensors; format {image_format} carries encoded files")
     return ImageOutput(name, datatype, image_format, layout, value_range) if name else None
+
+
+def contract_yaml(model_contract: Contract) -> dict[str, Any]:
+    """`model_contract` as the `target.contract` mapping that `parse_contract` reads back."""
+    images = model_contract.images
+    image = {"name": images.name, "datatype": images.datatype, "format": images.format}
+    if images.format == "tensor":
+        image.update(layout=images.layout, range=images.value_range)
+    data: dict[str, Any] = {
+        "inputs": {f: {"name": m.name, "datatype": m.datatype, "shape": m.shape}
+                   for f, m in model_contract.inputs.items()},
+        "outputs": {"images": image, "seeds": model_contract.seeds},
+        "max_prompts": model_contract.max_prompts}
+    if model_contract.deterministic:
+        data["deterministic"] = True
+    if model_contract.constants:
+        data["constants"] = [{"name": m.name, "datatype": m.datatype, "shape": m.shape, "value": v}
+                             for m, v in model_contract.constants]
+    return data

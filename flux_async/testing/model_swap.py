@@ -49,6 +49,34 @@ def swap_in(http_url: str, name: str, model_py: str | Path | None = None, config
     _call(http_url, f"/v2/repository/models/{name}/load", {"parameters": parameters})
 
 
+def load_from_folder(http_url: str, folder: str | Path, config_changes: dict | None = None) -> str:
+    """Load the model in `folder` (config.pbtxt and 1/model.py, e.g. one of examples/) onto a running server that
+    need not have it in its repository; `config_changes` merge into its config. Returns the model's name."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    folder = Path(folder)
+    message = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    for key, value in (config_changes or {}).items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
+    files = {f"file:{path.relative_to(folder).as_posix()}": base64.b64encode(path.read_bytes()).decode()
+             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != "config.pbtxt"
+             and "__pycache__" not in path.parts}
+    name = config["name"]
+    _call(http_url, f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/load",
+          {"parameters": {"config": json.dumps(config), **files}})
+    return name
+
+
+def unload(http_url: str, name: str) -> None:
+    """Unload model `name` (explicit model control)."""
+    _call(http_url, f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/unload", {})
+
+
 def restore(http_url: str, name: str) -> None:
     """Load model `name` again from the server's model repository."""
     _call(http_url, f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/load", {})
