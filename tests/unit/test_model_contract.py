@@ -18,7 +18,6 @@ from flux_async.scenario.model_contract import (
     ImageOutput,
     InputMap,
     ModelInfo,
-    TensorInfo,
     check_contract,
     contract_yaml,
     parse_contract,
