@@ -14,6 +14,9 @@ if compgen -G ".whl-metrics/*.whl" > /dev/null; then  # carried on its own (size
     /tmp/fa/bin/python -m pip install --quiet --no-index --no-deps --no-compile .whl-metrics/*.whl
 fi
 echo "$PWD" > "$site/flux_async_checkout.pth"
+# serve checks for the server extra by finding the module `pytriton` (flux_async/extras.py); here the carried
+# tritonserver stands in for nvidia-pytriton's bundled one (serve --tritonserver), so an empty package stands in for it
+mkdir -p "$site/pytriton" && echo '"""Stand-in for nvidia-pytriton: the carried tritonserver is used."""' > "$site/pytriton/__init__.py"
 mkdir -p /tmp/fa/image-site
 deny='^(numpy|scipy|sklearn|scikit_learn|pandas|numba|cupy|cv2|opencv|pyarrow|h5py|skimage|scikit_image|jax|jaxlib|statsmodels|tensorstore|xarray|onnxruntime)([-_.].*)?$'
 for entry in "$image_site"/*; do
