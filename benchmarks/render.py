@@ -536,8 +536,11 @@ def image_encoding_cost(data: dict) -> list[str]:
              "serialized ModelInferResponse. The latency includes generating the images; the \"vs fp32\" column is "
              "what returning them another way adds or saves, and where generating takes seconds (the tiny weights on "
              "a CPU) its spread between runs can be larger than that difference. PNG's size depends on the picture: "
-             "the tiny weights' images are close to noise, a worst case for its compression.", "",
+             f"the {'tiny' if 'tiny' in data.get('server', 'tiny') else 'random'} weights' images are close to noise, "
+             "a worst case for its compression.", "",
              *encoding_table(data["rows"]), ""]
+    for paragraph in data.get("analysis", []):
+        lines += [paragraph, ""]
     return lines
 
 
@@ -548,6 +551,77 @@ def image_encoding_note(machines: list[str]) -> list[str]:
             "return against 17 ms for one." + (" GPU numbers for the table are pending "
             "(`uv run python benchmarks/image_encoding_cost.py --url HOST:8001 --machine h100 --label 'H100, "
             "preset:flux1-schnell'` against `serve --weights preset:flux1-schnell`)." if pending else ""), ""]
+
+
+def _verdict(case: dict) -> str:
+    """"4/4 pass (51.2 / 48.0 dB)": passing images, and the worst PSNR / worst-tile PSNR (identical: no loss)."""
+    scores = ("identical" if case["psnr_worst"] is None else f"{case['psnr_worst']:.1f} / "
+              + ("identical" if case["tile_psnr_worst"] is None else f"{case['tile_psnr_worst']:.1f}") + " dB")
+    return f"{case['passed']}/{case['images']} pass ({scores})"
+
+
+def jpeg_gate(data: dict) -> list[str]:
+    """Lossy JPEG under the verification gate (benchmarks/jpeg_gate.py)."""
+    lines = ["## Lossy JPEG under the verification gate", "", _source(data, data["command"]),
+             f"A deployment that returns JPEG makes both the received image and the reference the verifier gets "
+             f"from the same server (the prompt and seed alone) lossy. *tiny*: {data['prompts']} prompts, "
+             f"{data['steps']} steps, {data['weights']}, in-process (the stage loop Triton serves); *photos*: "
+             f"scikit-image's bundled {', '.join(data['photos'])}, centre-cropped and resized, standing in for "
+             f"references with a natural picture's spectrum (the tiny weights' images are close to noise, JPEG's "
+             f"worst case). Each image is encoded by Pillow {data['pillow']} (PNG; JPEG at the quality named with "
+             f"its default 4:2:0 chroma subsampling, or 4:4:4), decoded by `flux_async.measure.images.decode_image` "
+             f"and judged by `verifier.compare` under the default gate (`{data['gate']}`), each received image "
+             f"encoded as its reference is. Cells: images passing, and the worst PSNR / worst 32x32-tile PSNR over "
+             f"them. *correct*: for tiny the prompt's image from one batch of all prompts against the prompt alone "
+             f"(fp32 rounding only), for photos the photo plus Gaussian noise at {data['fp32_psnr_db']:g} dB (about "
+             f"that rounding); *+ bf16 noise*: the correct image plus the worst batched-vs-single difference measured "
+             f"on an H200 in bf16, modelled as Gaussian noise ({data['noise_psnr_db']:g} dB over the image, one tile "
+             f"at {data['tile_psnr_db']:g} dB, as tests/fixtures/noisy_models/bls_bf16_noise), added before encoding; "
+             f"both must pass. *blend {data['blend']:.0%}*: the neighbour's image blended in, the bls_blend bug; "
+             f"*other*: the next prompt's (photo's) image; both must fail. *vs lossless ref*: the correct image's "
+             f"encoding against the float reference, what a verifier whose reference was not encoded alike would "
+             f"see; *encoding loss*: the reference's encoding against its float image.", "",
+             *([f"*{data['gpu_label']}* rows: the images were made on the GPU by "
+                f"`python {data['gpu_images']['command'].replace(data['gpu_images']['out'], '$OUT')}` "
+                f"({data['gpu_images']['device']}, device tool, {data['gpu_images']['dtype']}, CUDA graphs "
+                f"{data['gpu_images']['graphs']}, {data['gpu_images']['steps']} steps, torch "
+                f"{data['gpu_images']['torch']}, {data['gpu_images']['measured_at']}), returned as their 8-bit "
+                f"pixels (not committed: 29 MB; the command remakes them in a minute), then encoded and judged here "
+                f"with the rest; their *correct* is the real bf16 batched-vs-single difference, and *vs lossless "
+                f"ref* is against the 8-bit single (a PNG deployment's reference).", ""]
+               if data.get("gpu_images") else []),
+             "| source | size | encoding | bytes/image | correct | + bf16 noise | blend 10 % | other | "
+             "vs lossless ref | encoding loss |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        correct = "batched" if "batched" in row else "fp32-rounding"
+        psnr = row["reference_vs_float"]["psnr_worst"]
+        loss = "lossless" if psnr is None else f"{psnr:.1f} dB"
+        lines.append(f"| {row['source']} | {row['size']}² | {row['encoding']} | {row['bytes_per_image']:,} | "
+                     f"{_verdict(row[correct])} | "
+                     f"{_verdict(row['batched+bf16-noise']) if 'batched+bf16-noise' in row else '–'} | "
+                     f"{_verdict(row['blend-10%'])} | {_verdict(row['other-prompt'])} | "
+                     f"{_verdict(row[correct + '_vs_float_reference'])} | {loss} |")
+    lines += ["", _unexpected(data.get("unexpected") or []), ""]
+    for paragraph in data.get("analysis", []):
+        lines += [paragraph, ""]
+    return lines
+
+
+def _unexpected(entries: list[str]) -> str:
+    """jpeg_gate's "source size encoding case" verdicts that are not as they must be, grouped by source and case."""
+    if not entries:
+        return "Every verdict as it must be (correct pairs pass, wrong pairs fail)."
+    groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for entry in entries:
+        source, size, encoding, case = entry.split(" ")
+        sizes, encodings = groups.setdefault((source, case), ([], []))
+        for values, value in ((sizes, size), (encodings, encoding)):
+            if value not in values:
+                values.append(value)
+    names = {"batched": "correct", "fp32-rounding": "correct", "batched+bf16-noise": "+ bf16 noise"}
+    parts = [f"{source} *{names.get(case, case)}* at {' and '.join(sizes)} in {', '.join(encodings)}"
+             for (source, case), (sizes, encodings) in groups.items()]
+    return "Verdicts not as they must be (a correct pair failing, or a wrong one passing): " + "; ".join(parts) + "."
 
 
 def main() -> None:
@@ -564,6 +638,9 @@ def main() -> None:
         lines += image_encoding_cost(_load(path.stem))
     if encoding_costs:
         lines += image_encoding_note([p.stem.removeprefix("image-encoding-cost-") for p in encoding_costs])
+    jpeg = _load("jpeg-gate-cpu")
+    if jpeg:
+        lines += jpeg_gate(jpeg)
     lines += verification_gate()
     for path in sorted(RESULTS.glob("flux-gpu-*.json")):  # one per GPU; <name>-eager.json rides along
         if not path.stem.endswith("-eager"):
