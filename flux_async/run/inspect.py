@@ -41,7 +41,7 @@ class Server:
 
     def __init__(self, options: InspectOptions):
         self.options = options
-        self.endpoint = parse_url(options.url, options.protocol)
+        self.endpoint = parse_url(options.url, transport(options))
         self.base = f"{'https' if self.endpoint.tls else 'http'}://{self.endpoint.address}"
         self.client: Any = None
 
@@ -76,6 +76,7 @@ class Server:
             await self.client.close()
 
     async def models(self) -> list[tuple[str, str]]:
+        """The repository's models, and models loaded from elsewhere (the model-control API's file overrides)."""
         if self.endpoint.transport == "grpc":
             return await grpc_model_names(self.client)
         return await http_model_names(self.client, self.base)
@@ -84,6 +85,11 @@ class Server:
         if self.endpoint.transport == "grpc":
             return await grpc_model_info(self.client, model)
         return await http_model_info(self.client, self.base, model)
+
+
+def transport(options: InspectOptions) -> str:
+    """'http' for an http(s):// URL, else the --protocol (a host:port URL)."""
+    return "http" if options.url.startswith(("http://", "https://")) else options.protocol
 
 
 async def inspect(options: InspectOptions, console) -> int:
@@ -104,8 +110,7 @@ async def inspect(options: InspectOptions, console) -> int:
     inference = infer_contract(info)
     if not inference.text_to_image:
         raise UsageError(inference.reason)
-    protocol = "grpc-stream" if info.decoupled else ("http" if parse_url(options.url, options.protocol).transport
-                                                     == "http" else "grpc")
+    protocol = "grpc-stream" if info.decoupled else transport(options)
     if not inference.range_known and options.probe:
         inference = await _probe(options, protocol, inference, console)
     _print(info, inference, console)

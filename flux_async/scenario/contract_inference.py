@@ -126,15 +126,18 @@ def _shape(dims: tuple[int, ...]) -> str:
 
 
 def _image_output(info: ModelInfo) -> TensorInfo | None:
-    def image_like(t: TensorInfo) -> bool:
-        return t.datatype == "BYTES" or (t.datatype in TENSOR_DATATYPES and t.datatype not in ("INT32", "INT64")
-                                         and len(info.full_dims(t)) in (3, 4))
+    """The output holding images: named like images and of an image's type, or else the one tensor with a dimension
+    of 3 channels (embeddings and latents are not images)."""
+    def tensor_like(t: TensorInfo) -> bool:
+        return t.datatype in TENSOR_DATATYPES and t.datatype not in ("INT32", "INT64") and \
+            len(info.full_dims(t)) in (3, 4)
 
-    named = [t for t in info.outputs if normalized(t.name) in IMAGE_OUTPUTS and image_like(t)]
+    named = [t for t in info.outputs if normalized(t.name) in IMAGE_OUTPUTS and (t.datatype == "BYTES" or
+                                                                                 tensor_like(t))]
     if named:
         return named[0]
-    candidates = [t for t in info.outputs if image_like(t)]
-    return candidates[0] if len(candidates) == 1 else None
+    channels = [t for t in info.outputs if tensor_like(t) and 3 in (info.full_dims(t)[-1], info.full_dims(t)[-3])]
+    return channels[0] if len(channels) == 1 else None
 
 
 def _decoding(tensor: TensorInfo, info: ModelInfo, ambiguities: list[str]) -> tuple[ImageOutput, bool]:

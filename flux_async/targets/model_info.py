@@ -46,9 +46,18 @@ async def grpc_model_info(client, model: str, headers: dict | None = None) -> Mo
 
 
 async def grpc_model_names(client, headers: dict | None = None) -> list[tuple[str, str]]:
-    """(name, state) of every model in the repository."""
+    """(name, state) of every model in the repository, and of loaded models it does not hold (statistics list
+    those: models loaded through the model-control API with their files)."""
     index = await client.get_model_repository_index(headers=headers, as_json=True)
-    return [(m["name"], m.get("state", "")) for m in index.get("models", [])]
+    stats = await client.get_inference_statistics(headers=headers, as_json=True)
+    return _names(index.get("models", []), stats.get("model_stats", []))
+
+
+def _names(index: list[dict], stats: list[dict]) -> list[tuple[str, str]]:
+    names = {m["name"]: m.get("state", "") for m in index}
+    for model in stats:
+        names.setdefault(model["name"], "READY")
+    return sorted(names.items())
 
 
 async def http_model_info(session, base: str, model: str) -> ModelInfo:
@@ -60,9 +69,11 @@ async def http_model_info(session, base: str, model: str) -> ModelInfo:
 
 
 async def http_model_names(session, base: str) -> list[tuple[str, str]]:
+    """As `grpc_model_names`, over HTTP."""
     async with session.post(f"{base}/v2/repository/index", json={}) as response:
         response.raise_for_status()
-        return [(m["name"], m.get("state", "")) for m in await response.json()]
+        index = await response.json()
+    return _names(index, (await _get_json(session, f"{base}/v2/models/stats")).get("model_stats", []))
 
 
 async def _get_json(session, url: str) -> dict:
