@@ -21,14 +21,11 @@ def run_cli(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def burst_run(triton_server, tmp_path_factory):
-    """scenarios/burst.yaml for a few seconds against the session server, with every output."""
-    folder = tmp_path_factory.mktemp("html")
-    result = run_cli("run", "scenarios/burst.yaml", "--url", triton_server.grpc_url, "--duration", "3",
-                     "--no-progress", "--report", str(folder / "r.json"), "--hlog", str(folder / "r.hlog"),
-                     "--html", str(folder / "r.html"))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder
+def burst_folder(burst_run) -> Path:
+    """scenarios/burst.yaml for a few seconds against the session server, with every output (the session's burst_run,
+    tests/integration/conftest.py, which test_run_scenarios reads too)."""
+    assert burst_run.result.returncode == 0, burst_run.result.stdout + burst_run.result.stderr
+    return burst_run.folder
 
 
 def check_run_page(page: dict, report: dict) -> None:
@@ -45,11 +42,11 @@ def check_run_page(page: dict, report: dict) -> None:
     assert page["scrollWidth"] <= 1280  # nothing wider than the window
 
 
-async def test_run_writes_a_page_that_reads_in_a_browser(burst_run, inspect_html):
-    html = (burst_run / "r.html").read_text()
+async def test_run_writes_a_page_that_reads_in_a_browser(burst_folder, inspect_html):
+    html = (burst_folder / "r.html").read_text()
     assert external_references(html) == []
-    report = json.loads((burst_run / "r.json").read_text())
-    page = await inspect_html(burst_run / "r.html", "html-report-run")
+    report = json.loads((burst_folder / "r.json").read_text())
+    page = await inspect_html(burst_folder / "r.html", "html-report-run")
     check_run_page(page, report)
     assert sum(1 for name, _ in page["charts"] if name == "stages") == len(report["phases"])
     gate = report["verification"]["gate"]
@@ -57,15 +54,15 @@ async def test_run_writes_a_page_that_reads_in_a_browser(burst_run, inspect_html
     assert f"Passing images: {report['verification']['gate_explained']}" in page["gate"]
 
 
-async def test_report_html_renders_a_saved_run(burst_run, inspect_html):
-    result = run_cli("report", "html", str(burst_run / "r.json"), "--hlog", str(burst_run / "r.hlog"), "--output",
-                     str(burst_run / "saved.html"), timeout=120)
+async def test_report_html_renders_a_saved_run(burst_folder, inspect_html):
+    result = run_cli("report", "html", str(burst_folder / "r.json"), "--hlog", str(burst_folder / "r.hlog"), "--output",
+                     str(burst_folder / "saved.html"), timeout=120)
     assert result.returncode == 0, result.stderr
-    html = (burst_run / "saved.html").read_text()
+    html = (burst_folder / "saved.html").read_text()
     assert external_references(html) == []
     assert "from r.hlog" in html  # the spectrum comes from the interval log
-    page = await inspect_html(burst_run / "saved.html", "html-report-saved")
-    check_run_page(page, json.loads((burst_run / "r.json").read_text()))
+    page = await inspect_html(burst_folder / "saved.html", "html-report-saved")
+    check_run_page(page, json.loads((burst_folder / "r.json").read_text()))
     assert "rendered from r.json" in page["footer"]
 
 

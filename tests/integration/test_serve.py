@@ -52,13 +52,7 @@ def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
 
 
 NOOP = ROOT / "tests" / "fixtures" / "noop_repository"
-
-
-def infer_flux(grpc_url: str) -> None:
-    client = grpcclient.InferenceServerClient(grpc_url)
-    result = client.infer("bls", bls_inputs(grpcclient, ["a lighthouse"], seeds=[1], height=64, width=64,
-                                            num_inference_steps=1))
-    assert result.as_numpy("images").shape == (1, 3, 64, 64)
+STAND_IN = ROOT / "tests" / "fixtures" / "stand_in_repository"  # a bls answering black images at once
 
 
 def infer_noop(grpc_url: str) -> None:
@@ -66,6 +60,13 @@ def infer_noop(grpc_url: str) -> None:
     tensor = grpcclient.InferInput("INPUT", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.array([[1, 2, 3]], dtype=np.float32))
     assert client.infer("noop", [tensor]).as_numpy("OUTPUT").tolist() == [[1, 2, 3]]
+
+
+def infer_bls(grpc_url: str) -> None:
+    client = grpcclient.InferenceServerClient(grpc_url)
+    result = client.infer("bls", bls_inputs(grpcclient, ["a lighthouse"], seeds=[1], height=64, width=64,
+                                            num_inference_steps=1))
+    assert result.as_numpy("images").shape == (1, 3, 64, 64)
 
 
 def frontend_serves(text: str) -> None:
@@ -85,25 +86,43 @@ def frontend_serves(text: str) -> None:
     assert artifact["finishReason"] == "SUCCESS" and isinstance(artifact["seed"], int) and artifact["base64"]
 
 
-# The FLUX repository once (SIGINT, with the OpenAI/NIM front end); SIGTERM on the no-op repository, which starts in
-# seconds instead of a minute: the shutdown path — stubs killed with the process group, shm segments removed — is the
-# same.
-@pytest.mark.parametrize("stop_signal, repository, infer", [(signal.SIGINT, None, infer_flux),
+def server_pid(grpc_url: str) -> int:
+    """The tritonserver listening on `grpc_url`'s port."""
+    flag = f"--grpc-port={grpc_url.rsplit(':', 1)[1]}"
+    for pid in triton_processes():
+        try:
+            if flag in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"):
+                return pid
+        except OSError:  # a process that ended meanwhile
+            continue
+    raise AssertionError(f"no tritonserver runs with {flag}")
+
+
+# No FLUX start here (half a minute each): serve's code is the same whatever the repository. SIGINT with the OpenAI/NIM
+# front end before a stand-in bls (black images at once), SIGTERM on the no-op repository; both start in seconds. What
+# the FLUX repository adds is asserted where it is served anyway: serve's default repository
+# (test_serve_starts_the_flux_repository_by_default), FLUX images from the session server and from the front end before
+# it (test_openai_nim), and no FLUX stub or /dev/shm segment left after the embedded run (test_run_scenarios, the one
+# FLUX start of its own).
+@pytest.mark.parametrize("stop_signal, repository, infer", [(signal.SIGINT, STAND_IN, infer_bls),
                                                           (signal.SIGTERM, NOOP, infer_noop)],
-                         ids=["SIGINT-flux", "SIGTERM-noop"])
+                         ids=["SIGINT-front-end", "SIGTERM-noop"])
 def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal, repository, infer):
+    from flux_async.contract import ENV_WEIGHTS
+
     processes_before, shm_before = triton_processes(), shm_segments()
-    repository_args = ["--model-repository", str(repository)] if repository else ["--openai-port", "0",
-                                                                                   "--nim-port", "0"]
+    frontend_args = ["--openai-port", "0", "--nim-port", "0"] if repository == STAND_IN else []
     process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
-                                 "--metrics-port", "0", *repository_args)
+                                 "--metrics-port", "0", "--model-repository", str(repository), *frontend_args)
     try:
         text = "\n".join(lines)
         assert "Triton is ready" in text, text
         grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
         assert re.search(r"HTTP\s+localhost:\d+", text) and re.search(r"metrics\s+http://localhost:\d+/metrics", text)
         infer(grpc_url)
-        if not repository:
+        weights = process_environment(server_pid(grpc_url))[ENV_WEIGHTS]  # where the FLUX models read --weights
+        assert weights == str(tiny_weights.resolve())
+        if frontend_args:
             frontend_serves(text)
     finally:
         process.send_signal(stop_signal)
@@ -112,6 +131,20 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
     assert "server stopped" in rest
     assert triton_processes() - processes_before == set(), "stub or server processes outlived serve"
     assert shm_segments() - shm_before == set(), "serve left /dev/shm segments behind"
+
+
+def test_serve_starts_the_flux_repository_by_default(tmp_path, tiny_weights):
+    """Without --model-repository serve runs Triton on triton_models/, the FLUX repository (here a --tritonserver that
+    does not exist stops it before any model loads: exit 3, the reason on stderr)."""
+    from flux_async.launch.triton_server import DEFAULT_REPOSITORY
+
+    result = subprocess.run([sys.executable, "-m", "flux_async", "serve", "--weights", str(tiny_weights),
+                             "--tritonserver", str(tmp_path / "tritonserver"), "--http-port", "0", "--grpc-port", "0",
+                             "--metrics-port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert DEFAULT_REPOSITORY.name == "triton_models" and (DEFAULT_REPOSITORY / "bls" / "config.pbtxt").is_file()
+    assert f"starting tritonserver (model repository {DEFAULT_REPOSITORY})" in result.stdout, result.stdout
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "server failed to start" in result.stderr and "does not exist" in result.stderr
 
 
 def free_port_block(offsets: list[int]) -> int:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from flux_async.testing.model_swap import restore, swap_in, swapped_model
+from flux_async.testing.model_swap import restore, swap_in
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = ROOT / "tests" / "fixtures" / "broken_models"
@@ -37,10 +38,54 @@ MULTI_PROMPTS = {  # requests of 2 and 3 prompts: what bls batches itself
 # dit_swap's images on the tiny weights sometimes stay within the gate (they depend little on the denoiser, README
 # "Verification gates"): twelve requests make a run with no failing image as unlikely as the other bugs' runs
 MULTI_PROMPTS_LONGER = dict(MULTI_PROMPTS, phases=[dict(MULTI_PROMPTS["phases"][0], requests=12)])
-SCENARIOS = {"single": SINGLE_PROMPTS, "multi": MULTI_PROMPTS, "multi-longer": MULTI_PROMPTS_LONGER}
+SCENARIOS = {"single": SINGLE_PROMPTS, "multi": MULTI_PROMPTS}
 
 
-async def test_burst_scenario_is_correct_under_load(run_scenario):
+class ServedModels:
+    """Which models of the session server are swapped for the test at hand. `serve(name=(model_py, config_changes))`
+    leaves exactly those swapped in over the repository's models: a model swapped for an earlier test and not named is
+    restored, and one already swapped as asked is not loaded again. A load costs 8-12 s on 2 cores (dit_transformer,
+    bls): the tests below are ordered so that those of one model follow each other, and load it once each."""
+
+    def __init__(self, http_url: str):
+        self.http_url = http_url
+        self.swapped: dict[str, tuple | None] = {}  # None: a swap that did not load (reload or restore it)
+
+    def serve(self, **swaps: tuple[Path | None, dict | None]) -> None:
+        for name in [name for name in self.swapped if name not in swaps]:
+            restore(self.http_url, name)
+            del self.swapped[name]
+        for name, swap in swaps.items():
+            if self.swapped.get(name, ()) != swap:
+                self.swapped[name] = None  # restored later even if the load fails
+                swap_in(self.http_url, name, *swap)
+                self.swapped[name] = swap
+
+
+@pytest.fixture(scope="module")
+def served(flux_server):
+    """This module's `ServedModels`; at its end the repository's models again, for the rest of the session."""
+    models = ServedModels(flux_server.http_url)
+    yield models
+    models.serve()
+
+
+def assert_caught(report: dict, exit_code: int, output: str) -> None:
+    """A run against a broken repository fails (exit 1) under the auto gate; its first mismatch is below the gate's
+    PSNR, named on the console with its prompt and seed, and saved as reference, received and difference PNGs."""
+    verification = report["verification"]
+    assert not report["passed"] and exit_code == 1, output
+    assert verification["mismatches"] > 0, output
+    example = verification["mismatch_examples"][0]
+    assert verification["gate"]["name"] == "auto" and example["psnr"] < verification["gate"]["min_psnr"]
+    assert example["prompt"] and example["seed"] >= 0 and re.match(r"(32x32-tile )?PSNR ", example["reasons"][0])
+    assert f"seed {example['seed']}" in output and "MISMATCH" in output
+    assert {"reference.png", "received.png", "difference.png", "meta.json"} == {Path(f).name
+                                                                                 for f in example["files"]}
+
+
+async def test_burst_scenario_is_correct_under_load(run_scenario, served):
+    served.serve()
     report = await run_scenario(ROOT / "scenarios" / "burst.yaml", duration_s=4)
     verification = report["verification"]
     assert report["passed"] and report["exit_code"] == 0, report["output"]
@@ -50,49 +95,30 @@ async def test_burst_scenario_is_correct_under_load(run_scenario):
                                                                                           "bursts": True}
 
 
-async def test_requests_batched_together_by_triton_are_each_correct(run_scenario, flux_server):
-    with swapped_model(flux_server.http_url, "dit_transformer", config_changes=WIDE_BATCHING_WINDOW):
-        report = await run_scenario(SINGLE_PROMPTS)
+async def test_requests_batched_together_by_triton_are_each_correct(run_scenario, served):
+    served.serve(dit_transformer=(None, WIDE_BATCHING_WINDOW))
+    report = await run_scenario(SINGLE_PROMPTS)
     assert report["passed"], report["output"]
     assert report["verification"]["checked"] == 16 and report["verification"]["mismatches"] == 0
 
 
-@pytest.mark.parametrize("bug, model, scenario", [
-    ("dit_swap", "dit_transformer", "multi-longer"),  # batches of 2-3 prompts: items swapped
-    ("dit_cross", "dit_transformer", "single"),  # requests combined by the batcher get each other's outputs
-    ("bls_leak", "bls", "single"),  # the previous request's latents leak into the next
-    pytest.param("bls_seed", "bls", "multi", marks=pytest.mark.slow),  # 2nd item from the 1st item's seed
-])
-async def test_verification_catches_a_broken_repository(bug, model, scenario, run_scenario, flux_server):
-    window = WIDE_BATCHING_WINDOW if model == "dit_transformer" else None
-    with swapped_model(flux_server.http_url, model, BROKEN / bug / "model.py", window):
-        report = await run_scenario(SCENARIOS[scenario])
-    verification = report["verification"]
-    assert not report["passed"] and report["exit_code"] == 1
-    assert verification["mismatches"] > 0, report["output"]
-    example = verification["mismatch_examples"][0]
-    assert verification["gate"]["name"] == "auto" and example["psnr"] < verification["gate"]["min_psnr"]
-    assert example["prompt"] and example["seed"] >= 0 and re.match(r"(32x32-tile )?PSNR ", example["reasons"][0])
-    assert f"seed {example['seed']}" in report["output"] and "MISMATCH" in report["output"]
-    assert {"reference.png", "received.png", "difference.png", "meta.json"} == {Path(f).name
-                                                                                 for f in example["files"]}
-
-
-async def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_path, inspect_html):
-    """`python -m flux_async run scenarios/burst.yaml` against a repository whose dit swaps batch items: exit 1, a
-    message naming the prompt, the seed and the difference, and an HTML page showing the images."""
-    with swapped_model(flux_server.http_url, "dit_transformer", BROKEN / "dit_swap" / "model.py"):
-        result = subprocess.run([sys.executable, "-m", "flux_async", "run", "scenarios/burst.yaml", "--url",
-                                 flux_server.grpc_url, "--duration", "4", "--no-progress",
-                                 "--report", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")],
-                                cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1, result.stdout + result.stderr
+async def test_the_cli_turns_red_when_batch_items_are_swapped(served, flux_server, tmp_path, inspect_html):
+    """`python -m flux_async run` against a repository whose dit swaps items 0 and 1 of every batch (requests of 2-3
+    prompts; dit_swap's case of the broken-repository test below, through the command line): exit 1, what every
+    caught bug shows (assert_caught), a console line naming the prompt, the seed and the difference, and an HTML page
+    showing the images."""
+    served.serve(dit_transformer=(BROKEN / "dit_swap" / "model.py", WIDE_BATCHING_WINDOW))
+    (tmp_path / "multi.yaml").write_text(yaml.safe_dump(MULTI_PROMPTS_LONGER))
+    result = subprocess.run([sys.executable, "-m", "flux_async", "run", str(tmp_path / "multi.yaml"), "--url",
+                             flux_server.grpc_url, "--no-progress", "--report", str(tmp_path / "r.json"),
+                             "--html", str(tmp_path / "r.html")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert_caught(report, result.returncode, result.stdout + result.stderr)
     line = next(line for line in result.stdout.splitlines() if line.startswith("MISMATCH"))
     assert "prompt '" in line and " seed " in line and "max abs diff" in line
     assert (tmp_path / "r-mismatches").is_dir()
     page = await inspect_html(tmp_path / "r.html", "html-report-mismatches")
-    examples = json.loads((tmp_path / "r.json").read_text())["verification"]["mismatch_examples"]
-    saved = [example for example in examples if example["files"]]
+    saved = [example for example in report["verification"]["mismatch_examples"] if example["files"]]
     assert page["errors"] == [] and page["verdict"] == "FAILED"
     assert any("differ from their single-prompt runs" in reason for reason in page["reasons"])
     assert saved and page["gallery"] == [[True, True, True]] * len(saved)  # reference, received, difference
@@ -101,23 +127,26 @@ async def test_the_cli_main_job_turns_red_on_broken_batching(flux_server, tmp_pa
     assert "gate auto: PSNR >= 42.0 dB" in result.stdout and "passing images: worst PSNR" in result.stdout
 
 
-@pytest.mark.slow
-async def test_full_burst_scenario(run_scenario):
-    report = await run_scenario(ROOT / "scenarios" / "burst.yaml")
-    assert report["passed"] and report["verification"]["mismatches"] == 0, report["output"]
+@pytest.mark.parametrize("bug, model, scenario", [  # dit_swap (batches of 2-3 prompts: items swapped): above
+    ("dit_cross", "dit_transformer", "single"),  # requests combined by the batcher get each other's outputs
+    ("bls_leak", "bls", "single"),  # the previous request's latents leak into the next
+    pytest.param("bls_seed", "bls", "multi", marks=pytest.mark.slow),  # 2nd item from the 1st item's seed
+])
+async def test_verification_catches_a_broken_repository(bug, model, scenario, run_scenario, served):
+    window = WIDE_BATCHING_WINDOW if model == "dit_transformer" else None
+    served.serve(**{model: (BROKEN / bug / "model.py", window)})
+    report = await run_scenario(SCENARIOS[scenario])
+    assert_caught(report, report["exit_code"], report["output"])
 
 
-async def test_the_default_gate_passes_rounding_and_fails_ten_percent_contamination(run_scenario, flux_server):
+async def test_the_default_gate_passes_rounding_and_fails_ten_percent_contamination(run_scenario, served):
     """Both sides of the gate on one server. A correct bls whose batched items carry noise as large as the worst
     measured on a GPU in bf16 passes, although `exact` would not (fewer than 95 % of pixels within 1/255); one that
     blends 10 % of the previous item's image into each later item, which still looks right, fails."""
-    try:
-        swap_in(flux_server.http_url, "bls", NOISY / "bls_bf16_noise" / "model.py")
-        noisy = await run_scenario(MULTI_PROMPTS)
-        swap_in(flux_server.http_url, "bls", BROKEN / "bls_blend" / "model.py")
-        blended = await run_scenario(MULTI_PROMPTS)
-    finally:
-        restore(flux_server.http_url, "bls")
+    served.serve(bls=(NOISY / "bls_bf16_noise" / "model.py", None))
+    noisy = await run_scenario(MULTI_PROMPTS)
+    served.serve(bls=(BROKEN / "bls_blend" / "model.py", None))
+    blended = await run_scenario(MULTI_PROMPTS)
     verification = noisy["verification"]
     assert noisy["passed"] and verification["mismatches"] == 0, noisy["output"]
     assert verification["checked"] >= noisy["images"]["ok"] > 0
@@ -131,9 +160,17 @@ async def test_the_default_gate_passes_rounding_and_fails_ten_percent_contaminat
         assert example["reasons"][0].startswith("PSNR ") or example["reasons"][0].startswith("32x32-tile PSNR ")
 
 
+@pytest.mark.slow
+async def test_full_burst_scenario(run_scenario, served):
+    served.serve()
+    report = await run_scenario(ROOT / "scenarios" / "burst.yaml")
+    assert report["passed"] and report["verification"]["mismatches"] == 0, report["output"]
+
+
 @pytest.mark.gpu
-async def test_gpu_batches_match_single_runs_under_the_default_gate(run_scenario):
+async def test_gpu_batches_match_single_runs_under_the_default_gate(run_scenario, served):
     """On a GPU in bf16 batched kernels round differently from batch-1 ones: the default gate passes that."""
+    served.serve()
     scenario = dict(SINGLE_PROMPTS, workload=dict(SINGLE_PROMPTS["workload"], size="1024x1024", steps=4))
     report = await run_scenario(scenario)
     assert report["passed"] and report["verification"]["checked"] == 16, report["output"]

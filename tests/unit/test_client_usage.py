@@ -55,14 +55,14 @@ def test_an_overloaded_tester_says_so(tmp_path):
     assert 'id="tester-warning"' in (tmp_path / "r.html").read_text()
 
 
-def test_a_tester_with_headroom_is_not_flagged(tmp_path):
-    report, result = run(tmp_path, "40/s", "2s", "10ms")
-    client = report["client"]
+def test_a_tester_with_headroom_is_not_flagged(client_run):
+    """fake:// at 40 requests/s of 5 ms each (the session's client_run, tests/unit/conftest.py): not flagged."""
+    client = client_run.report["client"]
     assert not client["saturated"] and client["reasons"] == [], client
     assert client["loop_busy"] < LOOP_BUSY_LIMIT and client["outbound_queue_max"] <= QUEUE_LIMIT
     assert client["cores"] < CORES_LIMIT
-    assert "TESTER SATURATED" not in result.stdout and "client: " in result.stdout
-    assert 'id="tester-warning"' not in (tmp_path / "r.html").read_text()
+    assert "TESTER SATURATED" not in client_run.stdout and "client: " in client_run.stdout
+    assert 'id="tester-warning"' not in (client_run.folder / "r.html").read_text()
 
 
 def test_combined_clients_are_saturated_if_any_part_was():

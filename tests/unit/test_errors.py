@@ -3,10 +3,8 @@ that need it fail with exit 2 and the install command, and the client path never
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -25,10 +23,9 @@ from flux_async.errors import (
     WorkersFailed,
     WorkerSplitError,
 )
-from flux_async.extras import SERVER_MODULES, missing_server_modules, require_server_extra
+from flux_async.extras import missing_server_modules, require_server_extra
 from flux_async.targets.base import TargetUnreachable
 
-SERVER_ONLY = ("torch", "diffusers", "transformers", "pytriton")
 FAKE_SCENARIO = ("name: fake\ntarget: {url: 'fake://?latency=2ms'}\nverify: false\n"
                  "workload: {prompts: [a], size: 64x64}\n"
                  "phases:\n  - {name: steady, executor: constant-arrival-rate, rate: 20/s, duration: 0.3s}\n")
@@ -110,17 +107,6 @@ def test_an_unusable_target_url_exits_2(tmp_path):
     assert result.returncode == 2 and result.stdout.startswith("flux_async: target.urls: URL 'ftp://x:1'")
 
 
-# A meta path finder on the real import machinery: the named packages look uninstalled.
-HIDE = textwrap.dedent("""
-    import sys
-    class Hide:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {hidden!r}:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-    sys.meta_path.insert(0, Hide())
-""")
-
-
 def test_missing_server_modules_sees_a_package_the_import_system_cannot_find(monkeypatch):
     assert missing_server_modules() == []  # this environment has the extra
     require_server_extra("serve")
@@ -143,34 +129,20 @@ def test_missing_server_modules_sees_a_package_the_import_system_cannot_find(mon
 
 @pytest.mark.parametrize("command", [["serve"], ["make-tiny-flux", "{tmp}/tiny"], ["run", "{tmp}/local.yaml"],
                                      ["capacity", "{tmp}/local.yaml", "--slo", "p(99) < 1s"]])
-def test_commands_that_need_the_server_extra_exit_2_naming_the_install_command(tmp_path, command):
+def test_commands_that_need_the_server_extra_exit_2_naming_the_install_command(tmp_path, command, hide_packages):
     (tmp_path / "local.yaml").write_text(FAKE_SCENARIO.replace("target: {url: 'fake://?latency=2ms'}\n", ""))
     args = [a.format(tmp=tmp_path) for a in command]
-    result = cli(*args, prelude=HIDE.format(hidden={"torch"}))
+    result = cli(*args, prelude=hide_packages({"torch"}))
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"flux_async {command[0]}: error: ")
     assert "torch is not installed: pip install 'flux_async[server]'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "tiny").exists()
 
 
-def test_a_client_run_and_its_reports_never_import_the_server_extra(tmp_path):
-    (tmp_path / "s.yaml").write_text(FAKE_SCENARIO)
-    report, hlog = str(tmp_path / "r.json"), str(tmp_path / "r.hlog")
-    # the server packages are hidden: importing one would fail the run, not just show up in sys.modules
-    probe = HIDE.format(hidden=set(SERVER_MODULES)) + textwrap.dedent(f"""
-        import json
-        import flux_async.cli, flux_async.testing.pytest_plugin
-        at_import = [m for m in {SERVER_ONLY!r} if m in sys.modules]
-        code = flux_async.cli.main(["run", {str(tmp_path / "s.yaml")!r}, "--no-progress", "--hlog", {hlog!r},
-                                    "--report", {report!r}, "--html", {str(tmp_path / "r.html")!r},
-                                    "--plot", {str(tmp_path / "r.png")!r}])
-        code += flux_async.cli.main(["report", "merge", {hlog!r}])
-        code += flux_async.cli.main(["report", "html", {report!r}, "--hlog", {hlog!r}])
-        print(json.dumps({{"code": code, "at_import": at_import,
-                          "after_run": [m for m in {SERVER_ONLY!r} if m in sys.modules]}}))
-    """)
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome == {"code": 0, "at_import": [], "after_run": []}
-    assert json.loads((tmp_path / "r.json").read_text())["passed"] and (tmp_path / "r.png").is_file()
+def test_a_client_run_and_its_reports_never_import_the_server_extra(client_run):
+    """`run` with every output, then `report merge` and `report html`, in an interpreter where the server extra's
+    packages cannot be imported (importing one would fail the run, not just show up in sys.modules): the session's
+    client_run (tests/unit/conftest.py), which other tests read too."""
+    assert client_run.returncode == 0, client_run.stdout + client_run.stderr
+    assert client_run.outcome == {"code": 0, "at_import": [], "after_run": []}
+    assert client_run.report["passed"] and (client_run.folder / "r.png").is_file()

@@ -1,6 +1,7 @@
 """The HTML report's verdict, spectrum and page structure, from reports made by the engine (no browser here:
 tests/integration/test_html_report.py opens the pages in Chromium)."""
 
+import copy
 import json
 
 from flux_async.measure.recorder import new_histogram, stat_ms
@@ -35,7 +36,8 @@ def test_capacity_verdicts():
 
 
 def fake_run(tmp_path, stall: bool):
-    """A real engine run against the fake target (no server): report and .hlog."""
+    """A real engine run against the fake target (no server): report and .hlog. (Without the stall it is the session's
+    client_run, which the tests that only read it share.)"""
     import subprocess
     import sys
 
@@ -50,11 +52,12 @@ def fake_run(tmp_path, stall: bool):
     return json.loads((tmp_path / "r.json").read_text())
 
 
-def test_the_spectrum_from_the_hlog_is_the_measured_phases_histogram(tmp_path):
-    report = fake_run(tmp_path, stall=False)
-    spectrum = hlog_spectrum(report, tmp_path / "r.hlog")
+def test_the_spectrum_from_the_hlog_is_the_measured_phases_histogram(client_run):
+    """The session's client_run (tests/unit/conftest.py): the same scenario as fake_run's, without the stall."""
+    report = client_run.report
+    spectrum = hlog_spectrum(report, client_run.hlog)
     steady = new_histogram()
-    for _, _, tag, histogram in read_log(tmp_path / "r.hlog"):
+    for _, _, tag, histogram in read_log(client_run.hlog):
         if tag == "steady:latency":  # warm-up left out, as in the report's figures
             steady.add(histogram)
     assert len(spectrum["latency"]) > 40
@@ -72,9 +75,9 @@ def test_a_failed_run_renders_its_reasons_and_every_chart(tmp_path):
     assert html.count("<svg") == 4 and "GPU memory:" in html  # no GPU here: said in words, no empty chart
 
 
-def test_reports_older_than_the_tester_verdict_still_render(tmp_path):
+def test_reports_older_than_the_tester_verdict_still_render(client_run):
     """A saved report whose `client` predates the verdict keys, and a capacity search that ran no step."""
-    report = fake_run(tmp_path, stall=False)
+    report = copy.deepcopy(client_run.report)
     report["client"] = {"cpu_s": 0.5, "cpu_us_per_request": 120.0, "rss_mb_start": 50.0, "rss_mb_end": 51.0,
                         "event_loop": "uvloop"}
     html = render_html(report)

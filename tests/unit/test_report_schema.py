@@ -3,6 +3,7 @@ reports loading with defaults, and the merge of `run --workers` reports."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -37,9 +38,9 @@ def _run(tmp_path: Path, *flags: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fake_report(tmp_path_factory) -> dict:
-    """A real run's report (the engine against the fake target)."""
-    return _run(tmp_path_factory.mktemp("run"))
+def fake_report(client_run) -> dict:
+    """A real run's report (the engine against the fake target): the session's client_run, tests/unit/conftest.py."""
+    return copy.deepcopy(client_run.report)
 
 
 def test_a_real_report_round_trips_exactly(fake_report):
