@@ -80,7 +80,7 @@ def infer_contract(info: ModelInfo) -> Inference:
     image_output, range_known = _decoding(images, info, ambiguities)
     seeds = next((t.name for t in info.outputs if normalized(t.name) in SEED_OUTPUTS and t.datatype in
                   _NUMERIC["seed"]), None)
-    server_fixed = {f: key for key, value in info.parameters.items() for f, names in SPELLINGS.items()
+    server_fixed = {f: key for f, names in SPELLINGS.items() for key in sorted(info.parameters)
                     if f not in inputs and normalized(key) in names}
     prompt = inputs["prompt"]
     max_prompts = 1 if prompt.per_request else min(info.max_batch_size or limits.MAX_PROMPTS, limits.MAX_PROMPTS)
