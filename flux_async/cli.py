@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a Triton server with the FLUX model repository until Ctrl-C")
     serve.add_argument("--model-repository", type=Path, default=None,
                        help="model repository (default: this checkout's triton_models/)")
+    serve.add_argument("--extra-repository", type=Path, action="append", default=[], metavar="DIR",
+                       help="another model repository served beside it, e.g. examples/triton_tutorial (a model "
+                            "wrapping bls in your deployment's shape); repeat for several")
     serve.add_argument("--weights", default=None,
                        help="FluxPipeline folder, or preset:flux1-schnell / preset:flux1-dev "
                             "(default: the tiny pipeline, built on first use into the cache)")
@@ -209,9 +212,14 @@ def cmd_serve(args) -> int:
         resolve_weights(args.weights)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(f"--weights: {exc}") from None
+    for folder in args.extra_repository:
+        if not (folder.is_dir() and any(folder.glob("*/config.pbtxt"))):
+            raise UsageError(f"--extra-repository {folder}: not a model repository (a folder of model folders, "
+                             "each with a config.pbtxt)")
     try:  # the GPU list and, for a fleet, each server's ports
         gpus = parse_gpus(args.gpus, nvml_gpu_count()) if args.gpus is not None else None
-        config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY, weights=args.weights,
+        config = ServerConfig(model_repository=args.model_repository or DEFAULT_REPOSITORY,
+                              extra_repositories=list(args.extra_repository), weights=args.weights,
                               http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                               tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
                               torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
@@ -227,7 +235,8 @@ def cmd_serve(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     what = f"{len(servers)} tritonservers, one per GPU ({','.join(gpus)})" if gpus else "tritonserver"
-    print(f"flux_async: starting {what} (model repository {config.model_repository})", flush=True)
+    beside = "".join(f", beside it {folder}" for folder in config.extra_repositories)
+    print(f"flux_async: starting {what} (model repository {config.model_repository}{beside})", flush=True)
     service.start()
     if stop.is_set():
         service.stop()

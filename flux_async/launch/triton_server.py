@@ -166,6 +166,7 @@ class ServerConfig:
     """How to run tritonserver. Ports left at 0 are picked free at start."""
 
     model_repository: Path = DEFAULT_REPOSITORY
+    extra_repositories: list[Path] = field(default_factory=list)  # served beside it (e.g. examples/ wrapping bls)
     weights: str | None = None
     http_port: int = 0
     grpc_port: int = 0
@@ -216,7 +217,8 @@ class TritonServer:
 
     def _command(self, binary: Path, backends: Path) -> list[str]:
         cfg = self.config
-        return [str(binary), f"--model-repository={Path(cfg.model_repository).resolve()}",
+        return [str(binary), *(f"--model-repository={Path(folder).resolve()}"
+                               for folder in (cfg.model_repository, *cfg.extra_repositories)),
                 f"--backend-directory={backends}", f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-port={self.metrics_port}", f"--model-control-mode={cfg.model_control_mode}",
                 "--allow-cpu-metrics=false", "--allow-gpu-metrics=true", f"--log-verbose={cfg.log_verbose}",
@@ -260,9 +262,9 @@ class TritonServer:
         from flux_async.pipeline.weights import resolve_weights
 
         cfg = self.config
-        repository = Path(cfg.model_repository)
-        if not (repository.is_dir() and any(repository.glob("*/config.pbtxt"))):
-            raise ServerError(f"model repository {repository} has no model folders with a config.pbtxt")
+        for repository in map(Path, (cfg.model_repository, *cfg.extra_repositories)):
+            if not (repository.is_dir() and any(repository.glob("*/config.pbtxt"))):
+                raise ServerError(f"model repository {repository} has no model folders with a config.pbtxt")
         binary, backends = self._locate()
         env = self._environment(binary)
         env[contract.ENV_WEIGHTS] = resolve_weights(cfg.weights).describe()  # builds the tiny default once, here

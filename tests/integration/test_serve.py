@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
 
 NOOP = ROOT / "tests" / "fixtures" / "noop_repository"
 STAND_IN = ROOT / "tests" / "fixtures" / "stand_in_repository"  # a bls answering black images at once
+TUTORIAL = ROOT / "examples" / "triton_tutorial"
 
 
 def infer_noop(grpc_url: str) -> None:
@@ -111,7 +113,9 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
     from flux_async.contract import ENV_WEIGHTS
 
     processes_before, shm_before = triton_processes(), shm_segments()
-    frontend_args = ["--openai-port", "0", "--nim-port", "0"] if repository == STAND_IN else []
+    # with the stand-in: the front end, and the tutorial-shaped example (wrapping bls) served beside it
+    frontend_args = (["--openai-port", "0", "--nim-port", "0", "--extra-repository", str(TUTORIAL)]
+                     if repository == STAND_IN else [])
     process, lines = start_serve("--weights", str(tiny_weights), "--http-port", "0", "--grpc-port", "0",
                                  "--metrics-port", "0", "--model-repository", str(repository), *frontend_args)
     try:
@@ -124,6 +128,10 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
         assert weights == str(tiny_weights.resolve())
         if frontend_args:
             frontend_serves(text)
+            assert f"beside it {TUTORIAL}" in text
+            http_url = re.search(r"HTTP\s+(\S+)", text).group(1)
+            with urllib.request.urlopen(f"http://{http_url}/v2/models/text2image/ready", timeout=30) as response:
+                assert response.status == 200
     finally:
         process.send_signal(stop_signal)
         rest = process.communicate(timeout=120)[0]
@@ -233,6 +241,8 @@ def test_serve_rejects_a_bad_gpu_list_or_ports_past_the_top_with_exit_2():
     result = serve("--gpus", "0,1", "--grpc-port", "65530")
     assert result.returncode == 2 and "server 1 would listen on 65540" in result.stderr, result.stderr
     assert "at most 65525" in result.stderr
+    result = serve("--extra-repository", "tests")
+    assert result.returncode == 2 and "--extra-repository tests: not a model repository" in result.stderr
     result = serve("--gpus", "0,1", "--openai-port", "0")
     assert result.returncode == 2 and "before one Triton: not with --gpus" in result.stderr, result.stderr
 
