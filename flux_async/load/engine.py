@@ -181,7 +181,7 @@ class Engine:
         protocol, record, count = self.target.protocol, self.recorder.record, self.recorder.count
         record(phase.name, "lag", protocol, prompts, max(0, outcome.sent_ns - intended_ns) // 1000)  # early: 0
         if not outcome.ok:
-            count(phase.name, "errors", kind=outcome.error_kind or "error")
+            count(phase.name, "errors", kind=outcome.error_kind or "error", message=outcome.error)
             return
         count(phase.name, "ok")
         count(phase.name, "images_ok", outcome.images)

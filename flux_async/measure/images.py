@@ -43,5 +43,6 @@ def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
             rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         head = raw[:8].hex()
-        raise ValueError(f"not a decodable PNG or JPEG image ({len(raw)} bytes, starting {head}): {exc}") from None
+        why = "" if isinstance(exc, UnidentifiedImageError) else f": {exc}"  # PIL's text names only its buffer
+        raise ValueError(f"not a decodable PNG or JPEG image ({len(raw)} bytes, starting {head}){why}") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1) / 255.0)

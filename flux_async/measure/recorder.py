@@ -57,6 +57,7 @@ class Counters:
     dropped: int = 0
     images_ok: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    error_examples: dict[str, str] = field(default_factory=dict)  # kind → the first message of that kind
 
     def add(self, other: Counters) -> None:
         self.sent += other.sent
@@ -66,6 +67,8 @@ class Counters:
         self.images_ok += other.images_ok
         for kind, count in other.errors_by_kind.items():
             self.errors_by_kind[kind] += count
+        for kind, message in other.error_examples.items():
+            self.error_examples.setdefault(kind, message)
 
 
 @dataclass
@@ -115,12 +118,16 @@ class Recorder:
         self.interval_counters: dict[str, Counters] = defaultdict(Counters)
         self.overflow = 0
 
-    def count(self, phase: str, field_name: str, amount: int = 1, kind: str | None = None) -> None:
-        """Add to a counter of the phase, cumulative and for the current interval."""
+    def count(self, phase: str, field_name: str, amount: int = 1, kind: str | None = None,
+              message: str | None = None) -> None:
+        """Add to a counter of the phase, cumulative and for the current interval (an error: its kind, and its
+        message kept as the kind's example when it is the first)."""
         for counters in (self.counters[phase], self.interval_counters[phase]):
             setattr(counters, field_name, getattr(counters, field_name) + amount)
             if kind is not None:
                 counters.errors_by_kind[kind] += amount
+                if message:
+                    counters.error_examples.setdefault(kind, message[:500])
 
     def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int) -> None:
         self._pending[(phase, metric, protocol, prompts)].append(value_us)

@@ -63,6 +63,7 @@ def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
         latency_ms=_latency(recorder.merged("latency", phases)),
         service_time_ms=_latency(recorder.merged("service", phases)),
         errors_by_kind=dict(sorted(counters.errors_by_kind.items())),
+        error_examples=dict(sorted(counters.error_examples.items())) or ABSENT,
         schedule_lag_ms=_latency(recorder.merged("lag", phases)),
         by_prompts_per_request=by_prompts,
         time_to_first_response_ms=_latency(ttfr) if ttfr is not None else ABSENT,
@@ -281,6 +282,8 @@ def print_summary(report: dict | Report, console) -> None:
                    f"({timing.count} responses)")
     if report.figures.errors_by_kind:
         print_line("errors: " + ", ".join(f"{k} × {v}" for k, v in report.figures.errors_by_kind.items()))
+        for kind, message in (report.figures.error_examples or {}).items():
+            print_line(f"  first {kind}: {message}")
     for result in report.thresholds:
         mark = "[green]✓[/green]" if result.ok else "[red]✗[/red]"
         where = f" [{result.phase}]" if result.phase is not ABSENT else ""

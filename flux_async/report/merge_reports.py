@@ -59,6 +59,7 @@ def _recorder(reports: list[Report]) -> Recorder:
             requests = phase.figures.requests
             counters = Counters(requests.sent, requests.ok, requests.errors, requests.dropped, phase.figures.images.ok)
             counters.errors_by_kind.update(phase.figures.errors_by_kind)
+            counters.error_examples.update(phase.figures.error_examples or {})
             recorder.counters[phase.name].add(counters)
         recorder.overflow += report.histogram_overflow
     return recorder

@@ -80,6 +80,7 @@ class Figures(JsonObject):
     latency_ms: Latency = field(default_factory=Latency)
     service_time_ms: Latency = field(default_factory=Latency)
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    error_examples: dict[str, str] | Absent = ABSENT  # kind → its first message; runs with errors only
     schedule_lag_ms: Latency = field(default_factory=Latency)
     by_prompts_per_request: dict[str, PromptsFigures] = field(default_factory=dict)
     time_to_first_response_ms: Latency | Absent = ABSENT  # streaming targets only

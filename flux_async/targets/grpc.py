@@ -117,7 +117,7 @@ class GrpcTarget(Target):
             parts = wire.grpc_images(response, job.verify, self.contract)
         except Exception as exc:  # a response we cannot read is the server's error, not the tester's crash
             return Outcome(sent, time.perf_counter_ns(), False, error_kind="bad_response",
-                           error=f"{type(exc).__name__}: {exc}")
+                           error=wire.unreadable(exc))
         return succeeded(sent, *parts)
 
     async def close(self) -> None:
@@ -149,7 +149,7 @@ class GrpcStreamTarget(GrpcTarget):
                         parts = wire.grpc_images(response.infer_response, job.verify, self.contract)
                     except Exception as exc:
                         return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="bad_response",
-                                       error=f"{type(exc).__name__}: {exc}")
+                                       error=wire.unreadable(exc))
                     return succeeded(sent, *parts, first=first)
             return Outcome(sent, time.perf_counter_ns(), False, first_ns=first, error_kind="stream_ended",
                            error="the stream ended without a final response")

@@ -101,7 +101,7 @@ class HttpTarget(Target):
             parts = wire.http_images(payload, int(length) if length else None, job.verify, self.contract)
         except Exception as exc:  # a response we cannot read is the server's error, not the tester's crash
             return Outcome(sent, time.perf_counter_ns(), False, error_kind="bad_response",
-                           error=f"{type(exc).__name__}: {exc}")
+                           error=wire.unreadable(exc))
         return succeeded(sent, *parts)
 
     async def close(self) -> None:

@@ -171,3 +171,9 @@ def http_images(payload: bytes, header_length: int | None, keep_pixels: bool, co
                 tuple(int(s) for s in output.get("data", []))
         offset += size or 0
     return count, pixels, seeds
+
+
+def unreadable(exc: Exception) -> str:
+    """The `bad_response` message of a response that could not be read: an undecodable image says what it is as it
+    is; anything else (a malformed message) with its type."""
+    return str(exc) if isinstance(exc, UndecodableImages) else f"{type(exc).__name__}: {exc}"

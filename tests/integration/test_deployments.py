@@ -130,3 +130,28 @@ def test_inspect_of_an_unreachable_server_exits_3(capsys):
     assert main(["inspect", "http://127.0.0.1:1"]) == 3
     printed = capsys.readouterr()
     assert "127.0.0.1:1" in printed.out + printed.err
+
+
+async def test_images_that_cannot_be_decoded_are_bad_responses_naming_the_output(run_scenario):
+    """bls's raw UINT8 pixels read as if they were PNG files: every request is a `bad_response` whose message names
+    the output and element; the run ends with its report and the server keeps serving."""
+    contract = {"inputs": {"prompt": {"name": "prompt", "datatype": "BYTES", "shape": "[B]"},
+                           "seed": {"name": "seed", "datatype": "INT64", "shape": "[B]"},
+                           "steps": {"name": "num_inference_steps", "datatype": "INT32", "shape": "[1]"},
+                           "height": {"name": "height", "datatype": "INT32", "shape": "[1]"},
+                           "width": {"name": "width", "datatype": "INT32", "shape": "[1]"}},
+                "constants": [{"name": "image_encoding", "datatype": "BYTES", "shape": "[1]", "value": "uint8"}],
+                "outputs": {"images": {"name": "images_uint8", "datatype": "UINT8", "format": "png"}}}
+    scenario = {"name": "undecodable", "target": {"model": "bls", "contract": contract},
+                "workload": {"prompts": ["a red bicycle", "a paper boat"], "prompts_per_request": 2, "seed": 5,
+                             "steps": 1, "size": "64x64"},
+                "phases": [{"name": "load", "executor": "constant-concurrency", "concurrency": 2, "requests": 4}]}
+    report = await run_scenario(scenario)
+    assert report["exit_code"] == 1 and report["errors_by_kind"] == {"bad_response": 4}
+    assert report["error_examples"]["bad_response"].startswith(
+        "output images_uint8[0]: not a decodable PNG or JPEG image (12288 bytes"), report["error_examples"]
+    assert "first bad_response: output images_uint8[0]" in report["output"]
+    contract["constants"][0]["value"] = "png"
+    contract["outputs"]["images"] = {"name": "images_png", "datatype": "BYTES", "format": "png"}
+    report = await run_scenario(scenario)  # the same server, the contract fixed: every image decodes and verifies
+    assert report["exit_code"] == 0 and report["verification"]["checked"] >= 8, report["output"]

@@ -138,11 +138,25 @@ async def test_errors_are_counted_by_kind_and_fail_the_run_without_an_error_budg
     _, _, recorder, result = await run(s)
     report = build_report(s, result, recorder)
     assert report["errors_by_kind"] == {"INTERNAL": 5} and report["requests"]["errors"] == 5
+    assert report["error_examples"] == report["phases"][0]["error_examples"] == {"INTERNAL": "fake failure"}
     assert not report["passed"]
     allowed = scenario([{"name": "e", "executor": "constant-concurrency", "concurrency": 2, "requests": 20}],
                        url="fake://?latency=1ms&fail_every=4", thresholds=["error_rate < 30%"])
     _, _, recorder, result = await run(allowed)
     assert build_report(allowed, result, recorder)["passed"]
+
+
+def test_counters_keep_the_first_message_of_each_error_kind():
+    from flux_async.measure.recorder import Counters, Recorder
+
+    recorder = Recorder()
+    recorder.count("p", "errors", kind="bad_response", message="output x[0]: not a PNG")
+    recorder.count("p", "errors", kind="bad_response", message="output x[1]: not a PNG")
+    recorder.count("p", "errors", kind="timeout")
+    total = Counters()
+    total.add(recorder.counters["p"])
+    total.add(Counters(error_examples={"bad_response": "later", "HTTP 500": "boom"}))
+    assert total.error_examples == {"bad_response": "output x[0]: not a PNG", "HTTP 500": "boom"}
 
 
 async def test_hlog_is_readable_by_hdrhistogram(tmp_path):
