@@ -7,6 +7,7 @@ import base64
 
 import numpy as np
 import pytest
+import yaml
 
 from flux_async.errors import ScenarioError
 from flux_async.measure.images import encode_png, to_uint8
@@ -269,3 +270,24 @@ def test_value_ranges_from_a_probe_image():
 
 def test_config_datatypes_are_named_as_kserve_names_them():
     assert kserve_datatype("TYPE_STRING") == "BYTES" and kserve_datatype("TYPE_FP16") == "FP16"
+
+
+def test_the_readmes_contract_examples_parse():
+    """The YAML blocks of README's "Any Triton text-to-image model" are valid contracts, each a different shape."""
+    import re
+    from pathlib import Path
+
+    from flux_async.scenario.config import parse_scenario
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Any Triton text-to-image model"):readme.index("### OpenAI Images and NIM")]
+    contracts = []
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        data = yaml.safe_load(block)
+        target = data["target"] if "target" in data else {"url": "grpc://triton:8001", "model": "m", **data}
+        scenario = parse_scenario({"target": target, "workload": {"prompts": ["a"]},
+                                   "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]})
+        contracts.append(scenario.target.contract)
+    assert [(c.images.datatype, c.images.format) for c in contracts] == [("UINT8", "tensor"), ("BYTES", "png"),
+                                                                          ("BYTES", "png")]
+    assert contracts[0].deterministic and contracts[2].constants
