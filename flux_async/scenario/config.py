@@ -12,7 +12,6 @@ at once, each with its YAML path (k6's scenario configs are the model).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from flux_async.scenario.reader import (
     parse_rate,  # noqa: F401  (re-exported: callers read values through config)
 )
 from flux_async.scenario.thresholds import Threshold
+from flux_async.scenario.workload_config import RequestClass, Slo, WorkloadConfig, parse_workload  # noqa: F401
 
 PROTOCOLS = ("grpc", "grpc-stream", "http", *HTTP_JSON_PROTOCOLS)  # the last two: scenario/http_protocols.py
 BALANCE = ("round-robin", "least-in-flight")
@@ -73,20 +73,6 @@ class TargetConfig:
     @property
     def model_contract(self) -> Contract:
         return self.contract or BLS
-
-
-@dataclass
-class WorkloadConfig:
-    prompts: list[str]
-    seed: int | None = 0  # None: the server draws the seeds
-    steps: int | None = None
-    guidance: float | None = None
-    height: int | None = None
-    width: int | None = None
-    max_sequence_length: int | None = None
-    prompts_per_request: dict[int, float] = field(default_factory=lambda: {1: 1.0})  # count → weight
-    images_per_prompt: int = 1  # openai-images / nim only: n (samples) images of the request's one prompt
-    negative_prompt: str | None = None  # sent where the target maps it
 
 
 @dataclass
@@ -171,95 +157,6 @@ def _target(r: Reader, data: Any, path: str = "target") -> TargetConfig:
         control_url=r.get(data, "control_url", path, str, None, lambda v: v.startswith(("http://", "https://")),
                           "must be an http:// or https:// URL"),
         fields=read_fields(r, data.get("fields"), f"{path}.fields"))
-
-
-def _prompts(r: Reader, data: dict, path: str, base_dir: Path) -> list[str]:
-    prompts = data.get("prompts")
-    if data.get("prompts_file") is not None:
-        if prompts is not None:
-            r.problem(f"{path}.prompts_file", "give either prompts or prompts_file, not both")
-        file = (base_dir / str(data["prompts_file"])).resolve()
-        try:
-            prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            r.problem(f"{path}.prompts_file", f"cannot read {file}: {exc}")
-            return []
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        r.problem(f"{path}.prompts", "must be a non-empty list of non-empty strings (or give prompts_file)")
-        return []
-    return prompts
-
-
-def _prompts_per_request(r: Reader, value: Any, path: str) -> dict[int, float]:
-    if value is None:
-        return {1: 1.0}
-    if isinstance(value, int) and not isinstance(value, bool):
-        counts = {value: 1.0}
-    elif isinstance(value, dict) and set(value) == {"uniform"}:
-        bounds = value["uniform"]
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
-                and bounds[0] <= bounds[1]):
-            r.problem(f"{path}.uniform", "must be [low, high] with integers low <= high")
-            return {1: 1.0}
-        counts = {n: 1.0 for n in range(bounds[0], bounds[1] + 1)}
-    elif isinstance(value, dict):
-        counts = value
-    else:
-        r.problem(path, "must be a count, {uniform: [low, high]} or a mapping count → weight")
-        return {1: 1.0}
-    for n, weight in counts.items():
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= contract.MAX_PROMPTS:
-            r.problem(f"{path}.{n}", f"prompts per request must be an integer in [1, {contract.MAX_PROMPTS}]")
-            return {1: 1.0}
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-            r.problem(f"{path}.{n}", f"weight must be a number > 0, got {weight!r}")
-            return {1: 1.0}
-    return {int(n): float(w) for n, w in counts.items()}
-
-
-def _workload(r: Reader, data: Any, base_dir: Path, path: str = "workload") -> WorkloadConfig:
-    data = r.mapping(data, path, ("prompts", "prompts_file", "seed", "steps", "guidance", "height", "width", "size",
-                                  "max_sequence_length", "prompts_per_request", "images_per_prompt",
-                                  "negative_prompt"))
-    seed = data.get("seed", 0)
-    if seed == "random":
-        seed = None
-    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= contract.MAX_SEED:
-        r.problem(f"{path}.seed", f"must be an integer in [0, {contract.MAX_SEED}] or 'random', got {seed!r}")
-        seed = 0
-    height, width = data.get("height"), data.get("width")
-    if data.get("size") is not None:
-        match = re.match(r"^(\d+)x(\d+)$", str(data["size"]))
-        if not match or height is not None or width is not None:
-            r.problem(f"{path}.size", "must look like 256x256 (and then height/width are not given)")
-        else:
-            height, width = int(match.group(1)), int(match.group(2))
-    sizes = {}
-    for name, value in (("height", height), ("width", width)):
-        if value is not None and (not isinstance(value, int) or value % contract.SIZE_MULTIPLE
-                                  or not contract.MIN_SIZE <= value <= contract.MAX_SIZE):
-            r.problem(f"{path}.{name}", f"must be a multiple of {contract.SIZE_MULTIPLE} in "
-                                        f"[{contract.MIN_SIZE}, {contract.MAX_SIZE}], got {value!r}")
-            value = None
-        sizes[name] = value
-    return WorkloadConfig(
-        prompts=_prompts(r, data, path, base_dir), seed=seed,
-        steps=r.get(data, "steps", path, integer, None, lambda v: contract.MIN_STEPS <= v <= contract.MAX_STEPS,
-                    f"must be an integer in [{contract.MIN_STEPS}, {contract.MAX_STEPS}]"),
-        guidance=r.get(data, "guidance", path, number, None,
-                       lambda v: contract.MIN_GUIDANCE <= v <= contract.MAX_GUIDANCE,
-                       f"must be a number in [{contract.MIN_GUIDANCE:g}, {contract.MAX_GUIDANCE:g}]"),
-        height=sizes["height"], width=sizes["width"],
-        max_sequence_length=r.get(data, "max_sequence_length", path, integer, None,
-                                  lambda v: contract.MIN_SEQUENCE_LENGTH <= v <= contract.MAX_SEQUENCE_LENGTH,
-                                  f"must be an integer in [{contract.MIN_SEQUENCE_LENGTH}, "
-                                  f"{contract.MAX_SEQUENCE_LENGTH}]"),
-        prompts_per_request=_prompts_per_request(r, data.get("prompts_per_request"), f"{path}.prompts_per_request"),
-        images_per_prompt=r.get(data, "images_per_prompt", path, integer, 1,
-                                lambda v: 1 <= v <= contract.MAX_PROMPTS,
-                                f"must be an integer in [1, {contract.MAX_PROMPTS}]"),
-        negative_prompt=r.get(data, "negative_prompt", path, str, None, lambda v: bool(v.strip()),
-                              "must be a non-empty string"))
 
 
 def _phase(r: Reader, data: Any, index: int) -> Executor | None:
@@ -351,7 +248,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
         r.problem("phases", f"phase name {name!r} is used more than once")
     scenario = Scenario(name=str(data.get("name") or Path(source).stem), description=str(data.get("description", "")),
                         target=_target(r, data.get("target")),
-                        workload=_workload(r, data.get("workload") or {}, base_dir), phases=phases,
+                        workload=parse_workload(r, data.get("workload") or {}, base_dir), phases=phases,
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
                         faults=parse_faults(r, data.get("faults")), source=source)

@@ -107,12 +107,12 @@ def _finite(values: dict) -> dict:
 
 
 def workload_keys(workload: WorkloadConfig) -> list[ReferenceKey]:
-    """The keys a workload with fixed seeds can produce (prompt i always has seed base + i)."""
+    """The keys a workload with fixed seeds can produce (prompt i of a class always has seed base + i)."""
     if workload.seed is None:
         return []
-    keys = [ReferenceKey(p, workload.seed + i, workload.steps, workload.guidance, workload.height, workload.width,
-                         workload.max_sequence_length, workload.negative_prompt)
-            for i, p in enumerate(workload.prompts)]
+    keys = [ReferenceKey(p, w.seed + i, w.steps, w.guidance, w.height, w.width, w.max_sequence_length,
+                         w.negative_prompt)
+            for w in workload.variants() if w.seed is not None for i, p in enumerate(w.prompts)]
     return list(dict.fromkeys(keys))[:PRECOMPUTE_LIMIT]
 
 
