@@ -156,7 +156,7 @@ class Engine:
     # ---- requests --------------------------------------------------------------------------------------------
     async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
         job = keep(self.jobs.next(), self.verifier)
-        self.recorder.count(phase.name, "sent")
+        self.recorder.count(phase.name, "sent", request_class=job.request_class or "")
         self.in_flight += 1
         self._taken += 1
         try:
@@ -170,27 +170,40 @@ class Engine:
                               error="cancelled when the run stopped")
         finally:
             self.in_flight -= 1
-        self._record(phase, len(job.prompts), intended_ns, outcome)
+        self._record(phase, job, intended_ns, outcome)
         for observer in self.observers:
             observer(phase.name, job, outcome)
         if outcome.ok and job.verify:
             assert self.verifier is not None  # keep() marks a job for verification only when there is a verifier
             self.verifier.submit(phase.name, job, outcome)
 
-    def _record(self, phase: PhaseRun, prompts: int, intended_ns: int, outcome: Outcome) -> None:
-        protocol, record, count = self.target.protocol, self.recorder.record, self.recorder.count
-        record(phase.name, "lag", protocol, prompts, max(0, outcome.sent_ns - intended_ns) // 1000)  # early: 0
+    def _record(self, phase: PhaseRun, job: Job, intended_ns: int, outcome: Outcome) -> None:
+        protocol, prompts, klass = self.target.protocol, len(job.prompts), job.request_class or ""
+        name = phase.name
+
+        def record(metric: str, value_us: int) -> None:
+            self.recorder.record(name, metric, protocol, prompts, value_us, klass)
+
+        def count(field_name: str, amount: int = 1, **error) -> None:
+            self.recorder.count(name, field_name, amount, request_class=klass, **error)
+
+        record("lag", max(0, outcome.sent_ns - intended_ns) // 1000)  # early: 0
         if not outcome.ok:
-            count(phase.name, "errors", kind=outcome.error_kind or "error", message=outcome.error)
+            count("errors", kind=outcome.error_kind or "error", message=outcome.error)
             return
-        count(phase.name, "ok")
-        count(phase.name, "images_ok", outcome.images)
-        record(phase.name, "latency", protocol, prompts, (outcome.done_ns - intended_ns) // 1000)
-        record(phase.name, "service", protocol, prompts, (outcome.done_ns - outcome.sent_ns) // 1000)
-        if outcome.first_ns is not None:
-            record(phase.name, "ttfr", protocol, prompts, (outcome.first_ns - outcome.sent_ns) // 1000)
-        for name, ms in (outcome.server_timing or {}).items():  # the server's own durations (Server-Timing)
-            record(phase.name, SERVER_TIMING + name, protocol, prompts, round(ms * 1000))
+        count("ok")
+        count("images_ok", outcome.images)
+        latency_us, service_us = (outcome.done_ns - intended_ns) // 1000, (outcome.done_ns - outcome.sent_ns) // 1000
+        record("latency", latency_us)
+        record("service", service_us)
+        ttfr_us = None if outcome.first_ns is None else (outcome.first_ns - outcome.sent_ns) // 1000
+        if ttfr_us is not None:
+            record("ttfr", ttfr_us)
+        for timing, ms in (outcome.server_timing or {}).items():  # the server's own durations (Server-Timing)
+            record(SERVER_TIMING + timing, round(ms * 1000))
+        slo = self.scenario.workload.slo_of(job.request_class)
+        if slo is None or slo.met(latency_us / 1000, service_us / 1000, None if ttfr_us is None else ttfr_us / 1000):
+            count("good")  # goodput: succeeded within its class's objective (or succeeded, where there is none)
 
     def _spawn(self, phase: PhaseRun, intended_ns: int) -> None:
         task = asyncio.create_task(self._send(phase, intended_ns))

@@ -56,6 +56,7 @@ class Counters:
     errors: int = 0
     dropped: int = 0
     images_ok: int = 0
+    good: int = 0  # succeeded within their class's SLO (goodput)
     errors_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_examples: dict[str, str] = field(default_factory=dict)  # kind → the first message of that kind
 
@@ -65,6 +66,7 @@ class Counters:
         self.errors += other.errors
         self.dropped += other.dropped
         self.images_ok += other.images_ok
+        self.good += other.good
         for kind, count in other.errors_by_kind.items():
             self.errors_by_kind[kind] += count
         for kind, message in other.error_examples.items():
@@ -104,33 +106,47 @@ def merge_intervals(earlier: Interval, later: Interval, combine: dict | None = N
     return Interval(earlier.start_ns, later.end_ns, histograms, dict(counters), samples)
 
 
+Key = tuple[str, str, str, int, str]  # (phase, metric, protocol, prompts per request, request class or "")
+
+
+def class_metric(metric: str, request_class: str) -> str:
+    """An interval histogram's metric for one request class: 'latency{class=final}' (its .hlog tag's metric)."""
+    return f"{metric}{{class={request_class}}}"
+
+
 class Recorder:
-    """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric).
+    """Collects every result of a run: cumulative histograms per key, and the current interval's per (phase, metric)
+    (and per (phase, metric of a class), for requests of a workload class).
 
     Values are appended to lists as results come in and recorded in bulk (numpy) when anything reads the
     histograms or an interval closes: recording stays off the request path."""
 
     def __init__(self):
-        self._pending: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
-        self.histograms: dict[tuple[str, str, str, int], HdrHistogram] = {}
+        self._pending: dict[Key, list[int]] = defaultdict(list)
+        self.histograms: dict[Key, HdrHistogram] = {}
         self.interval: dict[tuple[str, str], HdrHistogram] = {}
         self.counters: dict[str, Counters] = defaultdict(Counters)
+        self.class_counters: dict[tuple[str, str], Counters] = defaultdict(Counters)  # (phase, class): cumulative
         self.interval_counters: dict[str, Counters] = defaultdict(Counters)
         self.overflow = 0
 
     def count(self, phase: str, field_name: str, amount: int = 1, kind: str | None = None,
-              message: str | None = None) -> None:
-        """Add to a counter of the phase, cumulative and for the current interval (an error: its kind, and its
-        message kept as the kind's example when it is the first)."""
-        for counters in (self.counters[phase], self.interval_counters[phase]):
+              message: str | None = None, request_class: str = "") -> None:
+        """Add to a counter of the phase (and of its class), cumulative and for the current interval (an error: its
+        kind, and its message kept as the kind's example when it is the first)."""
+        scopes = [self.counters[phase], self.interval_counters[phase]]
+        if request_class:
+            scopes.append(self.class_counters[(phase, request_class)])
+        for counters in scopes:
             setattr(counters, field_name, getattr(counters, field_name) + amount)
             if kind is not None:
                 counters.errors_by_kind[kind] += amount
                 if message:
                     counters.error_examples.setdefault(kind, message[:500])
 
-    def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int) -> None:
-        self._pending[(phase, metric, protocol, prompts)].append(value_us)
+    def record(self, phase: str, metric: str, protocol: str, prompts: int, value_us: int,
+               request_class: str = "") -> None:
+        self._pending[(phase, metric, protocol, prompts, request_class)].append(value_us)
 
     def flush(self) -> None:
         """Record what is pending into the cumulative and the interval histograms."""
@@ -144,11 +160,14 @@ class Recorder:
             self.overflow += int(over.sum())
             array = array[~over]
             hdr.record_many(histogram, array)
-            interval_key = key[:2]
-            current = self.interval.get(interval_key)
-            if current is None:
-                current = self.interval[interval_key] = new_histogram()
-            hdr.record_many(current, array)
+            phase, metric, _, _, request_class = key
+            interval_keys = [(phase, metric)] + ([(phase, class_metric(metric, request_class))]
+                                                 if request_class else [])
+            for interval_key in interval_keys:
+                current = self.interval.get(interval_key)
+                if current is None:
+                    current = self.interval[interval_key] = new_histogram()
+                hdr.record_many(current, array)
 
     def take_interval(self) -> tuple[dict[tuple[str, str], HdrHistogram], dict[str, Counters]]:
         """The histograms and counters recorded since the last call (and start a new interval)."""
@@ -158,39 +177,46 @@ class Recorder:
         return histograms, counters
 
     def merged(self, metric: str, phases: set[str] | None = None, protocol: str | None = None,
-               prompts: int | None = None) -> HdrHistogram | None:
+               prompts: int | None = None, request_class: str | None = None) -> HdrHistogram | None:
         """One histogram of `metric` over the matching keys (exact: HDR histograms add without loss)."""
         self.flush()
         result = None
-        for (phase, m, proto, n), histogram in self.histograms.items():
+        for (phase, m, proto, n, klass), histogram in self.histograms.items():
             if m != metric or (phases is not None and phase not in phases) or (protocol and proto != protocol) \
-                    or (prompts is not None and n != prompts):
+                    or (prompts is not None and n != prompts) or (request_class is not None and klass != request_class):
                 continue
             if result is None:
                 result = new_histogram()
             result.add(histogram)
         return result
 
-    def server_timing_names(self, phases: set[str]) -> list[str]:
+    def server_timing_names(self, phases: set[str], request_class: str | None = None) -> list[str]:
         """The Server-Timing names recorded in `phases` (without the prefix), sorted."""
         self.flush()
-        return sorted({metric[len(SERVER_TIMING):] for (phase, metric, _, _) in self.histograms
-                       if phase in phases and metric.startswith(SERVER_TIMING)})
+        return sorted({metric[len(SERVER_TIMING):] for (phase, metric, _, _, klass) in self.histograms
+                       if phase in phases and metric.startswith(SERVER_TIMING)
+                       and (request_class is None or klass == request_class)})
 
-    def prompts_counts(self, phases: set[str]) -> list[int]:
+    def prompts_counts(self, phases: set[str], request_class: str | None = None) -> list[int]:
         self.flush()
-        return sorted({n for (phase, metric, _, n) in self.histograms if phase in phases and metric == "latency"})
+        return sorted({n for (phase, metric, _, n, klass) in self.histograms if phase in phases
+                       and metric == "latency" and (request_class is None or klass == request_class)})
 
-    def merged_counters(self, phases: set[str]) -> Counters:
+    def classes(self, phases: set[str]) -> list[str]:
+        """The request classes that sent requests in `phases`, sorted."""
+        return sorted({klass for (phase, klass), c in self.class_counters.items() if phase in phases
+                       and c.sent + c.dropped})
+
+    def merged_counters(self, phases: set[str], request_class: str | None = None) -> Counters:
         total = Counters()
         for phase in phases:
-            total.add(self.counters[phase])
+            total.add(self.counters[phase] if request_class is None else self.class_counters[(phase, request_class)])
         return total
 
 
 def encode_histograms(recorder: Recorder) -> dict[str, str]:
     """The recorder's cumulative histograms as text, for another process to add up:
-    {'phase\\tmetric\\tprotocol\\tn': compressed HDR payload}."""
+    {'phase\\tmetric\\tprotocol\\tn\\tclass': compressed HDR payload}."""
     return {"\t".join(map(str, key)): histogram.encode().decode("ascii")
             for key, histogram in recorder.histograms.items()}
 
@@ -198,6 +224,7 @@ def encode_histograms(recorder: Recorder) -> dict[str, str]:
 def add_encoded(recorder: Recorder, encoded: dict[str, str]) -> None:
     """Add `encode_histograms`' output into `recorder`'s cumulative histograms (exactly: HDR histograms add)."""
     for key, payload in encoded.items():
-        phase, metric, protocol, prompts = key.split("\t")
-        target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts)), new_histogram())
+        phase, metric, protocol, prompts, *request_class = key.split("\t")  # older reports: no class
+        target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts), "".join(request_class)),
+                                                new_histogram())
         target.decode_and_add(payload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from flux_async.load.engine import RunResult
@@ -10,6 +11,7 @@ from flux_async.measure.attribution import first_to_queue
 from flux_async.measure.client_usage import warning_line
 from flux_async.measure.recorder import SERVER_TIMING, Counters, Recorder, stat_ms, summarize_ms
 from flux_async.report.schema import (
+    ClassScope,
     ClientUsageSummary,
     Figures,
     Images,
@@ -41,18 +43,24 @@ def _latency(histogram) -> Latency:
     return Latency(**summarize_ms(histogram))
 
 
-def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
-    """The report's per-scope figures (requests … errors_by_kind) over `phases`."""
-    counters = recorder.merged_counters(phases)
+def figures(recorder: Recorder, phases: set[str], duration_s: float, request_class: str | None = None,
+            goodput: bool = False) -> Figures:
+    """The report's per-scope figures (requests … errors_by_kind) over `phases`, of one request class or all;
+    `goodput` when the workload sets an SLO."""
+    counters = recorder.merged_counters(phases, request_class)
+
+    def merged(metric: str, **keys):
+        return recorder.merged(metric, phases, request_class=request_class, **keys)
+
     by_prompts = {}
-    for n in recorder.prompts_counts(phases):
-        latency = recorder.merged("latency", phases, prompts=n)
+    for n in recorder.prompts_counts(phases, request_class):
+        latency = merged("latency", prompts=n)
         by_prompts[str(n)] = PromptsFigures(latency.get_total_count() if latency else 0, _latency(latency),
-                                            _latency(recorder.merged("service", phases, prompts=n)))
-    ttfr = recorder.merged("ttfr", phases)
+                                            _latency(merged("service", prompts=n)))
+    ttfr = merged("ttfr")
     server_timing = {}
-    for name in recorder.server_timing_names(phases):
-        histogram = recorder.merged(SERVER_TIMING + name, phases)
+    for name in recorder.server_timing_names(phases, request_class):
+        histogram = merged(SERVER_TIMING + name)
         assert histogram is not None  # the name was recorded in these phases
         server_timing[name] = ServerTiming(**summarize_ms(histogram), count=histogram.get_total_count())
     return Figures(
@@ -60,42 +68,77 @@ def figures(recorder: Recorder, phases: set[str], duration_s: float) -> Figures:
         requests=Requests(counters.sent, counters.ok, counters.errors, counters.dropped),
         images=Images(counters.images_ok),
         throughput=Throughput(_rate(counters.ok, duration_s), _rate(counters.images_ok, duration_s)),
-        latency_ms=_latency(recorder.merged("latency", phases)),
-        service_time_ms=_latency(recorder.merged("service", phases)),
+        latency_ms=_latency(merged("latency")),
+        service_time_ms=_latency(merged("service")),
         errors_by_kind=dict(sorted(counters.errors_by_kind.items())),
         error_examples=dict(sorted(counters.error_examples.items())) or ABSENT,
-        schedule_lag_ms=_latency(recorder.merged("lag", phases)),
+        schedule_lag_ms=_latency(merged("lag")),
         by_prompts_per_request=by_prompts,
         time_to_first_response_ms=_latency(ttfr) if ttfr is not None else ABSENT,
-        server_timing_ms=server_timing or ABSENT)
+        server_timing_ms=server_timing or ABSENT,
+        goodput=_goodput(counters) if goodput else ABSENT,
+        goodput_per_s=round(_rate(counters.good, duration_s), 4) if goodput else ABSENT)
 
 
-def _lookup(recorder: Recorder, phases: set[str], scope: Figures, mismatches: int):
+def _goodput(counters: Counters) -> float | None:
+    """The share of requests (sent or dropped) that succeeded within their class's SLO; None without requests."""
+    total = counters.sent + counters.dropped
+    return round(counters.good / total, 6) if total else None
+
+
+def _lookup(recorder: Recorder, phases: set[str], duration_s: float, mismatches: int,
+            request_class: str | None = None):
     def lookup(kind: str, stat: str | None) -> float | None:
         if stat is not None:
-            return stat_ms(recorder.merged(kind, phases), stat)
-        counters: Counters = recorder.merged_counters(phases)
+            return stat_ms(recorder.merged(kind, phases, request_class=request_class), stat)
+        counters: Counters = recorder.merged_counters(phases, request_class)
         values = {
             "error_rate": counters.errors / counters.sent if counters.sent else None,
             "drop_rate": counters.dropped / (counters.sent + counters.dropped) if counters.sent + counters.dropped
             else None,
-            "images_per_s": scope.throughput.images_per_s, "requests_per_s": scope.throughput.requests_per_s,
+            "images_per_s": _rate(counters.images_ok, duration_s), "requests_per_s": _rate(counters.ok, duration_s),
             "errors": counters.errors, "dropped": counters.dropped, "mismatches": mismatches,
+            "goodput": _goodput(counters), "goodput_per_s": _rate(counters.good, duration_s),
         }
         return values[kind]
 
     return lookup
 
 
-def evaluate(thresholds: list[Threshold], recorder: Recorder, phases: set[str], scope: Figures, mismatches: int,
-             phase: str | None = None) -> list[ThresholdResult]:
-    """Each threshold's observed value and verdict over `phases` (`scope`: their figures)."""
-    lookup = _lookup(recorder, phases, scope, mismatches)
+def evaluate(thresholds: list[Threshold], recorder: Recorder, phases: set[str], duration_s: float,
+             mismatches: Callable[[str | None], int], phase: str | None = None) -> list[ThresholdResult]:
+    """Each threshold's observed value and verdict over `phases` (lasting `duration_s`), over all requests or the
+    class it names; `mismatches(class or None)` counts the images that failed verification there."""
     results = []
     for threshold in thresholds:
+        lookup = _lookup(recorder, phases, duration_s, mismatches(threshold.request_class), threshold.request_class)
         value, ok = threshold.check(lookup)  # value None: nothing was measured
         results.append(ThresholdResult(threshold.expr, value, ok, phase if phase is not None else ABSENT))
     return results
+
+
+def _class_scopes(scenario: Scenario, recorder: Recorder, phases: set[str], duration_s: float, verifier,
+                  results: list[ThresholdResult]) -> dict[str, ClassScope] | Absent:
+    """Each request class's scope over `phases`, with the threshold results scoped to it."""
+    names = recorder.classes(phases)
+    if not names:
+        return ABSENT
+    scopes = {}
+    for name in names:
+        slo = scenario.workload.slo_of(name)
+        scope = ClassScope(figures(recorder, phases, duration_s, name, has_slo(scenario)),
+                           slo.describe() if slo is not None else None)
+        if verifier is not None:
+            scope.verification = PhaseVerification.from_json(verifier.class_summary(phases, name))
+        scope.thresholds = [r for r in results if parse_threshold(r.expr).request_class == name]
+        scopes[name] = scope
+    return scopes
+
+
+def has_slo(scenario: Scenario) -> bool:
+    """Whether the workload sets a latency objective (then the figures have goodput)."""
+    workload = scenario.workload
+    return workload.slo is not None or any(c.settings.slo is not None for c in workload.classes.values())
 
 
 SPECTRUM = (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100)
@@ -129,32 +172,50 @@ def run_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedd
     measured = [p for p in run.phases if p.started_ns and not p.config.warmup]
     top_phases = {p.name for p in measured}
     verification = Verification.from_json(verifier.summary() if verifier is not None else DISABLED_VERIFICATION)
-    top = figures(recorder, top_phases, sum(p.duration_s for p in measured))
+    top_s, goodput = sum(p.duration_s for p in measured), has_slo(scenario)
+    top = figures(recorder, top_phases, top_s, goodput=goodput)
     thresholds = list(scenario.thresholds)
     all_thresholds = thresholds + [t for p in scenario.phases for t in p.thresholds]
-    if not any(t.kind == "error_rate" for t in all_thresholds):
+    if not any(t.kind == "error_rate" and t.request_class is None for t in all_thresholds):
         thresholds.append(parse_threshold(IMPLICIT_ERROR_THRESHOLD))
-    results = evaluate(thresholds, recorder, top_phases, top, verification.mismatches)
+
+    def mismatches_in(phase_names: set[str]) -> Callable[[str | None], int]:
+        def count(request_class: str | None) -> int:
+            if verifier is None:
+                return 0
+            if request_class is not None:
+                return verifier.class_summary(phase_names, request_class)["mismatches"]
+            return sum(verifier.phase_summary(name)["mismatches"] for name in phase_names)
+        return count
+
+    # the run's mismatches count every checked image, warm-up included: a wrong image is wrong in any phase
+    everything = mismatches_in({p.name for p in run.phases})
+    results = evaluate(thresholds, recorder, top_phases, top_s,
+                       lambda c: verification.mismatches if c is None else everything(c))
     phases = []
     for phase in run.phases:
         if not phase.started_ns:
             continue
         scope = Phase(phase.name, phase.config.executor, phase.config.warmup, phase.finished,
-                      figures(recorder, {phase.name}, phase.duration_s))
+                      figures(recorder, {phase.name}, phase.duration_s, goodput=goodput))
         if phase.stages is not None:
             scope.stages, scope.first_to_queue = phase.stages, first_to_queue(phase.stages)
         if verifier is not None:
             scope.verification = PhaseVerification.from_json(verifier.phase_summary(phase.name))
-        phase_mismatches = scope.verification.mismatches if scope.verification else 0
-        scope.thresholds = evaluate(phase.config.thresholds, recorder, {phase.name}, scope.figures, phase_mismatches,
-                                    phase.name)
+        scope.thresholds = evaluate(phase.config.thresholds, recorder, {phase.name}, phase.duration_s,
+                                    mismatches_in({phase.name}), phase.name)
+        scope.classes = _class_scopes(scenario, recorder, {phase.name}, phase.duration_s, verifier,
+                                      scope.thresholds)
         results += scope.thresholds
         phases.append(scope)
+    classes = _class_scopes(scenario, recorder, top_phases, top_s, verifier,
+                            [r for r in results if r.phase is ABSENT])
     passed = (all(r.ok for r in results) and not run.interrupted and verification.mismatches == 0
               and not verification.unstable_references and recorder.overflow == 0
               and not any(f["error"] for f in faults or []))
     return Report(scenario=scenario.name, target=Target(run.target_url, run.protocol, run.model),
                   started_at=run.started_at.isoformat(timespec="seconds"), passed=passed, figures=top, phases=phases,
+                  classes=classes,
                   verification=verification, thresholds=results, interrupted=run.interrupted,
                   stop_reason=run.stop_reason, wall_time_s=round(run.wall_s, 3), histogram_overflow=recorder.overflow,
                   embedded_server=embedded, spectrum=spectrum(recorder, top_phases), timeline=timeline or [],
@@ -196,6 +257,28 @@ def stage_table(phase: Phase):
         table.add_row(model, str(f["requests"]), str(f["executions"]), f"{f['avg_batch_size']:.2f}", sizes,
                       format_ms(f["queue_ms"]), format_ms(f["compute_input_ms"]), format_ms(f["compute_infer_ms"]),
                       format_ms(f["compute_output_ms"]), style="bold red" if model == slowest else None)
+    return table
+
+
+def class_table(classes: dict[str, ClassScope]):
+    """One row per request class over the measured phases: counts, latency, its SLO and goodput, verification."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="request classes (measured phases; latency in ms from the intended start)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("class", "sent", "ok", "errors", "dropped", "req/s", "p50", "p99", "max", "slo", "goodput",
+                   "checked", "mismatches"):
+        table.add_column(column, justify="left" if column in ("class", "slo") else "right")
+    for name, scope in classes.items():
+        f, verification = scope.figures, scope.verification
+        goodput = f"{f.goodput:.1%}" if isinstance(f.goodput, float) else "–"
+        table.add_row(name, str(f.requests.sent), str(f.requests.ok), str(f.requests.errors), str(f.requests.dropped),
+                      f"{f.throughput.requests_per_s:.2f}", format_ms(f.latency_ms.p50), format_ms(f.latency_ms.p99),
+                      format_ms(f.latency_ms.max), scope.slo or "–", goodput,
+                      str(verification.checked) if verification else "–",
+                      str(verification.mismatches) if verification else "–",
+                      style="red" if verification and verification.mismatches else None)
     return table
 
 
@@ -272,10 +355,15 @@ def print_summary(report: dict | Report, console) -> None:
                         format_ms(svc.p50), format_ms(svc.p99), style=style)
     console.print(counts)
     console.print(latency)
+    if report.classes:
+        console.print(class_table(report.classes))
     for phase in report.phases:
         if phase.stages and not phase.warmup:
             console.print(stage_table(phase))
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731  (one line per item, for grep)
+    if isinstance(report.figures.goodput, float):
+        print_line(f"goodput: {report.figures.goodput:.2%} of requests succeeded within their class's SLO "
+                   f"({report.figures.goodput_per_s:.3g}/s)")
     for name, timing in (report.figures.server_timing_ms or {}).items():
         print_line(f"server timing {name} (ms, from the responses' Server-Timing): p50 {format_ms(timing.p50)}, "
                    f"p90 {format_ms(timing.p90)}, p99 {format_ms(timing.p99)}, max {format_ms(timing.max)} "

@@ -14,7 +14,7 @@ from flux_async.measure.recorder import Counters, Recorder, add_encoded
 from flux_async.measure.timeline import combine as combine_timelines
 from flux_async.report.hlog import read_log
 from flux_async.report.json_report import run_report
-from flux_async.report.schema import ClientUsageSummary, Report
+from flux_async.report.schema import ClientUsageSummary, Figures, Report
 from flux_async.report.typed_json import Absent
 from flux_async.scenario.config import Scenario
 
@@ -26,12 +26,18 @@ class MergedVerification:
         parts = [r.verification.to_json() for r in reports]
         self.enabled = any(p.get("enabled") for p in parts)
         self._phases: dict[str, dict] = {}
+        self._classes: dict[tuple[str, str], dict] = {}
         for report in reports:
             for phase in report.phases:
                 total = self._phases.setdefault(phase.name, {"checked": 0, "mismatches": 0})
                 if phase.verification:
                     total["checked"] += phase.verification.checked
                     total["mismatches"] += phase.verification.mismatches
+                for name, scope in (phase.classes or {}).items():
+                    part = self._classes.setdefault((phase.name, name), {"checked": 0, "mismatches": 0})
+                    if scope.verification:
+                        part["checked"] += scope.verification.checked
+                        part["mismatches"] += scope.verification.mismatches
         gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
         worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
         passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
@@ -49,6 +55,21 @@ class MergedVerification:
     def phase_summary(self, phase: str) -> dict:
         return self._phases.get(phase, {"checked": 0, "mismatches": 0})
 
+    def class_summary(self, phases: set[str], request_class: str) -> dict:
+        parts = [self._classes.get((phase, request_class), {}) for phase in phases]
+        return {key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches")}
+
+
+def _counters(figures: Figures) -> Counters:
+    """A worker's counters, read back from its report's figures (good: its goodput share of its requests)."""
+    requests = figures.requests
+    good = round(figures.goodput * (requests.sent + requests.dropped)) if isinstance(figures.goodput, float) \
+        else requests.ok
+    counters = Counters(requests.sent, requests.ok, requests.errors, requests.dropped, figures.images.ok, good)
+    counters.errors_by_kind.update(figures.errors_by_kind)
+    counters.error_examples.update(figures.error_examples or {})
+    return counters
+
 
 def _recorder(reports: list[Report]) -> Recorder:
     """A recorder holding the workers' histograms and per-phase counters, added up."""
@@ -56,11 +77,9 @@ def _recorder(reports: list[Report]) -> Recorder:
     for report in reports:
         add_encoded(recorder, report.histograms or {})
         for phase in report.phases:
-            requests = phase.figures.requests
-            counters = Counters(requests.sent, requests.ok, requests.errors, requests.dropped, phase.figures.images.ok)
-            counters.errors_by_kind.update(phase.figures.errors_by_kind)
-            counters.error_examples.update(phase.figures.error_examples or {})
-            recorder.counters[phase.name].add(counters)
+            recorder.counters[phase.name].add(_counters(phase.figures))
+            for name, scope in (phase.classes or {}).items():
+                recorder.class_counters[(phase.name, name)].add(_counters(scope.figures))
         recorder.overflow += report.histogram_overflow
     return recorder
 

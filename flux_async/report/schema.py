@@ -85,6 +85,8 @@ class Figures(JsonObject):
     by_prompts_per_request: dict[str, PromptsFigures] = field(default_factory=dict)
     time_to_first_response_ms: Latency | Absent = ABSENT  # streaming targets only
     server_timing_ms: dict[str, ServerTiming] | Absent = ABSENT  # responses with a Server-Timing header only
+    goodput: float | None | Absent = ABSENT  # workloads with an SLO: share of requests within their class's SLO
+    goodput_per_s: float | Absent = ABSENT
 
 
 @dataclass
@@ -151,6 +153,17 @@ class ClientUsageSummary(JsonObject):
 
 
 @dataclass
+class ClassScope(JsonObject):
+    """One request class's scope in `classes` (of a phase, or of the run): a phase's figures for its requests."""
+
+    figures: Figures = field(default_factory=Figures, metadata={"flatten": True})
+    slo: str | None = None  # its objective, e.g. "latency <= 8000 ms" (None: none)
+    verification: PhaseVerification | Absent = ABSENT
+    thresholds: list[ThresholdResult] = field(default_factory=list)  # the thresholds scoped to it
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class Phase(JsonObject):
     """One phase's scope in `phases`."""
 
@@ -163,6 +176,7 @@ class Phase(JsonObject):
     first_to_queue: str | None | Absent = ABSENT
     verification: PhaseVerification | Absent = ABSENT
     thresholds: list[ThresholdResult] = field(default_factory=list)
+    classes: dict[str, ClassScope] | Absent = ABSENT  # workloads (or traces) with request classes
     extra: dict = field(default_factory=dict)
 
 
@@ -177,6 +191,7 @@ class Report(JsonObject):
     passed: bool = False
     figures: Figures = field(default_factory=Figures, metadata={"flatten": True})
     phases: list[Phase] = field(default_factory=list)
+    classes: dict[str, ClassScope] | Absent = ABSENT  # over the measured phases, like the top-level figures
     verification: Verification = field(default_factory=Verification)
     thresholds: list[ThresholdResult] = field(default_factory=list)
     interrupted: bool = False

@@ -17,7 +17,14 @@ from flux_async.load.engine import Engine
 from flux_async.measure.client_usage import ClientUsage, warning_line
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.measure.recorder import Recorder
-from flux_async.report.json_report import DISABLED_VERIFICATION, client_json, evaluate, figures, verification_lines
+from flux_async.report.json_report import (
+    DISABLED_VERIFICATION,
+    client_json,
+    evaluate,
+    figures,
+    has_slo,
+    verification_lines,
+)
 from flux_async.report.schema import CapacityReport, CapacitySection, ClientUsageSummary, Verification
 from flux_async.report.schema import Target as TargetSection
 from flux_async.scenario.config import CapacityConfig, Scenario
@@ -91,9 +98,16 @@ class CapacitySearch:
         usage = ClientUsage()
         run = await engine.run()
         client = usage.finish(run.phases[0].scheduled, recorder, engine)
-        scope = figures(recorder, {name}, run.phases[0].duration_s)
+        seconds = run.phases[0].duration_s
+        scope = figures(recorder, {name}, seconds, goodput=has_slo(self.scenario))
         verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
-        results = [r.to_json() for r in evaluate(self.thresholds, recorder, {name}, scope, verification["mismatches"])]
+
+        def mismatches(request_class: str | None) -> int:
+            if request_class is None or self.verifier is None:
+                return verification["mismatches"]
+            return self.verifier.class_summary({name}, request_class)["mismatches"]
+
+        results = [r.to_json() for r in evaluate(self.thresholds, recorder, {name}, seconds, mismatches)]
         completion_rate = clock.rate_per_s()
         if self.config.mode == "rate":  # keeping up: a backlog that grows within the step shows here first
             results.append(keep_up_result(load, completion_rate))

@@ -24,7 +24,7 @@ from flux_async.run.capacity import CapacitySearch, capacity_report, describe_ca
 from flux_async.run.outputs import finish
 from flux_async.run.session import RunOptions, Session, apply_overrides, session
 from flux_async.run.workers import divide
-from flux_async.scenario.config import Scenario
+from flux_async.scenario.config import Scenario, unknown_class
 from flux_async.scenario.thresholds import parse_threshold
 
 
@@ -136,9 +136,11 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
         raise UsageError("give the SLO with --slo EXPR (e.g. --slo 'p(99) < 2s'), or thresholds in the scenario")
     for expr in expressions:
         try:
-            parse_threshold(expr)
+            problem = unknown_class(parse_threshold(expr), scenario)
         except ValueError as exc:
             raise UsageError(f"--slo: {exc}") from None
+        if problem:
+            raise UsageError(f"--slo: {problem}")
     config = replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
     started_at = datetime.now(timezone.utc)
     async with session(scenario, options, console) as s:

@@ -254,10 +254,27 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         faults=parse_faults(r, data.get("faults")), source=source)
     # what the protocol cannot do (checked again when --protocol overrides it: run/session.py)
     r.problems += protocol_problems(scenario.target, scenario.workload)
+    scoped = [("thresholds", scenario.thresholds)] + [(f"phases[{i}].thresholds", p.thresholds)
+                                                      for i, p in enumerate(scenario.phases)]
+    for path, thresholds in scoped:
+        for threshold in thresholds:
+            problem = unknown_class(threshold, scenario)
+            if problem:
+                r.problem(path, problem)
     if r.problems:
         raise ScenarioError(source, r.problems)
     return scenario
 
+
+
+def unknown_class(threshold: Threshold, scenario: Scenario) -> str | None:
+    """Why `threshold`'s class scope names no class the scenario can send (None: it does, or it has no scope). A
+    trace may bring classes of its own, so with a trace phase any name goes."""
+    name, classes = threshold.request_class, scenario.workload.classes
+    if name is None or name in classes or any(p.executor == "trace" for p in scenario.phases):
+        return None
+    known = f"its classes: {', '.join(classes)}" if classes else "it has none (add workload.classes)"
+    return f"{threshold.expr!r} names class {name!r}, which the workload does not have ({known})"
 
 
 def load_scenario(path: str | Path) -> Scenario:

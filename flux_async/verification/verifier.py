@@ -86,18 +86,21 @@ class Mismatch:
     prompts_in_request: int
     key: ReferenceKey
     comparison: Comparison
+    request_class: str | None = None
     files: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         s = self.comparison.scores
         psnr = "identical" if s.psnr is None else f"PSNR {s.psnr:.1f} dB"
-        return (f"phase {self.phase!r}, request #{self.request} item {self.item + 1}/{self.prompts_in_request}: "
+        where = f"phase {self.phase!r}" + (f" class {self.request_class!r}" if self.request_class else "")
+        return (f"{where}, request #{self.request} item {self.item + 1}/{self.prompts_in_request}: "
                 f"prompt {self.key.prompt!r} seed {self.key.seed}: {'; '.join(self.comparison.reasons)} (max abs diff "
                 f"{s.max_abs:.4g}, mean {s.mean_abs:.4g}, {psnr})")
 
     def as_dict(self) -> dict:
         return {"phase": self.phase, "request": self.request, "item": self.item,
                 "prompts_in_request": self.prompts_in_request, "prompt": self.key.prompt, "seed": self.key.seed,
+                **({"class": self.request_class} if self.request_class else {}),
                 **_finite(self.comparison.scores.as_dict()), "reasons": self.comparison.reasons, "files": self.files}
 
 
@@ -134,6 +137,7 @@ class Verifier:
         self.checked: dict[str, int] = {}
         self.mismatches: list[Mismatch] = []
         self.mismatch_count: dict[str, int] = {}
+        self.by_class: dict[tuple[str, str], list[int]] = {}  # (phase, class) → [checked, mismatches]
         self.unchecked = 0
         self.unstable: list[str] = []
         self.worst = WorstScores()
@@ -246,11 +250,15 @@ class Verifier:
         """In the worker thread (one, so the counts need no lock): compare, count, save the first mismatches."""
         comparison = compare(received, self._references[key], self.config.gate)
         self.checked[phase] = self.checked.get(phase, 0) + 1
+        by_class = self.by_class.setdefault((phase, job.request_class or ""), [0, 0])  # [checked, mismatches]
+        by_class[0] += 1
         self.worst.add(comparison.scores, comparison.ok)
         if comparison.ok:
             return
         self.mismatch_count[phase] = self.mismatch_count.get(phase, 0) + 1
-        mismatch = Mismatch(phase, job.index, item, max(len(job.prompts), job.images_per_prompt), key, comparison)
+        by_class[1] += 1
+        mismatch = Mismatch(phase, job.index, item, max(len(job.prompts), job.images_per_prompt), key, comparison,
+                            job.request_class)
         if len(self.mismatches) < self.config.save_mismatches:
             mismatch.files = self._save(len(self.mismatches) + 1, mismatch, received)
         self.mismatches.append(mismatch)
@@ -293,6 +301,11 @@ class Verifier:
 
     def phase_summary(self, phase: str) -> dict:
         return {"checked": self.checked.get(phase, 0), "mismatches": self.mismatch_count.get(phase, 0)}
+
+    def class_summary(self, phases: set[str], request_class: str) -> dict:
+        """Checked images and mismatches of one request class over `phases`."""
+        counts = [self.by_class.get((phase, request_class), [0, 0]) for phase in phases]
+        return {"checked": sum(c[0] for c in counts), "mismatches": sum(c[1] for c in counts)}
 
     def summary(self) -> dict:
         """The report's `verification` section."""

@@ -59,17 +59,17 @@ def test_encoded_histograms_add_up_exactly_in_another_recorder():
     for _ in range(2):
         recorder = Recorder()
         for prompts in (1, 2):
-            recorder.histograms[("steady", "latency", "grpc", prompts)] = _histogram(
+            recorder.histograms[("steady", "latency", "grpc", prompts, "")] = _histogram(
                 rng.randint(1000, 900_000) for _ in range(500))
         parts.append(recorder)
     total = Recorder()
     for recorder in parts:
         add_encoded(total, encode_histograms(recorder))
-    assert set(total.histograms) == {("steady", "latency", "grpc", 1), ("steady", "latency", "grpc", 2)}
+    assert set(total.histograms) == {("steady", "latency", "grpc", 1, ""), ("steady", "latency", "grpc", 2, "")}
     expected = new_histogram()
     for recorder in parts:
-        expected.add(recorder.histograms[("steady", "latency", "grpc", 2)])
-    got = total.histograms[("steady", "latency", "grpc", 2)]
+        expected.add(recorder.histograms[("steady", "latency", "grpc", 2, "")])
+    got = total.histograms[("steady", "latency", "grpc", 2, "")]
     assert got.get_total_count() == 1000
     for percentile in (50, 99, 99.9):
         assert got.get_value_at_percentile(percentile) == expected.get_value_at_percentile(percentile)
