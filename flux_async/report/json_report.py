@@ -298,7 +298,7 @@ def describe_observed(result: ThresholdResult) -> str:
     threshold = parse_threshold(result.expr)
     if threshold.stat is not None:
         return _ms(result.value)
-    if threshold.kind.endswith("_rate"):
+    if threshold.kind.endswith("_rate") or threshold.kind == "goodput":
         return f"{result.value:.2%}"
     return f"{result.value:.4g}"
 

@@ -37,6 +37,29 @@ def test_scenario_runs_against_the_server(name, protocol, triton_server, tmp_pat
     check_scenario_run(name, protocol, result, report_path, hlog_path)
 
 
+def test_mixed_classes_are_reported_and_verified_each_on_their_own(triton_server, tmp_path):
+    """scenarios/mixed.yaml for 8 s: previews (128², 2 steps) and finals (256², 4 steps, prompts from a file) drawn
+    3:1, each class's counts, verification and goodput reported apart and adding up to the phase's."""
+    report_path, hlog_path = tmp_path / "report.json", tmp_path / "run.hlog"
+    result = run_cli("scenarios/mixed.yaml", "--url", url_for(triton_server, "grpc"), "--duration", "8",
+                     "--report", str(report_path), "--hlog", str(hlog_path))
+    check_scenario_run("mixed", "grpc", result, report_path, hlog_path)
+    report = json.loads(report_path.read_text())
+    finals = (ROOT / "scenarios/prompts/finals.txt").read_text().splitlines()
+    for phase in report["phases"]:
+        classes = phase["classes"]
+        assert sum(c["requests"]["sent"] for c in classes.values()) == phase["requests"]["sent"]
+        assert sum(c["verification"]["checked"] for c in classes.values()) == phase["verification"]["checked"]
+    measured = report["classes"]
+    assert set(measured) == {"preview", "final"}, measured.keys()
+    for name in ("preview", "final"):
+        assert measured[name]["requests"]["ok"] > 0 and measured[name]["verification"]["checked"] > 0
+        assert measured[name]["verification"]["mismatches"] == 0 and measured[name]["goodput"] == 1.0
+    assert measured["final"]["service_time_ms"]["p50"] > measured["preview"]["service_time_ms"]["p50"]  # 4x pixels
+    assert report["goodput"] == 1.0 and len(finals) == 4
+    assert "request classes" in result.stdout and "goodput: 100.00%" in result.stdout
+
+
 def test_the_burst_scenario_runs_against_the_server(burst_run):
     """The main job, as the other shipped scenarios above: the session's burst_run (tests/integration/conftest.py),
     whose HTML page test_html_report reads."""
