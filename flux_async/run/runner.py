@@ -71,6 +71,11 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     scenario, target, verifier = s.scenario, s.target, s.verifier
     if options.worker is not None:
         scenario = divide(scenario, *options.worker)
+    for phase in scenario.phases:
+        trace = phase.report_fields().get("trace")
+        if trace and trace["skipped_lines"]:
+            console.print(f"flux_async: phase {phase.name!r}: {trace['skipped_lines']} bad lines of {trace['file']} "
+                          "skipped (skip_bad_lines)")
     recorder, timeline = Recorder(), Timeline()
     hlog = HlogWriter(options.hlog) if options.hlog else None
     request_log = RequestLog(options.request_log) if options.request_log else None

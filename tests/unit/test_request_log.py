@@ -87,3 +87,12 @@ def test_workers_logs_merge_by_timestamp(tmp_path):
                        tmp_path / "all.jsonl")
     merged = [json.loads(line)["timestamp"] for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     assert count == 6 and merged == [0, 1, 2, 5, 9, 30]
+
+
+def test_each_worker_writes_its_own_log(tmp_path):
+    from flux_async.run.workers import worker_command
+
+    command = worker_command(tmp_path / "s.yaml", 1, 2, "grpc://h:1", RunOptions(request_log=tmp_path / "r.jsonl"),
+                             tmp_path / "w")
+    assert command[command.index("--request-log") + 1] == str(tmp_path / "w" / "worker-1.jsonl")
+    assert "--request-log" not in worker_command(tmp_path / "s.yaml", 1, 2, "grpc://h:1", RunOptions(), tmp_path)
