@@ -176,6 +176,29 @@ def memory(data: dict) -> list[str]:
             f"{data['requests_per_s']:.0f} requests/s, {data['cpu_us_per_request']:.0f} µs CPU per request.", ""]
 
 
+def trace_memory(data: dict) -> list[str]:
+    lines = ["## Trace memory", "", _source(data, "uv run python benchmarks/trace_memory.py"),
+             "A generated trace (bursty, two classes; a quarter of the lines two prompts with seeds and `extra`) "
+             "checked as the scenario is read, then its schedule iterated into jobs as a replay does (no sending), "
+             "each size in its own process. Peak RSS is the process's (imports included); tracemalloc's peak is "
+             "what the check and the iteration allocated at most at once.", "",
+             "| lines | file MB | check s | iterate s | RSS before MB | peak RSS MB | tracemalloc peak KB |",
+             "|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['lines']:,} | {row['file_mb']} | {row['check_s']} | {row['iterate_s']} | "
+                     f"{row['rss_mb_before']} | {row['peak_rss_mb']} | {row['tracemalloc_peak_kb']} |")
+    rows = data["rows"]
+    if len(rows) >= 2:
+        small, large = rows[0], rows[-1]
+        grown_kb = large["tracemalloc_peak_kb"] - small["tracemalloc_peak_kb"]
+        verdict = "memory does not grow with the trace" if grown_kb < max(256.0, small["tracemalloc_peak_kb"]) \
+            else "memory grows with the trace"
+        lines += ["", f"{large['lines'] // small['lines']}x the lines: peak RSS "
+                      f"{large['peak_rss_mb'] - small['peak_rss_mb']:+.1f} MB, tracemalloc peak {grown_kb:+.1f} KB — "
+                      f"{verdict} ({data['note']})."]
+    return lines + [""]
+
+
 def overhead(data: dict) -> list[str]:
     lines = ["## Triton overhead (CPU, tiny weights)", "", _source(data, "uv run python benchmarks/sut_overhead.py"),
              "One request at a time: `bls` through Triton (gRPC, images returned) against `FluxPipeline` in-process "
@@ -629,7 +652,8 @@ def main() -> None:
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
              "measure your machine.", "", TARGETS, ""]
     for name, render in (("client_cost", client_cost), ("payload", payload), ("schedule_accuracy", schedule),
-                         ("coordinated_omission", omission), ("memory", memory), ("sut_overhead", overhead),
+                         ("coordinated_omission", omission), ("memory", memory), ("trace_memory", trace_memory),
+                         ("sut_overhead", overhead),
                          ("fidelity-cpu", fidelity), ("install_footprint", install_footprint)):
         data = _load(name)
         lines += render(data) if data else [f"## {name}", "", "_Not measured yet._", ""]

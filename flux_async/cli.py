@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker", type=_worker, default=None, help=argparse.SUPPRESS)  # i/N: set by --workers
     run.add_argument("--mismatch-dir", type=Path, default=None,
                      help="where to save mismatch PNGs (default: beside the report, <report>-mismatches/)")
+    run.add_argument("--request-log", type=Path, default=None, metavar="FILE.jsonl",
+                     help="write one JSON line per request (a trace `executor: trace` replays, plus its times and "
+                          "outcome; docs/trace.md)")
 
     capacity = commands.add_parser("capacity", help="find the highest rate (or concurrency) that meets an SLO")
     capacity.add_argument("scenario", type=Path)
@@ -319,7 +322,8 @@ def cmd_run(args) -> int:
                          plot=args.plot, html=args.html, duration_s=args.duration, weights=args.weights,
                          progress=not args.no_progress, verify=not args.no_verify, mismatch_dir=args.mismatch_dir,
                          metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
-                         control_url=args.control_url, model_repository=args.model_repository)
+                         control_url=args.control_url, model_repository=args.model_repository,
+                         request_log=args.request_log)
     if args.workers > 1:
         return _scenario_command(args, lambda s: run_workers(s, args.scenario, args.workers, options,
                                                                     _console()))

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 from flux_async.measure import attribution
 from flux_async.measure.recorder import SERVER_TIMING, Interval, Recorder, merge_intervals
 from flux_async.scenario.config import Scenario
 from flux_async.scenario.executors import ClosedLoop, Executor, OpenLoop
+from flux_async.scenario.trace_file import TraceLine
 from flux_async.scenario.workload import Job, JobSource
 from flux_async.targets.base import Outcome, Target
 from flux_async.verification.verifier import Verifier, keep
@@ -85,6 +87,16 @@ else:  # pragma: no cover - Python 3.10
 Observer = Callable[[str, Job, Outcome], None]  # (phase name, job, outcome), called as each request ends
 
 
+class RequestLogger(Protocol):
+    """Where `run --request-log` writes each request (flux_async/run/request_log.py): a ticket per request in the
+    order they are scheduled, then its outcome, or that it was dropped."""
+
+    def start(self, origin_ns: int) -> None: ...
+    def reserve(self) -> int: ...
+    def done(self, ticket: int, phase: str, job: Job, intended_ns: int, outcome: Outcome) -> None: ...
+    def dropped(self, ticket: int, phase: str, job: Job, intended_ns: int) -> None: ...
+
+
 class Engine:
     """Runs `scenario` against `target`, recording into `recorder`; `observers` see every request's outcome."""
 
@@ -94,11 +106,12 @@ class Engine:
                  interval_s: float = 1.0, listeners: Iterable[Callable[[Interval], None]] = (),
                  samplers: dict[str, Callable] | None = None, grace_s: float | None = None,
                  verifier: Verifier | None = None, job_stream: int = 0, observers: Iterable[Observer] = (),
-                 lost_after_s: float | None = 5.0):
+                 lost_after_s: float | None = 5.0, request_log: RequestLogger | None = None):
         self.scenario, self.target, self.recorder, self.verifier = scenario, target, recorder, verifier
         self.max_phase_s, self.interval_s = max_phase_s, interval_s
         self.listeners, self.samplers = list(listeners), dict(samplers or {})
         self.observers = list(observers)  # called with (phase, job, outcome) as each request ends
+        self.request_log = request_log  # one line per request (run --request-log)
         self.lost_after_s = lost_after_s  # stop when the target is not live this long (None: never)
         self.stop_reason: str | None = None
         self.request_timeout_s = scenario.target.request_timeout_s
@@ -106,7 +119,7 @@ class Engine:
         self.jobs = JobSource(scenario.workload, stream=job_stream)
         self.phases = [PhaseRun(p) for p in scenario.phases]
         self.current: PhaseRun | None = None
-        self.in_flight = 0
+        self.in_flight = 0  # requests handed to a task (counted at once: a burst cannot overrun max_in_flight)
         self._tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._stop_requested = False
@@ -154,10 +167,10 @@ class Engine:
         return False
 
     # ---- requests --------------------------------------------------------------------------------------------
-    async def _send(self, phase: PhaseRun, intended_ns: int) -> None:
-        job = keep(self.jobs.next(), self.verifier)
+    async def _send(self, phase: PhaseRun, intended_ns: int, job: Job, ticket: int = -1) -> None:
+        """Send `job` (counted in `in_flight` by the caller, before this task ran) and record its outcome."""
+        job = keep(job, self.verifier)
         self.recorder.count(phase.name, "sent", request_class=job.request_class or "")
-        self.in_flight += 1
         self._taken += 1
         try:
             async with _deadline(self.request_timeout_s + 5):  # targets time out first; this bounds a stuck one
@@ -171,6 +184,8 @@ class Engine:
         finally:
             self.in_flight -= 1
         self._record(phase, job, intended_ns, outcome)
+        if self.request_log is not None:
+            self.request_log.done(ticket, phase.name, job, intended_ns, outcome)
         for observer in self.observers:
             observer(phase.name, job, outcome)
         if outcome.ok and job.verify:
@@ -205,29 +220,42 @@ class Engine:
         if slo is None or slo.met(latency_us / 1000, service_us / 1000, None if ttfr_us is None else ttfr_us / 1000):
             count("good")  # goodput: succeeded within its class's objective (or succeeded, where there is none)
 
-    def _spawn(self, phase: PhaseRun, intended_ns: int) -> None:
-        task = asyncio.create_task(self._send(phase, intended_ns))
+    def _job(self, line: TraceLine | None) -> Job:
+        """The next request: the workload's draw, or a trace line's own."""
+        return self.jobs.next() if line is None else self.jobs.from_trace(line)
+
+    def _ticket(self) -> int:
+        """The request's place in the request log (-1: no log)."""
+        return self.request_log.reserve() if self.request_log is not None else -1
+
+    def _spawn(self, phase: PhaseRun, intended_ns: int, job: Job) -> None:
+        self.in_flight += 1  # now, not when the task first runs: arrivals due together see each other
+        task = asyncio.create_task(self._send(phase, intended_ns, job, self._ticket()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # ---- executors -------------------------------------------------------------------------------------------
-    async def _open_loop(self, phase: PhaseRun, times: Iterator[float]) -> None:
+    async def _open_loop(self, phase: PhaseRun, schedule: Iterator[tuple[float, TraceLine | None]]) -> None:
         """A pacing thread sleeps (with the OS's sub-millisecond timers, not the event loop's 1 ms ones) until each
-        intended time and hands the request to the loop, which sends it or, over the in-flight cap, drops it."""
+        intended time and hands the request to the loop, which sends it or, over the in-flight cap, drops it. A
+        dropped request still takes its job (request k of a schedule is the same whatever was dropped before it)."""
         loop, done = asyncio.get_running_loop(), asyncio.Event()
         cap = phase.config.max_in_flight
 
-        def dispatch(intended: int) -> None:
+        def dispatch(intended: int, line: TraceLine | None) -> None:
             phase.scheduled += 1
+            job = self._job(line)
             if cap is not None and self.in_flight >= cap:
                 self._taken += 1
-                self.recorder.count(phase.name, "dropped")
+                self.recorder.count(phase.name, "dropped", request_class=job.request_class or "")
+                if self.request_log is not None:
+                    self.request_log.dropped(self._ticket(), phase.name, job, intended)
             else:
-                self._spawn(phase, intended)
+                self._spawn(phase, intended, job)
 
         def pace() -> None:
             try:
-                for offset in times:
+                for offset, line in schedule:
                     intended = phase.started_ns + int(offset * NS)
                     while not self._stop_requested:
                         delay = (intended - time.perf_counter_ns()) / NS
@@ -237,7 +265,7 @@ class Engine:
                     if self._stop_requested:
                         return
                     self._due += 1
-                    loop.call_soon_threadsafe(dispatch, intended)
+                    loop.call_soon_threadsafe(dispatch, intended, line)
             finally:
                 loop.call_soon_threadsafe(done.set)
 
@@ -266,7 +294,8 @@ class Engine:
                     continue
                 phase.scheduled += 1
                 self._due += 1
-                await self._send(phase, now)
+                self.in_flight += 1
+                await self._send(phase, now, self.jobs.next(), self._ticket())
 
         await asyncio.gather(*(virtual_user(i) for i in range(config.peak_concurrency)))
 
@@ -303,7 +332,7 @@ class Engine:
                 await self._closed_loop(phase, config, phase.planned_s)
             else:
                 assert isinstance(config, OpenLoop)  # every executor is open- or closed-loop
-                await self._open_loop(phase, config.arrivals(self.max_phase_s))
+                await self._open_loop(phase, config.schedule(self.max_phase_s))
         finally:
             await self._drain(phase)
             phase.ended_ns = time.perf_counter_ns()
@@ -385,6 +414,8 @@ class Engine:
     async def run(self) -> RunResult:
         started_at, started = datetime.now(timezone.utc), time.perf_counter_ns()
         self._interval_start, self._loop_cpu = started, time.thread_time()
+        if self.request_log is not None:
+            self.request_log.start(started)
         ticker = asyncio.create_task(self._intervals())
         watchdog = asyncio.create_task(self._watchdog()) if self.lost_after_s else None
         try:

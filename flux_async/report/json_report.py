@@ -198,6 +198,7 @@ def run_report(scenario: Scenario, run: RunResult, recorder: Recorder, *, embedd
             continue
         scope = Phase(phase.name, phase.config.executor, phase.config.warmup, phase.finished,
                       figures(recorder, {phase.name}, phase.duration_s, goodput=goodput))
+        scope.extra.update(phase.config.report_fields())  # a trace: its file, lines and skipped lines
         if phase.stages is not None:
             scope.stages, scope.first_to_queue = phase.stages, first_to_queue(phase.stages)
         if verifier is not None:

@@ -22,6 +22,7 @@ from flux_async.report.json_report import build_report, print_summary
 from flux_async.report.progress import show_progress
 from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
 from flux_async.run.outputs import finish
+from flux_async.run.request_log import RequestLog
 from flux_async.run.session import RunOptions, Session, apply_overrides, session
 from flux_async.run.workers import divide
 from flux_async.scenario.config import Scenario, unknown_class
@@ -70,8 +71,14 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
     scenario, target, verifier = s.scenario, s.target, s.verifier
     if options.worker is not None:
         scenario = divide(scenario, *options.worker)
+    for phase in scenario.phases:
+        trace = phase.report_fields().get("trace")
+        if trace and trace["skipped_lines"]:
+            console.print(f"flux_async: phase {phase.name!r}: {trace['skipped_lines']} bad lines of {trace['file']} "
+                          "skipped (skip_bad_lines)")
     recorder, timeline = Recorder(), Timeline()
     hlog = HlogWriter(options.hlog) if options.hlog else None
+    request_log = RequestLog(options.request_log) if options.request_log else None
     gpu = GpuSampler()
     metrics_url = options.metrics_url or scenario.target.metrics_url
     scraper = MetricsScraper(metrics_url) if metrics_url else None
@@ -88,7 +95,7 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                     job_stream=options.worker[0] if options.worker else 0,
                     observers=[injector.observe] if injector else [],
                     lost_after_s=None if any(f.action == "kill-server" for f in scenario.faults) else
-                    min(5.0, scenario.target.request_timeout_s))
+                    min(5.0, scenario.target.request_timeout_s), request_log=request_log)
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
     usage = ClientUsage()
     try:
@@ -109,6 +116,8 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
             await asyncio.gather(progress, return_exceptions=True)
         if hlog is not None:
             hlog.close()
+        if request_log is not None:  # written whatever ended the run (Ctrl-C included)
+            request_log.close()
         if scraper is not None:
             await scraper.close()
     client = usage.finish(sum(p.scheduled for p in result.phases), recorder, engine)

@@ -38,6 +38,7 @@ class RunOptions:
     allow_faults: bool = False
     control_url: str | None = None
     model_repository: Path | None = None  # for the embedded server (default: triton_models/)
+    request_log: Path | None = None  # one JSON line per request, replayable as a trace (run/request_log.py)
 
 
 def mismatch_folder(scenario: Scenario, options: RunOptions) -> Path:

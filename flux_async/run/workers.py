@@ -22,6 +22,7 @@ from flux_async.report.hlog_merge import merge_logs, write_log
 from flux_async.report.merge_reports import merge_reports
 from flux_async.report.schema import Report
 from flux_async.run.outputs import finish
+from flux_async.run.request_log import merge_logs as merge_request_logs
 from flux_async.run.session import RunOptions, apply_overrides, embedded_server
 from flux_async.scenario.config import Scenario
 
@@ -43,6 +44,8 @@ def worker_command(scenario_path: Path, index: int, count: int, url: str, option
             command += [flag, str(value)]
     if not options.verify:
         command.append("--no-verify")
+    if options.request_log:
+        command += ["--request-log", str(folder / f"worker-{index}.jsonl")]
     return command
 
 
@@ -87,6 +90,8 @@ async def run_workers(scenario: Scenario, scenario_path: Path, count: int, optio
     report = merge_reports(scenario, reports, hlogs, embedded)
     if options.hlog:
         write_log(merge_logs([h for h in hlogs if h.is_file()]), options.hlog)
+    if options.request_log:  # the workers' logs, merged by timestamp
+        merge_request_logs([folder / f"worker-{i}.jsonl" for i in range(count)], options.request_log)
     from flux_async.report.plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)

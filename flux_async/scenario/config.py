@@ -230,8 +230,8 @@ def _capacity(r: Reader, data: Any, path: str = "capacity") -> CapacityConfig:
 
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a `Scenario` from parsed YAML; raises `ScenarioError` listing every problem."""
-    r = Reader()
     base_dir = base_dir or Path.cwd()
+    r = Reader(base_dir)
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
                                         "verify", "capacity", "faults"), ("workload",))
     if not isinstance(data, dict):

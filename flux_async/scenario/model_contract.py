@@ -109,6 +109,12 @@ class Contract:
                 arrays[mapped.name] = mapped.array(given, count)
         for mapped, value in self.constants:
             arrays[mapped.name] = mapped.array([value], count)
+        if job.extra:  # a trace line's inputs by tensor name: a field's or a constant's input takes its value
+            known = {m.name: m for m in self.inputs.values()} | {m.name: m for m, _ in self.constants}
+            for name, value in job.extra.items():
+                carrier = known.get(name)
+                if carrier is not None:  # other names are not sent: the model would refuse an unknown input
+                    arrays[name] = carrier.array(value if isinstance(value, list) else [value], count)
         return arrays
 
     def output_names(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flux_async.scenario.thresholds import Threshold, parse_threshold
@@ -55,8 +56,9 @@ def boolean(value: Any) -> bool:
 class Reader:
     """Walks a YAML mapping, collecting every problem with its path instead of stopping at the first."""
 
-    def __init__(self):
+    def __init__(self, base_dir: Path | None = None):
         self.problems: list[str] = []
+        self.base_dir = base_dir or Path.cwd()  # relative file names in the scenario are resolved against it
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")

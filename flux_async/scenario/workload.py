@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
+import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from flux_async import contract
 from flux_async.scenario.workload_config import WorkloadConfig
+
+if TYPE_CHECKING:
+    from flux_async.scenario.trace_file import TraceLine
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,12 @@ class Job:
     images_per_prompt: int = 1  # openai-images / nim: images asked for the one prompt (n, samples)
     negative_prompt: str | None = None  # sent where the target maps it
     request_class: str | None = None  # the workload class it was drawn from (None: the workload has no classes)
+    extra: dict[str, Any] | None = None  # a trace line's `extra`: inputs by tensor name (Contract.arrays)
+
+    @property
+    def extra_key(self) -> str | None:
+        """`extra` as canonical JSON text: part of what identifies the request (and its images)."""
+        return None if not self.extra else json.dumps(self.extra, sort_keys=True, separators=(",", ":"))
 
     def bls_kwargs(self) -> dict:
         """Keyword arguments for `flux_async.targets.bls_inputs.bls_inputs` (None = server default)."""
@@ -58,6 +71,7 @@ class JobSource:
             self._variants.append(_Variant(name, settings, counts, list(itertools.accumulate(weights))))
         self._class_weights = list(itertools.accumulate(c.weight for c in workload.classes.values()))
         self._issued = 0
+        self._indices: dict[int, dict[str, int]] = {}  # id(settings) → prompt → its first index
 
     def next(self) -> Job:
         variant = self._variants[0] if len(self._variants) == 1 else \
@@ -72,3 +86,35 @@ class JobSource:
                   request_class=variant.name)
         self._issued += 1
         return job
+
+    def from_trace(self, line: TraceLine) -> Job:
+        """The request of a trace line: what the line leaves out comes from its class's settings (when the workload
+        has that class), else from the workload's; a prompt without a seed keeps the seed it would have in the
+        workload (seed + its index in the prompts), or seed + a hash of its text when it is not among them."""
+        klass = self.workload.classes.get(line.request_class) if line.request_class else None
+        w = klass.settings if klass is not None else self.workload
+        seeds = line.seeds
+        if seeds is None and w.seed is not None:
+            seeds = tuple(self._seed_of(w, prompt) for prompt in line.prompts)
+
+        def pick(own, default):
+            return default if own is None else own
+
+        job = Job(self._issued, line.prompts, seeds, pick(line.steps, w.steps), pick(line.guidance, w.guidance),
+                  pick(line.height, w.height), pick(line.width, w.width),
+                  pick(line.max_sequence_length, w.max_sequence_length),
+                  images_per_prompt=pick(line.images_per_prompt, w.images_per_prompt),
+                  negative_prompt=pick(line.negative_prompt, w.negative_prompt), request_class=line.request_class,
+                  extra=line.extra)
+        self._issued += 1
+        return job
+
+    def _seed_of(self, settings: WorkloadConfig, prompt: str) -> int:
+        index = self._indices.get(id(settings))
+        if index is None:
+            index = self._indices[id(settings)] = {p: i for i, p in reversed(list(enumerate(settings.prompts)))}
+        assert settings.seed is not None
+        offset = index.get(prompt)
+        if offset is None:
+            offset = zlib.crc32(prompt.encode("utf-8"))
+        return (settings.seed + offset) % (contract.MAX_SEED + 1)

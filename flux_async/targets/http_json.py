@@ -184,6 +184,7 @@ class JsonTarget(Target):
         put("guidance", job.guidance)
         put("seed", job.seeds[0] if job.seeds else None)
         put("negative_prompt", job.negative_prompt)
+        body.update(job.extra or {})  # a trace line's own fields, as they are (docs/trace.md)
         return body
 
     def protocol_fields(self, job: Job) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class EncodedRequests:
 
     def get(self, job: Job):
         key = (job.prompts, job.seeds, job.steps, job.guidance, job.height, job.width, job.max_sequence_length,
-               job.negative_prompt)
+               job.negative_prompt, job.extra_key)
         encoded = self._cache.get(key)
         if encoded is None:
             encoded = self._cache[key] = self.encode(job)

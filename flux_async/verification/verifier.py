@@ -42,21 +42,25 @@ class ReferenceKey:
     width: int | None
     max_sequence_length: int | None
     negative_prompt: str | None = None  # sent where the target maps it
+    extra: str | None = None  # a trace line's `extra` inputs (canonical JSON): they may change the image
 
     @classmethod
     def of(cls, job: Job, item: int, seed: int) -> ReferenceKey:
         return cls(job.prompts[item], seed, job.steps, job.guidance, job.height, job.width, job.max_sequence_length,
-                   job.negative_prompt)
+                   job.negative_prompt, job.extra_key)
 
     def job(self) -> Job:
-        """The reference's request: its one prompt and seed alone, one image."""
+        """The reference's request: its one prompt and seed alone, one image (with the same extra inputs)."""
         return Job(-1, (self.prompt,), (self.seed,), self.steps, self.guidance, self.height, self.width,
-                   self.max_sequence_length, verify=True, negative_prompt=self.negative_prompt)
+                   self.max_sequence_length, verify=True, negative_prompt=self.negative_prompt,
+                   extra=None if self.extra is None else json.loads(self.extra))
 
     def digest(self, model: str) -> str:
         values = list(asdict(self).values())
-        if self.negative_prompt is None:
-            values.pop()  # the digests of references cached before the key had a negative prompt stay valid
+        if self.extra is None:
+            values.pop()  # the digests of references cached before the key had extra inputs stay valid
+            if self.negative_prompt is None:
+                values.pop()  # ... and before it had a negative prompt
         return hashlib.sha256(json.dumps([model, *values]).encode()).hexdigest()[:24]
 
 

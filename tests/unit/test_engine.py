@@ -84,6 +84,17 @@ async def test_requests_over_the_cap_are_dropped_never_delayed():
     assert stat_ms(recorder.merged("lag"), "p99") < 50  # what was sent left on time
 
 
+async def test_a_burst_due_at_once_never_exceeds_the_in_flight_cap():
+    """Arrivals due in the same instant are dispatched before any of their tasks runs: each must see the ones before
+    it in flight (counted when spawned, not when the task starts), or the whole burst is sent over the cap."""
+    s = scenario([{"name": "b", "executor": "burst", "burst_size": 10, "every": "1s", "bursts": 1,
+                   "max_in_flight": 3}], url="fake://?latency=50ms")
+    engine, target, recorder, _ = await run(s)
+    counters = recorder.counters["b"]
+    assert target.max_in_flight == 3 and counters.sent == 3 and counters.dropped == 7
+    assert engine.in_flight == 0
+
+
 async def test_closed_loop_keeps_exactly_its_concurrency():
     s = scenario([{"name": "c", "executor": "constant-concurrency", "concurrency": 3, "requests": 30}])
     _, target, recorder, _ = await run(s)

@@ -35,7 +35,7 @@ def first(times, n=50) -> list[float]:
 
 def test_the_registry_names_every_executor_in_the_documented_order():
     assert list(EXECUTORS) == ["constant-concurrency", "ramping-concurrency", "constant-arrival-rate",
-                               "poisson-arrival-rate", "ramping-arrival-rate", "burst"]
+                               "poisson-arrival-rate", "ramping-arrival-rate", "burst", "trace"]
     for name, executor in EXECUTORS.items():
         assert executor.executor == name and issubclass(executor, (OpenLoop, ClosedLoop))
     assert issubclass(ConstantConcurrency, ClosedLoop) and issubclass(RampingConcurrency, ClosedLoop)

@@ -9,9 +9,11 @@ from flux_async.scenario.executors.constant_arrival_rate import ConstantArrivalR
 from flux_async.scenario.executors.constant_concurrency import ConstantConcurrency
 from flux_async.scenario.executors.poisson_arrival_rate import PoissonArrivalRate
 from flux_async.scenario.executors.ramping import RampingArrivalRate, RampingConcurrency
+from flux_async.scenario.executors.trace import TraceReplay
 
 EXECUTORS: dict[str, type[Executor]] = {executor.executor: executor for executor in (
-    ConstantConcurrency, RampingConcurrency, ConstantArrivalRate, PoissonArrivalRate, RampingArrivalRate, Burst)}
+    ConstantConcurrency, RampingConcurrency, ConstantArrivalRate, PoissonArrivalRate, RampingArrivalRate, Burst,
+    TraceReplay)}
 
 __all__ = ["EXECUTORS", "Burst", "ClosedLoop", "ConstantArrivalRate", "ConstantConcurrency", "Executor", "OpenLoop",
-           "PoissonArrivalRate", "RampingArrivalRate", "RampingConcurrency"]
+           "PoissonArrivalRate", "RampingArrivalRate", "RampingConcurrency", "TraceReplay"]

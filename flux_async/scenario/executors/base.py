@@ -6,11 +6,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from flux_async.errors import WorkerSplitError
 from flux_async.scenario.reader import Reader, boolean, parse_duration
 from flux_async.scenario.thresholds import Threshold
+
+if TYPE_CHECKING:
+    from flux_async.scenario.trace_file import TraceLine
 
 COMMON_KEYS = ("name", "executor", "duration", "requests", "warmup", "max_in_flight", "thresholds")
 
@@ -96,6 +99,10 @@ class Executor(ABC):
     def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
         """Generator `index`'s share of this executor's own fields, as keyword arguments for `replace`."""
 
+    def report_fields(self) -> dict[str, Any]:
+        """What the report's phase says about this executor beyond its figures (a trace: its file and lines)."""
+        return {}
+
 
 class OpenLoop(Executor):
     """Sends each request at its intended time, whether or not earlier ones have answered."""
@@ -103,6 +110,11 @@ class OpenLoop(Executor):
     @abstractmethod
     def arrivals(self, cap_s: float | None) -> Iterator[float]:
         """Intended start offsets, in seconds from the phase start, of request 0, 1, 2, ..."""
+
+    def schedule(self, cap_s: float | None) -> Iterator[tuple[float, TraceLine | None]]:
+        """(intended offset, the request) of request 0, 1, 2, ...: None is the workload's next request; a trace
+        gives each its own line."""
+        return ((offset, None) for offset in self.arrivals(cap_s))
 
 
 class ClosedLoop(Executor):
