@@ -53,9 +53,10 @@ PROTOCOL_CHOICES = ("grpc", "grpc-stream", "http", "openai-images", "nim")  # sc
 
 
 def _size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
+    """'WIDTHxHEIGHT' (OpenAI's order) → (height, width)."""
+    width, _, height = text.partition("x")
     if not (height.isdigit() and width.isdigit()) or int(height) < 1 or int(width) < 1:
-        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH such as 256x256, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT such as 512x256, got {text!r}")
     return int(height), int(width)
 
 
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a runnable scenario for the model here")
     inspect.add_argument("--steps", type=_positive, default=None,
                          help="steps for the probe and the written scenario, when the model takes them")
-    inspect.add_argument("--size", type=_size, default=None, metavar="HxW",
+    inspect.add_argument("--size", type=_size, default=None, metavar="WxH",
                          help="image size for the probe and the written scenario, when the model takes it")
     inspect.add_argument("--no-probe", action="store_true",
                          help="never send a request (a float image's value range then stays a guess)")

@@ -208,7 +208,7 @@ def _write_scenario(options: InspectOptions, info: ModelInfo, inference: Inferen
     if options.steps is not None and "steps" in contract.inputs:
         workload["steps"] = options.steps
     if options.size is not None and {"height", "width"} <= set(contract.inputs):
-        workload["size"] = f"{options.size[0]}x{options.size[1]}"
+        workload["size"] = f"{options.size[1]}x{options.size[0]}"  # WxH
     if contract.max_prompts > 1 and info.max_batch_size == 0:  # several prompts in one request, as the model allows
         workload["prompts_per_request"] = {1: 2, min(2, contract.max_prompts): 1}
     verifiable = contract.unverifiable is None

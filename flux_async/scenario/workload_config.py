@@ -174,9 +174,9 @@ def _sizes(r: Reader, data: dict, path: str) -> dict[str, int | None]:
     if data.get("size") is not None:
         match = re.match(r"^(\d+)x(\d+)$", str(data["size"]))
         if not match or height is not None or width is not None:
-            r.problem(f"{path}.size", "must look like 256x256 (and then height/width are not given)")
-        else:
-            height, width = int(match.group(1)), int(match.group(2))
+            r.problem(f"{path}.size", "must be WIDTHxHEIGHT like 512x256 (and then height/width are not given)")
+        else:  # width first, as OpenAI's size and the trace format
+            width, height = int(match.group(1)), int(match.group(2))
     sizes = {}
     for name, value in (("height", height), ("width", width)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)

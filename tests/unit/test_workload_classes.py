@@ -121,3 +121,10 @@ def test_a_bad_prompt_file_names_the_line(tmp_path, name, text, message):
     found = "\n".join(problems({"prompts_file": name}, tmp_path))
     assert "workload.prompts_file: cannot read" in found or "workload.prompts_file:" in found
     assert message in found, found
+
+
+def test_size_is_width_by_height_as_openai_and_traces_have_it():
+    workload = scenario({"prompts": ["a"], "size": "512x256", "classes": {"wide": {"weight": 1, "size": "128x64"}}})
+    assert (workload.workload.width, workload.workload.height) == (512, 256)
+    wide = workload.workload.classes["wide"].settings
+    assert (wide.width, wide.height) == (128, 64)
