@@ -53,6 +53,10 @@ async def test_a_request_log_replayed_as_a_trace_reproduces_the_count_and_classe
     assert Counter(line["class"] for line in relog) == Counter(line["class"] for line in lines)
     assert {k: s["requests"]["sent"] for k, s in replayed["classes"].items()} == Counter(
         line["class"] for line in lines)
+    # the same schedule: each request intended at its logged time (from the first), to the log's 0.001 ms
+    gaps = [abs((r["timestamp"] - relog[0]["timestamp"]) - (o["timestamp"] - lines[0]["timestamp"]))
+            for r, o in zip(relog, lines)]
+    assert max(gaps) < 0.01, gaps
     strip = ("timestamp", "phase", "outcome", "send_ms", "first_ms", "end_ms", "latency_ms", "service_ms", "images")
     assert [{k: v for k, v in line.items() if k not in strip} for line in relog] == \
            [{k: v for k, v in line.items() if k not in strip} for line in lines]
