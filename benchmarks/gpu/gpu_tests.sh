@@ -4,9 +4,9 @@
 set -uo pipefail
 out=${1:-/tmp/gpu-tests}
 mkdir -p "$out"
-/tmp/fa/bin/python -m flux_async serve --tritonserver /tmp/srv/tritonserver/bin/tritonserver --weights /tmp/tiny-flux \
-    --http-port 18000 --grpc-port 18001 --metrics-port 18002 --model-control-mode explicit > "$out/serve.log" 2>&1 &
-for _ in $(seq 1 240); do grep -q "Press Ctrl-C" "$out/serve.log" && break; sleep 1; done
+source benchmarks/gpu/serve.sh
+serve "$out" 240 --weights /tmp/tiny-flux --http-port 18000 --grpc-port 18001 --metrics-port 18002 \
+    --model-control-mode explicit || exit 1
 /tmp/fa/bin/python -m pytest -p no:cacheprovider -p flux_async.testing.pytest_plugin --run-gpu -m gpu -rs -v --flux-http-url localhost:18000 \
     --flux-grpc-url localhost:18001 tests/integration/test_gpu_memory.py tests/regression 2>&1 | tee "$out/pytest.log"
 cp test-artifacts/batch_memory.json "$out/" 2>/dev/null

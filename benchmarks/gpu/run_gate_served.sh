@@ -10,16 +10,9 @@ out=${1:-$OUT}
 mkdir -p "$out"
 /tmp/fa/bin/python -c "import flux_async, filelock, skimage" 2>/dev/null || bash benchmarks/gpu/setup_device.sh > "$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }
 py=/tmp/fa/bin/python
-$py -m flux_async serve --tritonserver /tmp/srv/tritonserver/bin/tritonserver --weights preset:flux1-schnell \
-    --http-port 18000 --grpc-port 18001 --metrics-port 18002 --model-control-mode explicit > "$out/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 1 400); do  # until it is up, or gone
-    grep -q "Press Ctrl-C" "$out/serve.log" && break
-    kill -0 $server 2>/dev/null || break
-    sleep 1
-done
-grep -q "Press Ctrl-C" "$out/serve.log" || { echo "server did not start"; tail -n 30 "$out/serve.log"; exit 1; }
-echo "server up after ${SECONDS}s"
+source benchmarks/gpu/serve.sh
+serve "$out" 400 --weights preset:flux1-schnell --http-port 18000 --grpc-port 18001 --metrics-port 18002 \
+    --model-control-mode explicit || exit 1
 steps=" ${STEPS:-1024 cli fixtures capacity tests} "
 want() { [[ "$steps" == *" $1 "* ]] && echo "== $1 (${SECONDS}s)"; }
 want 1024 && $py benchmarks/verify_gate.py --http-url localhost:18000 --grpc-url localhost:18001 --label h200-1024 \

@@ -14,16 +14,8 @@ mkdir -p "$out"
 echo "set up after ${SECONDS}s"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$out/nvidia-smi.csv" || true
 py=/tmp/fa/bin/python
-$py -m flux_async serve --tritonserver /tmp/srv/tritonserver/bin/tritonserver --weights preset:flux1-schnell \
-    > "$out/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 1 420); do  # until it is up, or gone
-    grep -q "Press Ctrl-C" "$out/serve.log" && break
-    kill -0 $server 2>/dev/null || break
-    sleep 1
-done
-grep -q "Press Ctrl-C" "$out/serve.log" || { echo "server did not start"; tail -n 30 "$out/serve.log"; exit 1; }
-echo "server up after ${SECONDS}s"
+source benchmarks/gpu/serve.sh
+serve "$out" 420 --weights preset:flux1-schnell || exit 1
 PYTHONUNBUFFERED=1 $py benchmarks/image_encoding_cost.py --url localhost:8001 --machine h200 \
     --label 'H200, preset:flux1-schnell, bf16' --prompts 1 4 --sizes 512 1024 --steps "${STEPS:-4}" \
     --repeats "${REPEATS:-7}" 2>&1 | grep -v -i warn | tee "$out/image-encoding.log"
