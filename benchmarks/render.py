@@ -647,13 +647,33 @@ def _unexpected(entries: list[str]) -> str:
     return "Verdicts not as they must be (a correct pair failing, or a wrong one passing): " + "; ".join(parts) + "."
 
 
+def cluster_coordination(data: dict) -> list[str]:
+    lines = ["## Cluster coordination", "", _source(data, "uv run python benchmarks/cluster_coordination.py"),
+             f"`run --cluster --agents N` against the fake target at {data['rate_per_s']:g} requests/s for "
+             f"{data['duration_s']:g} s, on a local Ray cluster of this machine (a head with no CPUs, two worker "
+             "nodes of N/2 logical CPUs: every agent shares the same two cores). Coordinator CPU: the whole "
+             "coordinator process (Ray's driver threads included) while the agents run; heartbeat: one poll's round "
+             "trip — an interval reaches the coordinator at most one poll period (1 s) plus that after it closes.",
+             "", "| agents | nodes | requests | req/s | coordinator CPU s | share of one core | heartbeats | "
+             "heartbeat p50 ms | p99 ms | max ms | clock ± max ms | agent µs CPU/request | lag p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        beat = row["heartbeat_ms"] or {}
+        lines.append(f"| {row['agents']} | {row['nodes']} | {row['requests']} | {row['requests_per_s']} | "
+                     f"{row['coordinator_cpu_s']} | {row['coordinator_cpu_share']:.1%} | {row['heartbeats']} | "
+                     f"{beat.get('p50', '–')} | {beat.get('p99', '–')} | {beat.get('max', '–')} | "
+                     f"{row['clock_uncertainty_max_ms']} | {row['agent_cpu_us_per_request']} | "
+                     f"{row['schedule_lag_p99_ms']} |")
+    return lines + [""]
+
+
 def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below comes from a committed script; each script writes "
              "`benchmarks/results/<name>.json` and re-renders this file (`benchmarks/render.py`). Rerun them to "
              "measure your machine.", "", TARGETS, ""]
     for name, render in (("client_cost", client_cost), ("payload", payload), ("schedule_accuracy", schedule),
                          ("coordinated_omission", omission), ("memory", memory), ("trace_memory", trace_memory),
-                         ("sut_overhead", overhead),
+                         ("cluster_coordination", cluster_coordination), ("sut_overhead", overhead),
                          ("fidelity-cpu", fidelity), ("install_footprint", install_footprint)):
         data = _load(name)
         lines += render(data) if data else [f"## {name}", "", "_Not measured yet._", ""]

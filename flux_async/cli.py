@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive, default=1,
                      help="load-generator processes sharing the load; their histograms merge exactly")
     run.add_argument("--worker", type=_worker, default=None, help=argparse.SUPPRESS)  # i/N: set by --workers
+    run.add_argument("--cluster", default=None, metavar="ADDRESS",
+                     help="run the load from agents on a Ray cluster: ray://HOST:10001 (client) or a head's "
+                          "HOST:PORT (needs flux_async[cluster]; README: Beyond one machine)")
+    run.add_argument("--agents", type=_positive, default=None,
+                     help="with --cluster: how many load-generator agents (spread over the nodes)")
+    run.add_argument("--place-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="with --cluster: how long the cluster may take to place the agents (default 60)")
     run.add_argument("--mismatch-dir", type=Path, default=None,
                      help="where to save mismatch PNGs (default: beside the report, <report>-mismatches/)")
     run.add_argument("--request-log", type=Path, default=None, metavar="FILE.jsonl",
@@ -325,6 +332,16 @@ def cmd_run(args) -> int:
                          metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
                          control_url=args.control_url, model_repository=args.model_repository,
                          request_log=args.request_log)
+    if args.cluster or args.agents:
+        if not (args.cluster and args.agents) or args.workers > 1:
+            raise UsageError("--cluster ADDRESS and --agents N go together (and without --workers: each agent is "
+                             "one process)")
+        from flux_async.cluster.coordinator import run_cluster
+
+        if args.place_timeout <= 0:
+            raise UsageError(f"--place-timeout must be > 0 seconds, got {args.place_timeout:g}")
+        return _scenario_command(args, lambda s: run_cluster(s, args.cluster, args.agents, options, _console(),
+                                                             place_timeout_s=args.place_timeout))
     if args.workers > 1:
         return _scenario_command(args, lambda s: run_workers(s, args.scenario, args.workers, options,
                                                                     _console()))

@@ -10,7 +10,8 @@
     ├── Unavailable (RuntimeError)  3  nothing to load-test
     │   ├── TargetUnreachable       3    the target cannot be reached or its model is not ready
     │   │                                (defined in flux_async.targets.base)
-    │   └── ServerError             3    a Triton server (embedded or `serve`) could not start
+    │   ├── ServerError             3    a Triton server (embedded or `serve`) could not start
+    │   └── ClusterUnavailable      3    run --cluster: Ray cannot be reached or cannot place the agents in time
     └── WorkersFailed               *  run --workers: a worker process could not run (its exit code)
 
 A run that completes is no error: it ends with EXIT_OK or EXIT_FAILED by its report's verdict. This module
@@ -82,6 +83,11 @@ class Unavailable(FluxAsyncError, RuntimeError):
 
 class ServerError(Unavailable):
     """The server could not start (or its environment cannot work); the message says why and what to do."""
+
+
+class ClusterUnavailable(Unavailable):
+    """`run --cluster`: the Ray cluster cannot be reached, or cannot place the agents in time (the message says what
+    it has)."""
 
 
 class WorkersFailed(FluxAsyncError):

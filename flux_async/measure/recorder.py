@@ -217,6 +217,7 @@ class Recorder:
 def encode_histograms(recorder: Recorder) -> dict[str, str]:
     """The recorder's cumulative histograms as text, for another process to add up:
     {'phase\\tmetric\\tprotocol\\tn\\tclass': compressed HDR payload}."""
+    recorder.flush()
     return {"\t".join(map(str, key)): histogram.encode().decode("ascii")
             for key, histogram in recorder.histograms.items()}
 

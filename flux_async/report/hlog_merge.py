@@ -44,3 +44,39 @@ def write_log(merged: MergedLog, path: str | Path) -> None:
 def summary(merged: MergedLog) -> dict[str, dict]:
     """Per tag: sample count and the report's percentiles in ms."""
     return {tag: {"count": h.get_total_count(), **summarize_ms(h)} for tag, h in sorted(merged.totals.items())}
+
+
+def add_by_interval(logs: list[list[tuple[float, float, str, HdrHistogram]]],
+                    interval_s: float) -> list[tuple[float, float, str, HdrHistogram]]:
+    """Agents' intervals on one synchronized grid (start offsets in s from the common start), added by interval index
+    and tag: one histogram per interval and tag holding every agent's samples, exactly."""
+    cells: dict[tuple[int, str], list] = {}
+    for log in logs:
+        for start, length, tag, histogram in log:
+            index = round(start / interval_s)
+            cell = cells.setdefault((index, tag), [index * interval_s, length, new_histogram()])
+            cell[1] = max(cell[1], length)
+            cell[2].add(histogram)
+    return [(start, length, tag, histogram) for (_, tag), (start, length, histogram) in sorted(cells.items())]
+
+
+def parse_intervals(text: str) -> list[tuple[float, float, str, HdrHistogram]]:
+    """The interval lines of an .hlog's text: (start offset s, length s, tag, histogram); headers skipped."""
+    intervals = []
+    for line in text.splitlines():
+        if not line.startswith("Tag="):
+            continue
+        tag, start, length, _, payload = line[len("Tag="):].split(",", 4)
+        histogram = new_histogram()
+        histogram.decode_and_add(payload)
+        intervals.append((float(start), float(length), tag, histogram))
+    return intervals
+
+
+def write_intervals(intervals: list[tuple[float, float, str, HdrHistogram]], path: str | Path, title: str,
+                    base_epoch_s: float) -> None:
+    """An .hlog of `intervals` (start offsets from `base_epoch_s`)."""
+    with open(path, "w", encoding="utf-8") as out:
+        write_header(out, title, base_epoch_s)
+        for start, length, tag, histogram in intervals:
+            write_interval(out, tag, start, length, histogram)

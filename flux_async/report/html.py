@@ -63,6 +63,9 @@ def verdict_reasons(report: dict | Report | CapacityReport) -> list[str]:
         reasons.append(f"{report.histogram_overflow} latencies were beyond the histograms' range")
     reasons += [f"fault {f['action']} {f.get('model') or 'server'}: {f['error']}" for f in report.faults or []
                 if f.get("error")]
+    allowed = isinstance(report.cluster, dict) and report.cluster.get("on_agent_loss") == "continue"
+    reasons += [f"agent {loss['agent']} on {loss['address']} lost after {loss['at_s']:.1f} s: {loss['reason']}"
+                for loss in report.agent_losses or [] if not allowed]
     if reasons:
         return reasons
     checked = f"; {verification.checked} images verified against their single runs" if verification.enabled else ""

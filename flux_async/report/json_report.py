@@ -404,6 +404,13 @@ def print_summary(report: dict | Report, console) -> None:
     if report.interrupted:
         print_line(f"[yellow]interrupted ({report.stop_reason}): the report covers the requests made until the "
                    "stop[/yellow]")
+    if isinstance(report.cluster, dict):
+        cluster = report.cluster
+        print_line(f"cluster: {cluster['agents']} agents on {cluster['nodes']} nodes of {cluster['address']}, clock "
+                   f"offsets within ±{cluster['clock_uncertainty_max_ms']:.2f} ms")
+    for loss in report.agent_losses or []:
+        print_line(f"[red]AGENT LOST[/red] agent {loss['agent']} on {loss['address']} after {loss['at_s']:.1f}s "
+                   f"({loss['reason']}); {loss['in_flight_lost']} requests in flight lost, later intervals partial")
     verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
     console.print(f"{verdict}  {report.figures.requests.ok} ok / {report.figures.requests.sent} sent, "
                   f"{report.figures.images.ok} images in {report.figures.duration_s:.1f}s")

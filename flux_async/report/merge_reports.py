@@ -71,9 +71,24 @@ def _counters(figures: Figures) -> Counters:
     return counters
 
 
-def _recorder(reports: list[Report]) -> Recorder:
-    """A recorder holding the workers' histograms and per-phase counters, added up."""
+def _from_fields(fields: dict) -> Counters:
+    counters = Counters(**{k: v for k, v in fields.items() if k not in ("errors_by_kind", "error_examples")})
+    counters.errors_by_kind.update(fields.get("errors_by_kind", {}))
+    counters.error_examples.update(fields.get("error_examples", {}))
+    return counters
+
+
+def _recorder(reports: list[Report], partial: Sequence[dict] = ()) -> Recorder:
+    """A recorder holding the workers' histograms and per-phase counters, added up; `partial`: what lost cluster
+    agents sent last ({'histograms', 'counters': {phase: Counters fields}, 'class_counters': {'phase\tclass': ...}})."""
     recorder = Recorder()
+    for part in partial:
+        add_encoded(recorder, part["histograms"])
+        for phase, fields in part["counters"].items():
+            recorder.counters[phase].add(_from_fields(fields))
+        for key, fields in part["class_counters"].items():
+            phase, name = key.split("\t")
+            recorder.class_counters[(phase, name)].add(_from_fields(fields))
     for report in reports:
         add_encoded(recorder, report.histograms or {})
         for phase in report.phases:
@@ -108,11 +123,13 @@ def merged_timeline(reports: list[Report], hlogs: list[Path]) -> list[dict]:
                               if not isinstance(report.timeline_epoch_s, Absent)])
 
 
-def merge_reports(scenario: Scenario, reports: Sequence[dict | Report], hlogs: list[Path], embedded: bool) -> dict:
-    """One report (JSON) from the workers' (with their histograms and `timeline_epoch_s`) and interval logs."""
+def merge_reports(scenario: Scenario, reports: Sequence[dict | Report], hlogs: list[Path], embedded: bool,
+                  partial: Sequence[dict] = ()) -> dict:
+    """One report (JSON) from the workers' (with their histograms and `timeline_epoch_s`) and interval logs;
+    `partial`: the last heartbeats of lost cluster agents (cluster/agent.py `poll`), added in."""
     parsed = [Report.from_json(r) if isinstance(r, dict) else r for r in reports]
     first = parsed[0]
-    merged = run_report(scenario, _run(scenario, parsed), _recorder(parsed), embedded=embedded,
+    merged = run_report(scenario, _run(scenario, parsed), _recorder(parsed, partial), embedded=embedded,
                         verifier=MergedVerification(parsed), timeline=merged_timeline(parsed, hlogs),
                         gpu=first.gpu, metrics_url=first.metrics_url)
     merged.workers = len(parsed)

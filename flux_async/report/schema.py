@@ -210,6 +210,9 @@ class Report(JsonObject):
     histograms: dict[str, str] | Absent = ABSENT
     timeline_epoch_s: float | Absent = ABSENT
     machine: dict | Absent = ABSENT
+    cluster: dict | Absent = ABSENT  # run --cluster: the address, agents, clock bound, on_agent_loss
+    agents: list[dict] | Absent = ABSENT  # run --cluster: one row per agent (node, share, counts, clock offset, loss)
+    agent_losses: list[dict] | Absent = ABSENT  # run --cluster: when and why each lost agent was lost
     extra: dict = field(default_factory=dict)
 
     kind = "run"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -50,7 +51,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions, console) -> tupl
                          "`capacity`)")
     check_faults(apply_overrides(scenario, options), options)
     async with session(scenario, options, console) as s:
-        return await _run(s, options, console)
+        return await run_session(s, options, console)
 
 
 def check_faults(scenario: Scenario, options: RunOptions) -> None:
@@ -67,7 +68,10 @@ def check_faults(scenario: Scenario, options: RunOptions) -> None:
                          "(e.g. http://host:8000)")
 
 
-async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
+async def run_session(s: Session, options: RunOptions, console, *, start_at_ns: int | None = None,
+               on_engine: Callable | None = None, handle_signals: bool = True) -> tuple[dict, int]:
+    """One process's run. A cluster agent (cluster/agent.py) starts at `start_at_ns` on its own perf_counter clock,
+    is handed the engine (`on_engine`) to poll and stop it, and installs no signal handlers (not on the main thread)."""
     scenario, target, verifier = s.scenario, s.target, s.verifier
     if options.worker is not None:
         scenario = divide(scenario, *options.worker)
@@ -96,10 +100,14 @@ async def _run(s: Session, options: RunOptions, console) -> tuple[dict, int]:
                     observers=[injector.observe] if injector else [],
                     lost_after_s=None if any(f.action == "kill-server" for f in scenario.faults) else
                     min(5.0, scenario.target.request_timeout_s), request_log=request_log)
+    if on_engine is not None:
+        on_engine(engine, recorder, hlog)
+    if start_at_ns is not None:
+        await asyncio.sleep(max(0.0, (start_at_ns - time.perf_counter_ns()) / 1e9))
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
     usage = ClientUsage()
     try:
-        with stop_on_signals(engine.stop):
+        with stop_on_signals(engine.stop) if handle_signals else nullcontext():
             if injector is None:
                 result = await engine.run()
             else:

@@ -115,6 +115,7 @@ class Scenario:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     faults: list[FaultConfig] = field(default_factory=list)
+    on_agent_loss: str | None = None  # run --cluster: None runs on and fails the verdict; continue; abort
     description: str = ""
     source: str = "<scenario>"
 
@@ -233,7 +234,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
     base_dir = base_dir or Path.cwd()
     r = Reader(base_dir)
     data = r.mapping(data, "scenario", ("name", "description", "target", "workload", "phases", "thresholds",
-                                        "verify", "capacity", "faults"), ("workload",))
+                                        "verify", "capacity", "faults", "on_agent_loss"), ("workload",))
     if not isinstance(data, dict):
         raise ScenarioError(source, r.problems)
     phases_data = data.get("phases")
@@ -251,7 +252,9 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
                         workload=parse_workload(r, data.get("workload") or {}, base_dir), phases=phases,
                         thresholds=r.thresholds(data.get("thresholds"), "thresholds"),
                         verify=_verify(r, data.get("verify")), capacity=_capacity(r, data.get("capacity")),
-                        faults=parse_faults(r, data.get("faults")), source=source)
+                        faults=parse_faults(r, data.get("faults")), source=source,
+                        on_agent_loss=r.get(data, "on_agent_loss", "scenario", str, None,
+                                            lambda v: v in ("continue", "abort"), "must be continue or abort"))
     # what the protocol cannot do (checked again when --protocol overrides it: run/session.py)
     r.problems += protocol_problems(scenario.target, scenario.workload)
     scoped = [("thresholds", scenario.thresholds)] + [(f"phases[{i}].thresholds", p.thresholds)

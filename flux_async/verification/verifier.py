@@ -132,6 +132,7 @@ class Verifier:
         self.note = ""
         self._target: Target | None = None
         self._references: dict[ReferenceKey, np.ndarray] = {}
+        self._adopted = 0  # references handed over (adopt), not computed here
         self._failed_references: dict[ReferenceKey, str] = {}
         self._pending: list[tuple[str, Job, int, ReferenceKey, np.ndarray]] = []
         self._futures: list[asyncio.Future] = []
@@ -212,6 +213,16 @@ class Verifier:
                 np.save(path, image)
         self._references[key] = image
         return image
+
+    @property
+    def references(self) -> dict[ReferenceKey, np.ndarray]:
+        """The references computed so far (a cluster's coordinator shares them with its agents)."""
+        return dict(self._references)
+
+    def adopt(self, references: dict[ReferenceKey, np.ndarray]) -> None:
+        """Use references computed elsewhere (the coordinator's) instead of computing them again."""
+        self._references.update(references)
+        self._adopted += len(references)
 
     async def prepare(self, keys: list[ReferenceKey]) -> None:
         """Compute the references for `keys` one at a time, checking first that the server reproduces itself."""
@@ -314,7 +325,7 @@ class Verifier:
     def summary(self) -> dict:
         """The report's `verification` section."""
         return {"enabled": self.enabled, "checked": sum(self.checked.values()), "mismatches": len(self.mismatches),
-                "unchecked": self.unchecked, "references": len(self._references),
+                "unchecked": self.unchecked, "references": len(self._references) - self._adopted,
                 "reference_errors": {k.prompt + f" (seed {k.seed})": v for k, v in self._failed_references.items()},
                 "unstable_references": self.unstable, "sample_rate": self.config.sample_rate,
                 **gate_summary(self.config.gate, self.worst.all, self.worst.passing),

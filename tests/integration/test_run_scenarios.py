@@ -93,19 +93,14 @@ def check_scenario_run(name: str, protocol: str, result: subprocess.CompletedPro
     assert logged == sum(p["requests"]["ok"] for p in report["phases"])
 
 
-def test_main_job_with_an_embedded_server_and_two_workers(tmp_path):
-    """`run scenarios/burst.yaml --workers 2` with no URL: Triton starts on the tiny weights, two workers share the
-    main job, and one merged report's counts add up and its verification covers both workers' images (exit 0); once
-    it ends, no tritonserver or python-backend stub and no /dev/shm segment of it is left. The suite's one FLUX server
-    start besides the session's (test_serve's cases run on the no-op repository); the single-process embedded path
-    runs in test_failures' kill-server test, on the sleeper repository."""
-    processes_before, shm_before = triton_processes(), shm_segments()
-    result = run_cli("scenarios/burst.yaml", "--workers", "2", "--duration", "1", "--report", str(tmp_path / "r.json"),
-                     "--html", str(tmp_path / "r.html"), timeout=600)
+def test_main_job_with_two_workers_verifies_every_image_of_both(triton_server, tmp_path):
+    """`run scenarios/burst.yaml --workers 2` against the session server: two workers share the main job, and one
+    merged report's counts add up and its verification covers both workers' images (exit 0)."""
+    result = run_cli("scenarios/burst.yaml", "--url", url_for(triton_server, "grpc"), "--workers", "2",
+                     "--duration", "1", "--report", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["workers"] == 2 and report["embedded_server"] and report["passed"]
-    assert "starting an embedded Triton server" in result.stdout
+    assert report["workers"] == 2 and not report["embedded_server"] and report["passed"]
     bursts = next(p for p in report["phases"] if p["name"] == "bursts")
     # one burst of 6 in 1 s, 3 per worker (a second would only wait its 8 s: the split is per burst)
     assert bursts["requests"]["sent"] == 6 == report["requests"]["sent"]
@@ -116,6 +111,23 @@ def test_main_job_with_an_embedded_server_and_two_workers(tmp_path):
     assert verification["checked"] == report["images"]["ok"] + warm_up["images"]["ok"]  # every image, both workers
     assert report["client"]["parts"] == 2 and report["client"]["requests"] == 6 + 4
     assert (tmp_path / "r.html").is_file()
+
+
+def test_two_workers_share_an_embedded_server_and_leave_nothing_behind(tmp_path):
+    """`run --workers 2` with no URL: one embedded Triton (here on the stand-in repository, whose bls answers at
+    once, so the start costs seconds, not the FLUX models' load) is shared by both workers; once the run ends, no
+    tritonserver or python-backend stub and no /dev/shm segment of it is left. The FLUX models' own embedded start
+    runs in test_failures' kill-server test."""
+    processes_before, shm_before = triton_processes(), shm_segments()
+    result = run_cli("scenarios/burst.yaml", "--workers", "2", "--duration", "1", "--no-verify",
+                     "--model-repository", str(ROOT / "tests/fixtures/stand_in_repository"),
+                     "--report", str(tmp_path / "r.json"), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["workers"] == 2 and report["embedded_server"] and report["passed"]
+    assert "starting an embedded Triton server" in result.stdout
+    assert report["requests"]["sent"] == report["requests"]["ok"] == 6
+    assert report["client"]["parts"] == 2
     assert triton_processes() - processes_before == set(), "the embedded server's stubs outlived the run"
     assert shm_segments() - shm_before == set(), "the embedded server left /dev/shm segments behind"
 

@@ -11,7 +11,8 @@ import flux_async
 PACKAGE = Path(flux_async.__file__).parent
 # client layers in import order; a module may import from its own rank or lower
 RANK = {"contract": 0, "http_session": 0, "errors": 0, "extras": 0, "measure": 1, "scenario": 2, "targets": 3,
-        "verification": 4, "load": 5, "report": 6, "run": 7, "launch": 7, "frontend": 7, "cli": 8, "testing": 9,
+        "verification": 4, "load": 5, "report": 6, "run": 7, "cluster": 7.5, "launch": 7, "frontend": 7, "cli": 8,
+        "testing": 9,
         "__main__": 9}
 SERVER_SIDE = {"pipeline", "serving"}
 

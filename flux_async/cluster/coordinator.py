@@ -1,0 +1,341 @@
+"""`run SCENARIO --cluster ADDRESS --agents N`: load generation across the hosts of a Ray cluster.
+
+1. Connect to Ray and place N agents spread over its nodes (a placement group; exit 3 when it cannot in time).
+2. Measure each agent's clock offset (cluster/clock.py) and pick one start instant T0, converted to each agent's
+   own clock; refuse when an offset is too uncertain.
+3. Compute the verification references once, here, and share them through the object store.
+4. Run: agent i of N runs the `--workers` share i/N of every phase (the executors' split); polling each agent every
+   second is the heartbeat and brings its interval log and cumulative counts.
+5. An agent that dies is recorded (when, why, requests it had in flight) and the run goes on with the others
+   (`on_agent_loss`: unset fails the verdict, `continue` allows it, `abort` stops the run).
+6. Merge: histograms added exactly (report/merge_reports.py, the lost agents' last heartbeat included), interval
+   logs added by interval index, one report, .hlog and HTML page, thresholds over the whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flux_async.cluster.agent import LoadAgent
+from flux_async.cluster.clock import REFUSE_UNCERTAINTY_MS, WARN_UNCERTAINTY_MS, ClockOffset, measure_offset
+from flux_async.errors import ClusterUnavailable, FluxAsyncError, MissingExtra, UsageError
+from flux_async.report.hlog_merge import add_by_interval, parse_intervals, write_intervals
+from flux_async.report.merge_reports import merge_reports
+from flux_async.report.schema import Report
+from flux_async.run.outputs import finish
+from flux_async.run.session import RunOptions, apply_overrides, session
+from flux_async.run.workers import divide
+from flux_async.scenario.config import Scenario
+
+PLACE_TIMEOUT_S = 60.0  # how long the cluster may take to find room for the agents
+POLL_S = 1.0
+POLL_TIMEOUT_S = 10.0  # a heartbeat not answered in this long: the agent is lost
+START_LEAD_S = 2.0  # T0 is this far ahead of the moment the runs are handed out
+INTERVAL_S = 1.0  # the engine's interval
+
+
+@dataclass
+class Agent:
+    """What the coordinator knows of one agent."""
+
+    index: int
+    handle: Any
+    where: dict
+    clock: ClockOffset
+    run_ref: Any = None
+    last: dict = field(default_factory=dict)  # its last heartbeat with data
+    seen_s: float = 0.0  # when it last answered, in s from T0
+    heartbeat_ms: list[float] = field(default_factory=list)  # each poll's round trip
+    hlog: str = ""  # its interval log so far
+    result: dict | None = None
+    lost: dict | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.result is None and self.lost is None
+
+
+def _ray():
+    # Under `uv run`, Ray would start every agent with `uv run` in its own folder (a different project there): the
+    # agents use the interpreter their node runs, which has flux_async installed.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("--cluster needs Ray: pip install 'flux_async[cluster]'") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """Join the cluster at `address` (`ray://HOST:10001` client, or a head's `HOST:PORT`)."""
+    ray = _ray()
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ... with its reason
+        raise ClusterUnavailable(f"--cluster {address}: cannot connect to Ray ({str(exc).splitlines()[0]})") from None
+
+
+def place(count: int, timeout_s: float = PLACE_TIMEOUT_S):
+    """A placement group of `count` one-CPU bundles spread over the nodes; ClusterUnavailable when not in time."""
+    ray = _ray()
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([{"CPU": 1}] * count, strategy="SPREAD")
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except Exception:
+        remove_placement_group(group)
+        resources = ray.cluster_resources()
+        raise ClusterUnavailable(
+            f"--agents {count}: the cluster could not place {count} agents of 1 CPU in {timeout_s:g} s (it has "
+            f"{resources.get('CPU', 0):g} CPUs on {len(ray.nodes())} nodes)") from None
+    return group
+
+
+def start_agents(count: int, group) -> list:
+    ray = _ray()
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    remote = ray.remote(LoadAgent)
+    return [remote.options(num_cpus=1, max_concurrency=8, scheduling_strategy=PlacementGroupSchedulingStrategy(
+        placement_group=group, placement_group_bundle_index=i)).remote(i, count) for i in range(count)]
+
+
+async def run_cluster(scenario: Scenario, address: str, count: int, options: RunOptions, console,
+                      place_timeout_s: float = PLACE_TIMEOUT_S) -> tuple[dict, int]:
+    """Run `scenario` over `count` agents of the cluster at `address`; (merged report, exit code)."""
+    ray = _ray()
+    for index in range(count):
+        divide(scenario, index, count)  # raises WorkerSplitError before anything starts
+    scenario = apply_overrides(scenario, options)
+    if not scenario.target.urls:
+        raise UsageError("--cluster needs the target's URL (--url or target.url): agents on other hosts cannot "
+                         "reach an embedded server")
+    if scenario.faults:
+        raise UsageError("--cluster runs no faults: they change the server once, not once per agent")
+    await asyncio.to_thread(connect, address)
+    try:
+        group = await asyncio.to_thread(place, count, place_timeout_s)
+        agents = await _prepare_agents(count, group)
+        async with session(scenario, options, console) as s:  # the target answers, references computed once
+            computed = s.verifier.references if s.verifier is not None and s.verifier.enabled else {}
+            references = ray.put(computed)
+        t0 = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
+        t0_epoch = time.time() + START_LEAD_S
+        console.print(f"flux_async: {count} agents on {len({a.where['node'] for a in agents})} nodes of {address}, "
+                      f"clock offsets within ±{max(a.clock.uncertainty_ns for a in agents) / 1e6:.2f} ms …")
+        loose = [a for a in agents if a.clock.uncertainty_ns / 1e6 > WARN_UNCERTAINTY_MS]
+        for agent in loose:
+            console.print(f"[yellow]flux_async: agent {agent.index} on {agent.where['address']}: clock offset "
+                          f"uncertain by ±{agent.clock.uncertainty_ns / 1e6:.1f} ms (over {WARN_UNCERTAINTY_MS:g} "
+                          "ms): it may start that much apart from the others (latencies stay exact)[/yellow]")
+        for agent in agents:
+            agent.run_ref = agent.handle.run.remote(scenario, options, agent.clock.agent_time(t0), references)
+        cpu = time.process_time()
+        await _watch(agents, scenario, options, console, t0)
+        cpu = time.process_time() - cpu
+        report = _merge(scenario, agents, address, t0_epoch, options)
+        # computed here once (the agents add only those a trace asks for that the workload does not have)
+        report["verification"]["references"] = report["verification"].get("references", 0) + len(computed)
+        report["cluster"]["references_shared"] = len(computed)
+        beats = sorted(ms for a in agents for ms in a.heartbeat_ms)
+        report["cluster"].update(coordinator_cpu_s=round(cpu, 3), heartbeats=len(beats), heartbeat_ms={
+            "p50": round(beats[len(beats) // 2], 2), "p99": round(beats[int(len(beats) * 0.99)], 2),
+            "max": round(beats[-1], 2)} if beats else None)
+    finally:
+        ray.shutdown()
+    from flux_async.report.json_report import print_summary
+    from flux_async.report.plots import plot_run
+
+    return finish(report, options, plot_run, print_summary, console)
+
+
+async def _prepare_agents(count: int, group) -> list[Agent]:
+    """Start the agents, find where they run, measure their clocks; refuse offsets too uncertain to start together."""
+    ray = _ray()
+    handles = start_agents(count, group)
+    wheres = await asyncio.to_thread(ray.get, [h.where.remote() for h in handles], timeout=PLACE_TIMEOUT_S)
+    agents = []
+    for index, (handle, where) in enumerate(zip(handles, wheres)):
+        def read_clock(h=handle) -> int:
+            return ray.get(h.clock.remote())
+
+        offset = await asyncio.to_thread(measure_offset, read_clock)
+        if offset.uncertainty_ns / 1e6 > REFUSE_UNCERTAINTY_MS:
+            raise ClusterUnavailable(f"agent {index} on {where['address']}: its clock offset is uncertain by "
+                                     f"±{offset.uncertainty_ns / 1e6:.1f} ms (over {REFUSE_UNCERTAINTY_MS:g} ms): the "
+                                     "agents cannot start together")
+        agents.append(Agent(index, handle, where, offset))
+    return agents
+
+
+async def _watch(agents: list[Agent], scenario: Scenario, options: RunOptions, console, t0: int) -> None:
+    """Poll every agent until each has finished or is lost; Ctrl-C stops them all (their reports still come)."""
+    ray = _ray()
+    loop, stopping = asyncio.get_running_loop(), asyncio.Event()
+
+    def stop(reason: str = "stopped by a signal") -> None:
+        if stopping.is_set():  # a second Ctrl-C: stop waiting, merge what the heartbeats brought
+            for agent in agents:
+                if agent.active:
+                    agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0),
+                                  "reason": "interrupted before it reported"}
+            return
+        stopping.set()
+        for agent in agents:
+            if agent.active:
+                agent.handle.stop.remote(reason)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, "stopped by a signal")
+    try:
+        last_line = 0.0
+        while any(a.active for a in agents):
+            await asyncio.sleep(POLL_S)
+            await asyncio.gather(*(_heartbeat(agent, t0) for agent in agents if agent.active))
+            for agent in agents:
+                if agent.active and (await asyncio.to_thread(ray.wait, [agent.run_ref], timeout=0))[0]:
+                    try:
+                        agent.result = await asyncio.to_thread(ray.get, agent.run_ref)
+                    except Exception as exc:
+                        agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
+            lost = [a for a in agents if a.lost]
+            if lost and scenario.on_agent_loss == "abort" and not stopping.is_set():
+                stop(f"agent {lost[0].index} lost (on_agent_loss: abort)")
+            if options.progress and time.monotonic() - last_line >= 5:
+                last_line = time.monotonic()
+                console.print(_progress_line(agents, t0))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _heartbeat(agent: Agent, t0: int) -> None:
+    ray = _ray()
+    asked = time.perf_counter()
+    try:
+        data = await asyncio.to_thread(ray.get, agent.handle.poll.remote(), timeout=POLL_TIMEOUT_S)
+    except ray.exceptions.RayTaskError as exc:  # alive, but its poll failed: a bug here, not a lost agent
+        raise FluxAsyncError(f"agent {agent.index}: its heartbeat failed: {_reason(exc)}") from None
+    except Exception as exc:  # the actor died, its node is gone, or it did not answer in time
+        if agent.active:  # lost since it last answered
+            agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
+        return
+    agent.seen_s = _since(t0)
+    agent.heartbeat_ms.append((time.perf_counter() - asked) * 1000)
+    if data.get("started"):
+        agent.hlog += data.pop("hlog")
+        agent.last = data
+
+
+def _since(t0: int) -> float:
+    return round(max(0.0, (time.perf_counter_ns() - t0) / 1e9), 3)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _progress_line(agents: list[Agent], t0: int) -> str:
+    counters = [c for a in agents for c in a.last.get("counters", {}).values()]
+    sent, ok, errors = (sum(c[k] for c in counters) for k in ("sent", "ok", "errors"))
+    in_flight = sum(a.last.get("in_flight", 0) for a in agents if a.active)
+    alive = sum(1 for a in agents if not a.lost)
+    return (f"  t={_since(t0):6.1f}s  agents {alive}/{len(agents)}  sent {sent}  ok {ok}  errors {errors}  "
+            f"in flight {in_flight}")
+
+
+def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: float, options: RunOptions) -> dict:
+    """One report from the agents' (and the lost agents' last heartbeats), one .hlog added by interval index."""
+    folder = Path(tempfile.mkdtemp(prefix="flux_async_cluster_"))
+    finished = [a for a in agents if a.result is not None]
+    if not finished:
+        raise FluxAsyncError("every agent was lost before it reported: "
+                             + "; ".join(f"agent {a.index}: {a.lost['reason']}" for a in agents if a.lost))
+    logs, hlogs = [], []
+    for agent in agents:
+        intervals = parse_intervals(agent.result["hlog"] if agent.result else agent.hlog)
+        logs.append(intervals)
+        path = folder / f"agent-{agent.index}.hlog"
+        write_intervals(intervals, path, f"flux_async agent {agent.index} of {len(agents)}", t0_epoch)
+        if agent.result is not None:
+            hlogs.append(path)
+    results = [a.result for a in finished if a.result is not None]
+    reports = [Report.from_json({**r["report"], "timeline_epoch_s": t0_epoch}) for r in results]
+    partial = [_lost_part(a) for a in agents if a.lost and a.last]
+    report = merge_reports(scenario, reports, hlogs, embedded=False, partial=partial)
+    if options.hlog:
+        write_intervals(add_by_interval(logs, INTERVAL_S), options.hlog,
+                        f"flux_async interval log of {len(agents)} cluster agents, added by interval: tags are "
+                        "<phase>:<metric>, values in microseconds", t0_epoch)
+    if options.request_log:
+        from flux_async.run.request_log import merge_logs as merge_request_logs
+
+        parts = []
+        for index, result in enumerate(results):
+            part = folder / f"agent-{index}.jsonl"
+            part.write_text(result.get("request_log") or "")
+            parts.append(part)
+        merge_request_logs(parts, options.request_log)
+    losses = [{"agent": a.index, "node": a.where["node"], "address": a.where["address"], **a.lost,
+               "in_flight_lost": a.last.get("in_flight", 0)} for a in agents if a.lost]
+    report["agents"] = [_agent_row(a, len(agents)) for a in agents]
+    report["agent_losses"] = losses
+    report["cluster"] = {"address": address, "agents": len(agents),
+                         "nodes": len({a.where["node"] for a in agents}), "on_agent_loss": scenario.on_agent_loss,
+                         "clock_uncertainty_max_ms": round(max(a.clock.uncertainty_ns for a in agents) / 1e6, 3),
+                         "clock_warn_ms": WARN_UNCERTAINTY_MS, "clock_refuse_ms": REFUSE_UNCERTAINTY_MS}
+    if losses:
+        first = min(loss["at_s"] for loss in losses)
+        for row in report.get("timeline", []):
+            if row["t"] + row.get("dt", 0) > first:
+                alive = sum(1 for loss in losses if loss["at_s"] > row["t"])
+                row["partial"] = True
+                row["agents"] = len(agents) - len(losses) + alive
+                row["offered_share"] = round(row["agents"] / len(agents), 3)
+        if scenario.on_agent_loss != "continue":
+            report["passed"] = False
+            report["interrupted"] = report["interrupted"] or scenario.on_agent_loss == "abort"
+            report["stop_reason"] = report.get("stop_reason") or (
+                f"{len(losses)} of {len(agents)} agents lost (on_agent_loss: "
+                f"{scenario.on_agent_loss or 'unset, so the verdict fails'})")
+    return report
+
+
+def _lost_part(agent: Agent) -> dict:
+    """A lost agent's last heartbeat, with the requests it had in flight counted as errors of kind 'agent lost'."""
+    part = {key: agent.last[key] for key in ("histograms", "counters", "class_counters")}
+    phase, in_flight = agent.last.get("phase"), agent.last.get("in_flight", 0)
+    if phase and in_flight:
+        counters = part["counters"].setdefault(phase, {"sent": 0, "ok": 0, "errors": 0, "dropped": 0,
+                                                       "images_ok": 0, "good": 0, "errors_by_kind": {},
+                                                       "error_examples": {}})
+        counters["errors"] += in_flight
+        counters["errors_by_kind"]["agent lost"] = counters["errors_by_kind"].get("agent lost", 0) + in_flight
+        counters["error_examples"].setdefault("agent lost", agent.lost["reason"] if agent.lost else "")
+    return part
+
+
+def _agent_row(agent: Agent, count: int) -> dict:
+    """The report's row for one agent: where it ran, its share, its counts, its cost, its clock and its fate."""
+    if agent.result is not None:
+        report = agent.result["report"]
+        requests, client = report["requests"], report.get("client") or {}
+        requests = {k: sum(p["requests"][k] for p in report["phases"]) for k in requests}  # warm-up included
+    else:
+        counters = agent.last.get("counters", {}).values()
+        requests = {k: sum(c[k] for c in counters) for k in ("sent", "ok", "errors", "dropped")}
+        client = {}
+    return {"agent": agent.index, "node": agent.where["node"], "address": agent.where["address"],
+            "host": agent.where["host"], "share": f"{agent.index}/{count}", "requests": requests,
+            "client_cpu_s": client.get("cpu_s"), "cpu_us_per_request": client.get("cpu_us_per_request"),
+            **agent.clock.as_dict(), "lost": agent.lost}
+

@@ -1,0 +1,94 @@
+"""The cluster's pure parts: clock offsets from round trips, interval logs added by interval index, and a lost
+agent's last heartbeat added into the merged report."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from flux_async.cluster.agent import _counters
+from flux_async.cluster.clock import measure_offset
+from flux_async.measure.recorder import Counters, Recorder, encode_histograms, new_histogram
+from flux_async.report.hlog_merge import add_by_interval, parse_intervals, write_intervals
+from flux_async.report.merge_reports import _recorder
+
+
+def test_the_shortest_round_trip_bounds_the_offset():
+    """An agent clock 5 ms ahead; round trips of 8, 1 and 4 ms, the reply read at a random point of each: the
+    offset comes from the 1 ms trip, within ±0.5 ms of the truth."""
+    now, trips, rng = [1_000_000_000], iter([8_000_000, 1_000_000, 4_000_000]), random.Random(1)
+
+    def clock() -> int:
+        return now[0]
+
+    def agent() -> int:
+        trip = next(trips)
+        at = now[0] + int(trip * rng.random())
+        now[0] += trip
+        return at + 5_000_000
+
+    offset = measure_offset(agent, rounds=3, now=clock)
+    assert offset.uncertainty_ns == 500_000
+    assert abs(offset.offset_ns - 5_000_000) <= offset.uncertainty_ns
+    assert offset.agent_time(2_000_000_000) == 2_000_000_000 + offset.offset_ns
+
+
+def _histogram(values):
+    histogram = new_histogram()
+    for value in values:
+        histogram.record_value(value)
+    return histogram
+
+
+def test_intervals_add_by_index_exactly(tmp_path):
+    rng = random.Random(2)
+    logs, everything = [], []
+    for _ in range(3):  # three agents
+        log = []
+        for index in range(4):
+            values = [rng.randint(1_000, 500_000) for _ in range(200)]
+            everything.extend(values)
+            # each agent's interval starts a little off the grid (its own clock, its own start)
+            log.append((index * 1.0 + rng.uniform(-0.02, 0.02), 1.0, "steady:latency", _histogram(values)))
+        logs.append(log)
+    merged = add_by_interval(logs, 1.0)
+    assert [start for start, *_ in merged] == [0.0, 1.0, 2.0, 3.0]
+    assert sum(h.get_total_count() for *_, h in merged) == len(everything) == 2400
+    whole, one = new_histogram(), _histogram(everything)
+    for *_, histogram in merged:
+        whole.add(histogram)
+    for percentile in (50, 90, 99, 99.9, 100):
+        assert whole.get_value_at_percentile(percentile) == one.get_value_at_percentile(percentile)
+    write_intervals(merged, tmp_path / "m.hlog", "test", 1_700_000_000.0)
+    again = parse_intervals((tmp_path / "m.hlog").read_text())
+    assert [(s, t, h.get_total_count()) for s, _, t, h in again] == [(s, t, h.get_total_count())
+                                                                     for s, _, t, h in merged]
+
+
+def test_a_lost_agents_last_heartbeat_is_added_in():
+    agent = Recorder()
+    for value in (10_000, 20_000, 30_000):
+        agent.record("steady", "latency", "grpc", 1, value, "final")
+    counters = Counters(sent=5, ok=3, errors=0)
+    counters.errors_by_kind["agent lost"] += 2
+    part = {"histograms": encode_histograms(agent), "counters": {"steady": _counters(counters)},
+            "class_counters": {"steady\tfinal": _counters(Counters(sent=5, ok=3))}}
+    merged = _recorder([], [part])
+    assert merged.merged("latency", {"steady"}).get_total_count() == 3
+    assert merged.counters["steady"].sent == 5 and merged.counters["steady"].errors_by_kind == {"agent lost": 2}
+    assert merged.class_counters[("steady", "final")].ok == 3
+
+
+@pytest.mark.parametrize("value, ok", [("continue", True), ("abort", True), ("later", False)])
+def test_on_agent_loss_is_checked(value, ok):
+    from flux_async.errors import ScenarioError
+    from flux_async.scenario.config import parse_scenario
+
+    data = {"workload": {"prompts": ["a"]}, "on_agent_loss": value,
+            "phases": [{"executor": "constant-concurrency", "concurrency": 1, "requests": 1}]}
+    if ok:
+        assert parse_scenario(data).on_agent_loss == value
+    else:
+        with pytest.raises(ScenarioError, match="on_agent_loss: must be continue or abort"):
+            parse_scenario(data)
