@@ -16,11 +16,12 @@ Measured on the 2-core / 24 GiB development machine, Ray 2.60.0, Python 3.11, pl
 ray[default]: `ray start`, placement groups, async actors and the `ray://` client all work without it; the dashboard
 and agents start in their minimal mode):
 
-- Start: head + 2 workers 14-20 s (head ~7 s, then the workers together ~7 s; starting the workers as soon as the
-  GCS listens gains nothing here: the start-up is CPU-bound, ~10 Python processes importing Ray on 2 cores). One
-  more node (`add_node`) ~6-8 s. `stop()` 0.2-0.4 s. `connect()` (ray.init to the running cluster) ~0.05 s,
-  ray.shutdown ~0.3 s; a `ray://` connection 4-6 s (the head forks a Python "specific server" per client, ~100 MB,
-  which stays ~30 s after the client leaves).
+- Start: head + 2 workers 9.5-17 s, with the machine's load (head 5-10 s, then both workers together ~7 s;
+  starting the workers as soon as the GCS listens gained nothing: the start-up is CPU-bound, a dozen Python
+  processes importing Ray on 2 cores). One more node (`add_node`) 5-8 s. Two clusters side by side work.
+  `stop()` 0.2-0.4 s. `connect()` (ray.init to the running cluster) ~0.05 s, ray.shutdown ~0.3 s; a `ray://`
+  connection 4-6 s (the head forks a Python "specific server" per client, ~100 MB, which stays ~30 s after the
+  client leaves).
 - Memory (PSS): head ~380 MiB (GCS, raylet, its two agents, the client proxy, the minimal dashboard), an idle
   worker node ~200 MiB, ~250 MiB with one actor; each node's object store is capped at 200 MB
   (--object-store-memory; /dev/shm is used) and its logical memory resource at 1 GiB (--memory).
@@ -32,7 +33,8 @@ and agents start in their minimal mode):
   (`secrets.token_hex(32)`, as `ray get-auth-token --generate` does) and passes it as RAY_AUTH_TOKEN: nothing in
   ~/.ray is read or written. The driver process caches the mode (RayConfig) and the token the first time it uses
   them; `connect()` / `client()` set the variables and refresh both caches (so one process can talk to several
-  clusters in turn), `stop()` puts the variables back.
+  clusters in turn), `stop()` puts the variables back. A process with another cluster's token gets
+  ray.exceptions.AuthenticationError ("InvalidAuthToken: Authentication token is missing or incorrect").
 - Addresses: every node runs on 127.0.0.2 (--node-ip-address), so no Ray traffic leaves the loopback. Not
   127.0.0.1: `ray start` and `ray.init` replace 127.0.0.1/localhost/::1 with the machine's routable address
   (ray._private.services.resolve_ip_for_localhost); `connect()` passes `_node_ip_address` to match.
