@@ -31,3 +31,21 @@ def burst_run(triton_server, tmp_path_factory) -> BurstRun:
                              "--report", str(folder / "r.json"), "--hlog", str(folder / "r.hlog"),
                              "--html", str(folder / "r.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     return BurstRun(folder, result)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster for the session: a head node (0 CPUs) and two worker nodes of 1 CPU each, separate
+    `ray start` processes with token auth on free ports (flux_async.testing.ray_cluster). Torn down at the end of
+    the session, failed tests or not. `ray_cluster.startup_s` is how long it took to come up."""
+    from flux_async.testing.ray_cluster import LocalRayCluster
+
+    with LocalRayCluster(workers=2, cpus_per_worker=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def ray_driver(ray_cluster):
+    """This process connected to `ray_cluster` as a Ray driver for the test (`ray.init` / `ray.shutdown`)."""
+    with ray_cluster.connect() as context:
+        yield context

@@ -1,8 +1,9 @@
 """`pip install .` gives the load tester without the server's stack, and declares everything the tester imports.
 
 The client is every module of flux_async except the ones that run inside Triton or start it (pipeline/, serving/,
-launch/, testing/python_backend.py): those need the `server` extra. A new third-party import in the client must be
-mapped below and declared in pyproject.toml's base dependencies, or this test names it.
+launch/, testing/python_backend.py): those need the `server` extra; and the ones that run on Ray (cluster/,
+testing/ray_cluster.py): those need the `cluster` extra. A new third-party import in the client must be mapped below
+and declared in pyproject.toml's base dependencies, or this test names it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "flux_async"
 SERVER_ONLY = ("pipeline", "serving", "launch")
 SERVER_ONLY_FILES = ("testing/python_backend.py",)
+CLUSTER_ONLY = ("cluster",)
+CLUSTER_ONLY_FILES = ("testing/ray_cluster.py",)
+CLUSTER_STACK = {"ray": "ray"}  # top-level module -> the `cluster` extra's distribution
 SERVER_STACK = ("torch", "diffusers", "transformers", "nvidia-pytriton", "sentencepiece", "open-clip-torch",
                 "accelerate")
 
@@ -63,14 +67,22 @@ def _names(requirements: list[str]) -> set[str]:
     return {canonicalize_name(Requirement(r).name) for r in requirements}
 
 
+def _cluster_only(relative: Path) -> bool:
+    return relative.parts[0] in CLUSTER_ONLY or relative.as_posix() in CLUSTER_ONLY_FILES
+
+
 def client_modules() -> list[Path]:
     files = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE)
-        if relative.parts[0] in SERVER_ONLY or relative.as_posix() in SERVER_ONLY_FILES:
+        if relative.parts[0] in SERVER_ONLY or relative.as_posix() in SERVER_ONLY_FILES or _cluster_only(relative):
             continue
         files.append(path)
     return files
+
+
+def cluster_modules() -> list[Path]:
+    return [path for path in sorted(PACKAGE.rglob("*.py")) if _cluster_only(path.relative_to(PACKAGE))]
 
 
 def third_party_imports(path: Path) -> set[str]:
@@ -112,15 +124,37 @@ def test_every_client_import_is_a_declared_base_dependency():
     assert not problems, "\n".join(problems)
 
 
+def test_every_cluster_import_is_a_base_or_cluster_dependency():
+    """cluster/ and testing/ray_cluster.py may import Ray (the `cluster` extra) besides the base dependencies."""
+    pyproject = _pyproject()
+    base = _names(pyproject["project"]["dependencies"])
+    cluster = _names(pyproject["project"]["optional-dependencies"]["cluster"])
+    assert {canonicalize_name(d) for d in CLUSTER_STACK.values()} <= cluster
+    assert not cluster & {canonicalize_name(n) for n in SERVER_STACK}, "the cluster extra needs no server stack"
+    problems = []
+    files = cluster_modules()
+    assert any(p.name == "ray_cluster.py" for p in files)
+    for path in files:
+        relative = path.relative_to(PACKAGE).as_posix()
+        for module in sorted(third_party_imports(path)):
+            distribution = CLUSTER_STACK.get(module) or DISTRIBUTIONS.get(module)
+            if distribution is None:
+                problems.append(f"{relative}: imports {module!r}, which has no entry in DISTRIBUTIONS/CLUSTER_STACK")
+            elif canonicalize_name(distribution) not in base | cluster:
+                problems.append(f"{relative}: imports {module!r}, but {distribution!r} is neither a base "
+                                "dependency nor in the cluster extra")
+    assert not problems, "\n".join(problems)
+
+
 def test_uv_sync_installs_everything_for_development():
     dev = _pyproject()["dependency-groups"]["dev"]
     project = [Requirement(r) for r in dev if canonicalize_name(Requirement(r).name) == "flux-async"]
-    assert project and {"server", "test"} <= project[0].extras
+    assert project and {"server", "test", "cluster"} <= project[0].extras
 
 
 def test_the_client_imports_the_server_side_only_lazily():
     """A module-level import of pipeline/, serving/ or launch/ from the client would need the `server` extra at
-    start-up; they are imported inside the functions that start or build a server."""
+    start-up, one of cluster/ the `cluster` extra; they are imported inside the functions that need them."""
     problems = []
     for path in client_modules():
         for node in ast.parse(path.read_text(), str(path)).body:
@@ -132,6 +166,6 @@ def test_the_client_imports_the_server_side_only_lazily():
                 continue
             for name in names:
                 parts = name.split(".")
-                if parts[0] == "flux_async" and len(parts) > 1 and parts[1] in SERVER_ONLY:
+                if parts[0] == "flux_async" and len(parts) > 1 and parts[1] in SERVER_ONLY + CLUSTER_ONLY:
                     problems.append(f"{path.relative_to(PACKAGE).as_posix()}: imports {name} at module level")
     assert not problems, "\n".join(problems)
