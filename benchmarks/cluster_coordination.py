@@ -30,7 +30,7 @@ def measure(agents: int, rate: float, duration_s: float) -> dict:
                             "duration": f"{duration_s:g}s"}]}
     (folder / "s.json").write_text(json.dumps(scenario))
     per_node = max(1, agents // 2)
-    with LocalRayCluster(workers=2, cpus_per_worker=per_node, env={"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}) as cluster:
+    with LocalRayCluster(workers=2, cpus_per_worker=per_node) as cluster:
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "flux_async", "run", str(folder / "s.json"), "--cluster",
                                  cluster.address, "--agents", str(agents), "--no-progress", "--report",

@@ -219,6 +219,9 @@ class LocalRayCluster:
                if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
         env.update(self.auth_env)
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # under `uv run` (the tests), Ray would start workers and the client server's drivers with `uv run` in a
+        # working_dir that a ray:// driver cannot ship; the nodes run this interpreter as it is
+        env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
         env.update({f"RAY_{name}": str(value) for name, value in self._health_check.items()})
         env.update(self._extra_env)
         return env
