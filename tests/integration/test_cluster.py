@@ -40,6 +40,17 @@ def run(cluster, folder: Path, scenario: dict, *flags: str, address: str | None 
                           capture_output=True, text=True, timeout=240)
 
 
+def started(cluster, cmd: list[str]) -> subprocess.Popen:
+    """`cmd` running, read up to its line saying where the agents are (they start two seconds after it)."""
+    process = subprocess.Popen(cmd, cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "agents on" in line:
+            break
+    return process
+
+
 def test_agents_spread_over_the_nodes_and_merge_exactly(ray_cluster, tmp_path):
     result = run(ray_cluster, tmp_path, FAKE)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -88,13 +99,9 @@ def test_a_lost_node_is_recorded_and_the_run_goes_on(ray_cluster, tmp_path):
                                     "duration": "7s"}]}
     cmd = command(tmp_path, scenario, ray_cluster.address)
     cmd[cmd.index("--agents") + 1] = "3"
-    process = subprocess.Popen(cmd, cwd=ROOT, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = started(ray_cluster, cmd)
     try:
         assert process.stdout is not None
-        for line in process.stdout:  # the agents start two seconds after this line
-            if "agents on" in line:
-                break
         time.sleep(4.5)
         killed = ray_cluster.node_id(node.index)
         ray_cluster.kill_node(node.index)
@@ -118,12 +125,8 @@ def test_a_lost_node_is_recorded_and_the_run_goes_on(ray_cluster, tmp_path):
 def test_ctrl_c_stops_every_agent_and_writes_the_merged_report(ray_cluster, tmp_path):
     scenario = {**FAKE, "phases": [{"name": "steady", "executor": "constant-arrival-rate", "rate": "20/s",
                                     "duration": "60s"}]}
-    process = subprocess.Popen(command(tmp_path, scenario, ray_cluster.address), cwd=ROOT, env=ray_cluster.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = started(ray_cluster, command(tmp_path, scenario, ray_cluster.address))
     assert process.stdout is not None
-    for line in process.stdout:
-        if "agents on" in line:
-            break
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     output = process.stdout.read()
