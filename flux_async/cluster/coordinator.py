@@ -36,7 +36,8 @@ from flux_async.scenario.config import Scenario
 
 PLACE_TIMEOUT_S = 60.0  # how long the cluster may take to find room for the agents
 POLL_S = 1.0
-POLL_TIMEOUT_S = 10.0  # a heartbeat not answered in this long: the agent is lost
+POLL_TIMEOUT_S = 10.0  # a heartbeat not answered in this long counts as missed
+MISSED_HEARTBEATS = 3  # this many missed in a row (unreachable, not answering) and the agent is lost
 START_LEAD_S = 2.0  # T0 is this far ahead of the moment the runs are handed out
 INTERVAL_S = 1.0  # the engine's interval
 
@@ -53,6 +54,7 @@ class Agent:
     last: dict = field(default_factory=dict)  # its last heartbeat with data
     seen_s: float = 0.0  # when it last answered, in s from T0
     heartbeat_ms: list[float] = field(default_factory=list)  # each poll's round trip
+    missed: int = 0  # heartbeats missed in a row
     hlog: str = ""  # its interval log so far
     result: dict | None = None
     lost: dict | None = None
@@ -225,10 +227,14 @@ async def _heartbeat(agent: Agent, t0: int) -> None:
     except ray.exceptions.RayTaskError as exc:  # alive, but its poll failed: a bug here, not a lost agent
         raise FluxAsyncError(f"agent {agent.index}: its heartbeat failed: {_reason(exc)}") from None
     except Exception as exc:  # the actor died, its node is gone, or it did not answer in time
-        if agent.active:  # lost since it last answered
+        # Ray says ActorDiedError once the actor or its node is known dead; unavailable or silent may pass (a network
+        # blip, a node under load): lost only after MISSED_HEARTBEATS in a row
+        transient = isinstance(exc, (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError))
+        agent.missed += 1
+        if agent.active and (not transient or agent.missed >= MISSED_HEARTBEATS):  # lost since it last answered
             agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
         return
-    agent.seen_s = _since(t0)
+    agent.seen_s, agent.missed = _since(t0), 0
     agent.heartbeat_ms.append((time.perf_counter() - asked) * 1000)
     if data.get("started"):
         agent.hlog += data.pop("hlog")
