@@ -90,7 +90,9 @@ class LoadAgent:
                 "counters": {phase: _counters(c) for phase, c in recorder.counters.items()},
                 "class_counters": {f"{phase}\t{name}": _counters(c)
                                    for (phase, name), c in recorder.class_counters.items()},
-                "in_flight": engine.in_flight, "phase": engine.current.name if engine.current else None}
+                "in_flight": engine.in_flight, "phase": engine.current.name if engine.current else None,
+                "phases": [{"name": p.name, "executor": p.config.executor, "warmup": p.config.warmup,
+                            "duration_s": round(p.duration_s, 3)} for p in engine.phases if p.started_ns]}
 
     def stop(self, reason: str) -> None:
         if self.engine is not None:

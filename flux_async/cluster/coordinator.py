@@ -20,6 +20,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -263,8 +264,8 @@ def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: floa
     """One report from the agents' (and the lost agents' last heartbeats), one .hlog added by interval index."""
     folder = Path(tempfile.mkdtemp(prefix="flux_async_cluster_"))
     finished = [a for a in agents if a.result is not None]
-    if not finished:
-        raise FluxAsyncError("every agent was lost before it reported: "
+    if not finished and not any(a.last for a in agents):
+        raise FluxAsyncError("every agent was lost before it sent anything: "
                              + "; ".join(f"agent {a.index}: {a.lost['reason']}" for a in agents if a.lost))
     logs, hlogs = [], []
     for agent in agents:
@@ -275,7 +276,8 @@ def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: floa
         if agent.result is not None:
             hlogs.append(path)
     results = [a.result for a in finished if a.result is not None]
-    reports = [Report.from_json({**r["report"], "timeline_epoch_s": t0_epoch}) for r in results]
+    reports = [Report.from_json({**r["report"], "timeline_epoch_s": t0_epoch}) for r in results] or \
+        [_skeleton(scenario, agents, t0_epoch)]
     partial = [_lost_part(a) for a in agents if a.lost and a.last]
     report = merge_reports(scenario, reports, hlogs, embedded=False, partial=partial)
     if options.hlog:
@@ -314,6 +316,21 @@ def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: floa
                 f"{len(losses)} of {len(agents)} agents lost (on_agent_loss: "
                 f"{scenario.on_agent_loss or 'unset, so the verdict fails'})")
     return report
+
+
+def _skeleton(scenario: Scenario, agents: list[Agent], t0_epoch: float) -> Report:
+    """When every agent was lost: a report of the phases their last heartbeats had reached, counting nothing itself
+    (their counts and histograms come in as partial parts), interrupted."""
+    phases: dict[str, dict] = {}
+    for agent in agents:
+        for phase in agent.last.get("phases", []):
+            known = phases.setdefault(phase["name"], {**phase, "finished": False})
+            known["duration_s"] = max(known["duration_s"], phase["duration_s"])
+    started = datetime.fromtimestamp(t0_epoch, timezone.utc).isoformat(timespec="seconds")
+    return Report.from_json({"scenario": scenario.name, "started_at": started, "interrupted": True,
+                             "target": {"url": ",".join(scenario.target.urls), "protocol": scenario.target.protocol,
+                                        "model": scenario.target.model_name},
+                             "phases": list(phases.values()), "timeline_epoch_s": t0_epoch})
 
 
 def _lost_part(agent: Agent) -> dict:

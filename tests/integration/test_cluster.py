@@ -7,6 +7,7 @@ place the agents exiting 3."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -147,3 +148,33 @@ def test_what_cannot_run_says_why(ray_cluster, tmp_path, agents, flags, code, sa
     result = subprocess.run(cmd, cwd=ROOT, env=ray_cluster.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == code and said in result.stdout + result.stderr, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_run_whose_every_agent_is_lost_still_writes_its_report(ray_cluster, tmp_path):
+    """Both agents' processes killed mid-run (Ray does not restart them): the report still comes, from their last
+    heartbeats — the requests they had sent, the phase they were in — interrupted and failed."""
+    scenario = {**FAKE, "phases": [{"name": "steady", "executor": "constant-arrival-rate", "rate": "20/s",
+                                    "duration": "30s"}]}
+    process = started(ray_cluster, command(tmp_path, scenario, ray_cluster.address))
+    try:
+        time.sleep(5)
+        agents = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_agent(p)]
+        assert len(agents) == 2
+        for pid in agents:
+            os.kill(pid, signal.SIGKILL)
+        assert process.stdout is not None
+        output = process.stdout.read()
+        assert process.wait(timeout=120) == 1, output
+    finally:
+        process.kill()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["agent_losses"]) == 2 and report["interrupted"] and not report["passed"]
+    assert [p["name"] for p in report["phases"]] == ["steady"]
+    assert sum(a["requests"]["sent"] for a in report["agents"]) == report["requests"]["sent"] >= 20
+
+
+def _is_agent(process: Path) -> bool:
+    try:
+        return (process / "cmdline").read_bytes().startswith(b"ray::LoadAgent")
+    except OSError:
+        return False
