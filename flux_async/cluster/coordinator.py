@@ -203,12 +203,14 @@ async def _watch(agents: list[Agent], scenario: Scenario, options: RunOptions, c
         while any(a.active for a in agents):
             await asyncio.sleep(POLL_S)
             await asyncio.gather(*(_heartbeat(agent, t0) for agent in agents if agent.active))
-            for agent in agents:
-                if agent.active and (await asyncio.to_thread(ray.wait, [agent.run_ref], timeout=0))[0]:
-                    try:
-                        agent.result = await asyncio.to_thread(ray.get, agent.run_ref)
-                    except Exception as exc:
-                        agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
+            running = {a.run_ref: a for a in agents if a.active}
+            done, _ = await asyncio.to_thread(ray.wait, list(running), num_returns=len(running), timeout=0) \
+                if running else ([], [])
+            for agent in (running[ref] for ref in done):
+                try:
+                    agent.result = await asyncio.to_thread(ray.get, agent.run_ref)
+                except Exception as exc:
+                    agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
             lost = [a for a in agents if a.lost]
             if lost and scenario.on_agent_loss == "abort" and not stopping.is_set():
                 stop(f"agent {lost[0].index} lost (on_agent_loss: abort)")

@@ -10,7 +10,7 @@ silently.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -59,6 +59,19 @@ class Counters:
     good: int = 0  # succeeded within their class's SLO (goodput)
     errors_by_kind: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_examples: dict[str, str] = field(default_factory=dict)  # kind → the first message of that kind
+
+    def to_dict(self) -> dict:
+        """Plain data, for another process (asdict cannot copy the defaultdict)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["errors_by_kind"], data["error_examples"] = dict(self.errors_by_kind), dict(self.error_examples)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Counters:
+        counters = cls(**{k: v for k, v in data.items() if k not in ("errors_by_kind", "error_examples")})
+        counters.errors_by_kind.update(data.get("errors_by_kind", {}))
+        counters.error_examples.update(data.get("error_examples", {}))
+        return counters
 
     def add(self, other: Counters) -> None:
         self.sent += other.sent

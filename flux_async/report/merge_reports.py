@@ -71,24 +71,17 @@ def _counters(figures: Figures) -> Counters:
     return counters
 
 
-def _from_fields(fields: dict) -> Counters:
-    counters = Counters(**{k: v for k, v in fields.items() if k not in ("errors_by_kind", "error_examples")})
-    counters.errors_by_kind.update(fields.get("errors_by_kind", {}))
-    counters.error_examples.update(fields.get("error_examples", {}))
-    return counters
-
-
 def _recorder(reports: list[Report], partial: Sequence[dict] = ()) -> Recorder:
     """A recorder holding the workers' histograms and per-phase counters, added up; `partial`: what lost cluster
-    agents sent last ({'histograms', 'counters': {phase: Counters fields}, 'class_counters': {'phase\tclass': ...}})."""
+    agents sent last (cluster/agent.py `poll`: 'histograms'; 'counters', 'class_counters' as Counters.to_dict())."""
     recorder = Recorder()
     for part in partial:
         add_encoded(recorder, part["histograms"])
         for phase, fields in part["counters"].items():
-            recorder.counters[phase].add(_from_fields(fields))
+            recorder.counters[phase].add(Counters.from_dict(fields))
         for key, fields in part["class_counters"].items():
             phase, name = key.split("\t")
-            recorder.class_counters[(phase, name)].add(_from_fields(fields))
+            recorder.class_counters[(phase, name)].add(Counters.from_dict(fields))
     for report in reports:
         add_encoded(recorder, report.histograms or {})
         for phase in report.phases:

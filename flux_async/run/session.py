@@ -86,9 +86,10 @@ class Session:
 
 
 @asynccontextmanager
-async def session(scenario: Scenario, options: RunOptions, console):
-    """Start the embedded server if no URL is given, open the target, prepare the references; clean up after.
-    Raises InvalidTarget (bad URLs), TargetUnreachable or ServerError."""
+async def session(scenario: Scenario, options: RunOptions, console, references: dict | None = None):
+    """Start the embedded server if no URL is given, open the target, prepare the references (or take `references`
+    computed elsewhere: a cluster agent's); clean up after. Raises InvalidTarget (bad URLs), TargetUnreachable or
+    ServerError."""
     scenario = apply_overrides(scenario, options)
     async with AsyncExitStack() as stack:
         embedded, server = not scenario.target.urls, None
@@ -106,7 +107,9 @@ async def session(scenario: Scenario, options: RunOptions, console):
             stack.push_async_callback(verifier.close)
             await verifier.open(scenario.workload)
             keys = workload_keys(scenario.workload)
-            if verifier.enabled and keys:
+            if references is not None:
+                verifier.adopt(references)
+            elif verifier.enabled and keys:
                 console.print(f"flux_async: computing {len(keys)} reference images (single-prompt requests, one at "
                               "a time) …")
                 await verifier.prepare(keys)

@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from flux_async.cluster.agent import _counters
 from flux_async.cluster.clock import measure_offset
 from flux_async.measure.recorder import Counters, Recorder, encode_histograms, new_histogram
 from flux_async.report.hlog_merge import add_by_interval, parse_intervals, write_intervals
@@ -72,8 +71,8 @@ def test_a_lost_agents_last_heartbeat_is_added_in():
         agent.record("steady", "latency", "grpc", 1, value, "final")
     counters = Counters(sent=5, ok=3, errors=0)
     counters.errors_by_kind["agent lost"] += 2
-    part = {"histograms": encode_histograms(agent), "counters": {"steady": _counters(counters)},
-            "class_counters": {"steady\tfinal": _counters(Counters(sent=5, ok=3))}}
+    part = {"histograms": encode_histograms(agent), "counters": {"steady": counters.to_dict()},
+            "class_counters": {"steady\tfinal": Counters(sent=5, ok=3).to_dict()}}
     merged = _recorder([], [part])
     assert merged.merged("latency", {"steady"}).get_total_count() == 3
     assert merged.counters["steady"].sent == 5 and merged.counters["steady"].errors_by_kind == {"agent lost": 2}
