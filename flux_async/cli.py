@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--slo", action="append", default=[], metavar="EXPR",
                           help="a threshold the load must meet, e.g. 'p(99) < 2s' (repeat for several; default: the "
                                "scenario's thresholds)")
-    for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir", "--html"):
+    for flag in ("--url", "--protocol", "--model", "--report", "--weights", "--mismatch-dir", "--html", "--cluster",
+                 "--agents"):
         action = next(a for a in run._actions if flag in a.option_strings)
         # str for a flag without a type: argparse's own default, which leaves the string as it is
         capacity.add_argument(flag, type=action.type if action.type is not None else str, choices=action.choices,
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--repeats", type=int, default=None, help="runs per candidate load (default 2)")
     capacity.add_argument("--precision", type=float, default=None, help="stop bisecting within this fraction")
     capacity.add_argument("--no-verify", action="store_true", help="do not check images against their single runs")
+    capacity.add_argument("--place-timeout", type=float, default=60.0, metavar="SECONDS",
+                          help="with --cluster: how long the cluster may take to place the agents (default 60)")
     capacity.add_argument("--workers", type=_positive, default=1,
                           help="not supported: a capacity search runs in one process (1 is accepted)")
 
@@ -322,6 +325,18 @@ def _scenario_command(args, make) -> int:
     return code
 
 
+def _cluster_flags(args) -> bool:
+    """Whether --cluster/--agents were given (checked: both, without --workers, a positive --place-timeout)."""
+    if not (args.cluster or args.agents):
+        return False
+    if not (args.cluster and args.agents) or args.workers > 1:
+        raise UsageError("--cluster ADDRESS and --agents N go together (and without --workers: each agent is one "
+                         "process)")
+    if args.place_timeout <= 0:
+        raise UsageError(f"--place-timeout must be > 0 seconds, got {args.place_timeout:g}")
+    return True
+
+
 def cmd_run(args) -> int:
     from flux_async.run.runner import RunOptions, run_scenario
     from flux_async.run.workers import run_workers
@@ -332,14 +347,9 @@ def cmd_run(args) -> int:
                          metrics_url=args.metrics_url, worker=args.worker, allow_faults=args.allow_faults,
                          control_url=args.control_url, model_repository=args.model_repository,
                          request_log=args.request_log)
-    if args.cluster or args.agents:
-        if not (args.cluster and args.agents) or args.workers > 1:
-            raise UsageError("--cluster ADDRESS and --agents N go together (and without --workers: each agent is "
-                             "one process)")
+    if _cluster_flags(args):
         from flux_async.cluster.coordinator import run_cluster
 
-        if args.place_timeout <= 0:
-            raise UsageError(f"--place-timeout must be > 0 seconds, got {args.place_timeout:g}")
         return _scenario_command(args, lambda s: run_cluster(s, args.cluster, args.agents, options, _console(),
                                                              place_timeout_s=args.place_timeout))
     if args.workers > 1:
@@ -352,15 +362,20 @@ def cmd_capacity(args) -> int:
     from flux_async.run.runner import RunOptions, run_capacity
 
     if args.workers > 1:
-        raise UsageError("--workers must be 1: a capacity search runs every step in one process (run --workers "
-                         "splits a fixed scenario; its report's client verdict, like each capacity step's, says when "
-                         "the tester itself was the bottleneck)")
+        raise UsageError("--workers must be 1: a capacity search runs every step in one process (--cluster ADDRESS "
+                         "--agents N spreads every step over a Ray cluster's agents; each step's client verdict says "
+                         "when the tester itself was the bottleneck)")
 
     options = RunOptions(url=args.url, protocol=args.protocol, model=args.model, report=args.report,
                          plot=args.plot, html=args.html, weights=args.weights, verify=not args.no_verify,
                          mismatch_dir=args.mismatch_dir, progress=False)
     overrides = {"mode": args.mode, "start": args.start, "max": args.max, "step_duration_s": args.step_duration,
                  "repeats": args.repeats, "precision": args.precision}
+    if _cluster_flags(args):
+        from flux_async.cluster.capacity import capacity_cluster
+
+        return _scenario_command(args, lambda s: capacity_cluster(s, args.cluster, args.agents, options, args.slo,
+                                                                  overrides, _console(), args.place_timeout))
     return _scenario_command(args, lambda s: run_capacity(s, options, args.slo, overrides, _console()))
 
 

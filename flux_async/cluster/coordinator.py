@@ -19,6 +19,7 @@ import os
 import signal
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,7 @@ from flux_async.report.hlog_merge import add_by_interval, parse_intervals, write
 from flux_async.report.merge_reports import merge_reports
 from flux_async.report.schema import Report
 from flux_async.run.outputs import finish
-from flux_async.run.session import RunOptions, apply_overrides, session
+from flux_async.run.session import RunOptions, Session, apply_overrides, mismatch_folder, session
 from flux_async.run.workers import divide
 from flux_async.scenario.config import Scenario
 
@@ -57,6 +58,7 @@ class Agent:
     heartbeat_ms: list[float] = field(default_factory=list)  # each poll's round trip
     missed: int = 0  # heartbeats missed in a row
     hlog: str = ""  # its interval log so far
+    rows: list[dict] = field(default_factory=list)  # its timeline rows so far
     result: dict | None = None
     lost: dict | None = None
 
@@ -111,11 +113,21 @@ def start_agents(count: int, group) -> list:
         placement_group=group, placement_group_bundle_index=i)).remote(i, count) for i in range(count)]
 
 
-async def run_cluster(scenario: Scenario, address: str, count: int, options: RunOptions, console,
-                      place_timeout_s: float = PLACE_TIMEOUT_S) -> tuple[dict, int]:
-    """Run `scenario` over `count` agents of the cluster at `address`; (merged report, exit code)."""
-    ray = _ray()
-    for index in range(count):
+@dataclass
+class ClusterSession:
+    """An opened cluster: the coordinator's own session (target open, references computed), the placed agents with
+    their clocks measured, and the references in the object store."""
+
+    session: Session
+    agents: list[Agent]
+    references: Any  # a Ray object ref to {key: reference image}
+    computed: int  # how many references the coordinator computed (once, for every agent)
+
+
+def check_cluster_scenario(scenario: Scenario, count: int, options: RunOptions, split_phases: bool = True) -> Scenario:
+    """The scenario with the command line's overrides, or UsageError/WorkerSplitError for what a cluster cannot run
+    (`split_phases`: its phases must split over `count` agents; a capacity search runs its own)."""
+    for index in range(count if split_phases else 0):
         divide(scenario, index, count)  # raises WorkerSplitError before anything starts
     scenario = apply_overrides(scenario, options)
     if not scenario.target.urls:
@@ -123,41 +135,82 @@ async def run_cluster(scenario: Scenario, address: str, count: int, options: Run
                          "reach an embedded server")
     if scenario.faults:
         raise UsageError("--cluster runs no faults: they change the server once, not once per agent")
+    return scenario
+
+
+@asynccontextmanager
+async def cluster_session(scenario: Scenario, address: str, count: int, options: RunOptions, console,
+                          place_timeout_s: float = PLACE_TIMEOUT_S):
+    """Steps 1-3: connect, place `count` agents and measure their clocks, open the target here and compute the
+    references once, put them in the object store. Ray is shut down after."""
+    ray = _ray()
     await asyncio.to_thread(connect, address)
     try:
         group = await asyncio.to_thread(place, count, place_timeout_s)
         agents = await _prepare_agents(count, group)
         async with session(scenario, options, console) as s:  # the target answers, references computed once
             computed = s.verifier.references if s.verifier is not None and s.verifier.enabled else {}
-            references = ray.put(computed)
-        t0 = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
-        t0_epoch = time.time() + START_LEAD_S
-        console.print(f"flux_async: {count} agents on {len({a.where['node'] for a in agents})} nodes of {address}, "
-                      f"clock offsets within ±{max(a.clock.uncertainty_ns for a in agents) / 1e6:.2f} ms …")
-        loose = [a for a in agents if a.clock.uncertainty_ns / 1e6 > WARN_UNCERTAINTY_MS]
-        for agent in loose:
-            console.print(f"[yellow]flux_async: agent {agent.index} on {agent.where['address']}: clock offset "
-                          f"uncertain by ±{agent.clock.uncertainty_ns / 1e6:.1f} ms (over {WARN_UNCERTAINTY_MS:g} "
-                          "ms): it may start that much apart from the others (latencies stay exact)[/yellow]")
-        for agent in agents:
-            agent.run_ref = agent.handle.run.remote(scenario, options, agent.clock.agent_time(t0), references)
-        cpu = time.process_time()
-        await _watch(agents, scenario, options, console, t0)
-        cpu = time.process_time() - cpu
-        report = _merge(scenario, agents, address, t0_epoch, options)
-        # computed here once (the agents add only those a trace asks for that the workload does not have)
-        report["verification"]["references"] = report["verification"].get("references", 0) + len(computed)
-        report["cluster"]["references_shared"] = len(computed)
-        beats = sorted(ms for a in agents for ms in a.heartbeat_ms)
-        report["cluster"].update(coordinator_cpu_s=round(cpu, 3), heartbeats=len(beats), heartbeat_ms={
-            "p50": round(beats[len(beats) // 2], 2), "p99": round(beats[int(len(beats) * 0.99)], 2),
-            "max": round(beats[-1], 2)} if beats else None)
+            console.print(f"flux_async: {count} agents on {len({a.where['node'] for a in agents})} nodes of "
+                          f"{address}, clock offsets within "
+                          f"±{max(a.clock.uncertainty_ns for a in agents) / 1e6:.2f} ms …")
+            for agent in (a for a in agents if a.clock.uncertainty_ns / 1e6 > WARN_UNCERTAINTY_MS):
+                console.print(f"[yellow]flux_async: agent {agent.index} on {agent.where['address']}: clock offset "
+                              f"uncertain by ±{agent.clock.uncertainty_ns / 1e6:.1f} ms (over "
+                              f"{WARN_UNCERTAINTY_MS:g} ms): it may start that much apart from the others "
+                              "(latencies stay exact)[/yellow]")
+            yield ClusterSession(s, agents, ray.put(computed), len(computed))
     finally:
         ray.shutdown()
+
+
+async def run_cluster(scenario: Scenario, address: str, count: int, options: RunOptions, console,
+                      place_timeout_s: float = PLACE_TIMEOUT_S) -> tuple[dict, int]:
+    """Run `scenario` over `count` agents of the cluster at `address`; (merged report, exit code)."""
+    scenario = check_cluster_scenario(scenario, count, options)
+    async with cluster_session(scenario, address, count, options, console, place_timeout_s) as cluster:
+        agents = cluster.agents
+        t0 = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
+        t0_epoch = time.time() + START_LEAD_S
+        for agent in agents:
+            agent.run_ref = agent.handle.run.remote(scenario, options, agent.clock.agent_time(t0), cluster.references)
+        cpu = time.process_time()
+        await watch(agents, scenario, options, console, t0)
+        cpu = time.process_time() - cpu
+        gallery = mismatch_folder(scenario, options)
+        for agent in agents:
+            if agent.result is not None:
+                land_mismatches(agent.result["report"]["verification"], agent.result["mismatch_files"],
+                                gallery / f"agent-{agent.index}")
+        report = _merge(scenario, agents, address, t0_epoch, options)
+        # computed here once (the agents add only those a trace asks for that the workload does not have)
+        report["verification"]["references"] = report["verification"].get("references", 0) + cluster.computed
+        report["cluster"]["references_shared"] = cluster.computed
+        report["cluster"].update(coordinator_cpu_s=round(cpu, 3), **heartbeat_figures(agents))
     from flux_async.report.json_report import print_summary
     from flux_async.report.plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)
+
+
+def heartbeat_figures(agents: list[Agent]) -> dict:
+    """How many heartbeats the coordinator made and their round trips (the cost of coordination)."""
+    beats = sorted(ms for a in agents for ms in a.heartbeat_ms)
+    return {"heartbeats": len(beats), "heartbeat_ms": {
+        "p50": round(beats[len(beats) // 2], 2), "p99": round(beats[int(len(beats) * 0.99)], 2),
+        "max": round(beats[-1], 2)} if beats else None}
+
+
+def land_mismatches(summary: dict, files: dict[str, bytes], folder: Path) -> None:
+    """Write an agent's mismatch images (read on its host: cluster/agent.py `mismatch_files`) into `folder` here, and
+    point its summary's examples at them: every agent's mismatches in one gallery."""
+    landed = {}
+    for name, data in files.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / Path(name).name
+        path.write_bytes(data)
+        landed[name] = str(path)
+    for example in summary.get("mismatch_examples") or []:
+        example["files"] = [landed.get(name, name) for name in example.get("files") or []]
 
 
 async def _prepare_agents(count: int, group) -> list[Agent]:
@@ -179,7 +232,7 @@ async def _prepare_agents(count: int, group) -> list[Agent]:
     return agents
 
 
-async def _watch(agents: list[Agent], scenario: Scenario, options: RunOptions, console, t0: int) -> None:
+async def watch(agents: list[Agent], scenario: Scenario, options: RunOptions, console, t0: int) -> None:
     """Poll every agent until each has finished or is lost; Ctrl-C stops them all (their reports still come)."""
     ray = _ray()
     loop, stopping = asyncio.get_running_loop(), asyncio.Event()
@@ -201,16 +254,15 @@ async def _watch(agents: list[Agent], scenario: Scenario, options: RunOptions, c
     try:
         last_line = 0.0
         while any(a.active for a in agents):
-            await asyncio.sleep(POLL_S)
-            await asyncio.gather(*(_heartbeat(agent, t0) for agent in agents if agent.active))
+            # up to POLL_S for every run to end (no wait once all have), then a heartbeat to those still running
             running = {a.run_ref: a for a in agents if a.active}
-            done, _ = await asyncio.to_thread(ray.wait, list(running), num_returns=len(running), timeout=0) \
-                if running else ([], [])
+            done, _ = await asyncio.to_thread(ray.wait, list(running), num_returns=len(running), timeout=POLL_S)
             for agent in (running[ref] for ref in done):
                 try:
                     agent.result = await asyncio.to_thread(ray.get, agent.run_ref)
                 except Exception as exc:
                     agent.lost = {"at_s": agent.seen_s, "detected_s": _since(t0), "reason": _reason(exc)}
+            await asyncio.gather(*(heartbeat(agent, t0) for agent in agents if agent.active))
             lost = [a for a in agents if a.lost]
             if lost and scenario.on_agent_loss == "abort" and not stopping.is_set():
                 stop(f"agent {lost[0].index} lost (on_agent_loss: abort)")
@@ -222,7 +274,7 @@ async def _watch(agents: list[Agent], scenario: Scenario, options: RunOptions, c
             loop.remove_signal_handler(sig)
 
 
-async def _heartbeat(agent: Agent, t0: int) -> None:
+async def heartbeat(agent: Agent, t0: int) -> None:
     ray = _ray()
     asked = time.perf_counter()
     try:
@@ -241,6 +293,7 @@ async def _heartbeat(agent: Agent, t0: int) -> None:
     agent.heartbeat_ms.append((time.perf_counter() - asked) * 1000)
     if data.get("started"):
         agent.hlog += data.pop("hlog")
+        agent.rows += data.pop("rows", [])
         agent.last = data
 
 
@@ -280,7 +333,7 @@ def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: floa
     results = [a.result for a in finished if a.result is not None]
     reports = [Report.from_json({**r["report"], "timeline_epoch_s": t0_epoch}) for r in results] or \
         [_skeleton(scenario, agents, t0_epoch)]
-    partial = [_lost_part(a) for a in agents if a.lost and a.last]
+    partial = [_lost_part(a, t0_epoch, folder / f"agent-{a.index}.hlog") for a in agents if a.lost and a.last]
     report = merge_reports(scenario, reports, hlogs, embedded=False, partial=partial)
     if options.hlog:
         write_intervals(add_by_interval(logs, INTERVAL_S), options.hlog,
@@ -335,9 +388,11 @@ def _skeleton(scenario: Scenario, agents: list[Agent], t0_epoch: float) -> Repor
                              "phases": list(phases.values()), "timeline_epoch_s": t0_epoch})
 
 
-def _lost_part(agent: Agent) -> dict:
-    """A lost agent's last heartbeat, with the requests it had in flight counted as errors of kind 'agent lost'."""
+def _lost_part(agent: Agent, t0_epoch: float, hlog: Path) -> dict:
+    """A lost agent's last heartbeat, with the requests it had in flight counted as errors of kind 'agent lost', and
+    its timeline rows and interval log until then (report/merge_reports.py `partial`)."""
     part = {key: agent.last[key] for key in ("histograms", "counters", "class_counters")}
+    part.update(timeline=agent.rows, timeline_epoch_s=t0_epoch, hlog=hlog)
     phase, in_flight = agent.last.get("phase"), agent.last.get("in_flight", 0)
     if phase and in_flight:
         counters = part["counters"].setdefault(phase, {"sent": 0, "ok": 0, "errors": 0, "dropped": 0,

@@ -242,3 +242,24 @@ def add_encoded(recorder: Recorder, encoded: dict[str, str]) -> None:
         target = recorder.histograms.setdefault((phase, metric, protocol, int(prompts), "".join(request_class)),
                                                 new_histogram())
         target.decode_and_add(payload)
+
+
+def encode_part(recorder: Recorder) -> dict:
+    """Everything another process needs to add this recorder into its own (`add_part`): encoded histograms,
+    per-phase and per-class counters, overflow. What a cluster agent's heartbeat and capacity step carry."""
+    return {"histograms": encode_histograms(recorder),
+            "counters": {phase: c.to_dict() for phase, c in recorder.counters.items()},
+            "class_counters": {f"{phase}\t{name}": c.to_dict()
+                               for (phase, name), c in recorder.class_counters.items()},
+            "overflow": recorder.overflow}
+
+
+def add_part(recorder: Recorder, part: dict) -> None:
+    """Add `encode_part`'s output into `recorder` (histograms exactly, counters summed)."""
+    add_encoded(recorder, part["histograms"])
+    for phase, counts in part["counters"].items():
+        recorder.counters[phase].add(Counters.from_dict(counts))
+    for key, counts in part["class_counters"].items():
+        phase, name = key.split("\t")
+        recorder.class_counters[(phase, name)].add(Counters.from_dict(counts))
+    recorder.overflow += part.get("overflow", 0)

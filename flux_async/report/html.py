@@ -46,7 +46,7 @@ def verdict_reasons(report: dict | Report | CapacityReport) -> list[str]:
     """Why the run failed (each failed check, in words), or what it passed."""
     report = load_report(report)
     if isinstance(report, CapacityReport):
-        return _capacity_reasons(report.capacity)
+        return _capacity_reasons(report.capacity) + _loss_reasons(report)
     reasons = []
     for result in report.thresholds:
         if not result.ok:
@@ -63,13 +63,20 @@ def verdict_reasons(report: dict | Report | CapacityReport) -> list[str]:
         reasons.append(f"{report.histogram_overflow} latencies were beyond the histograms' range")
     reasons += [f"fault {f['action']} {f.get('model') or 'server'}: {f['error']}" for f in report.faults or []
                 if f.get("error")]
-    allowed = isinstance(report.cluster, dict) and report.cluster.get("on_agent_loss") == "continue"
-    reasons += [f"agent {loss['agent']} on {loss['address']} lost after {loss['at_s']:.1f} s: {loss['reason']}"
-                for loss in report.agent_losses or [] if not allowed]
+    reasons += _loss_reasons(report)
     if reasons:
         return reasons
     checked = f"; {verification.checked} images verified against their single runs" if verification.enabled else ""
     return [f"all {len(report.thresholds)} thresholds met{checked}"]
+
+
+def _loss_reasons(report: Report | CapacityReport) -> list[str]:
+    """The lost cluster agents, each a reason the verdict failed (unless the scenario said on_agent_loss: continue)."""
+    if isinstance(report.cluster, dict) and report.cluster.get("on_agent_loss") == "continue":
+        return []
+    return [f"agent {loss['agent']} on {loss['address']} lost "
+            + (f"in step {loss['step']} " if "step" in loss else "") + f"after {loss['at_s']:.1f} s: {loss['reason']}"
+            for loss in report.agent_losses or []]
 
 
 def _capacity_reasons(section: CapacitySection) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from flux_async.load.engine import PhaseRun, RunResult
 from flux_async.measure.client_usage import combine as combine_clients
 from flux_async.measure.gates import GATES, Gate, WorstScores, gate_summary
-from flux_async.measure.recorder import Counters, Recorder, add_encoded
+from flux_async.measure.recorder import Counters, Recorder, add_encoded, add_part
 from flux_async.measure.timeline import combine as combine_timelines
 from flux_async.report.hlog import read_log
 from flux_async.report.json_report import run_report
@@ -38,16 +38,7 @@ class MergedVerification:
                     if scope.verification:
                         part["checked"] += scope.verification.checked
                         part["mismatches"] += scope.verification.mismatches
-        gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
-        worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
-        passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
-        self._summary = {
-            "enabled": self.enabled, "workers": len(parts),
-            **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
-            "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
-            "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
-            "sample_rate": parts[0].get("sample_rate") if parts else None, **gate_summary(gate, worst, passing),
-            "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
+        self._summary = combine_verification(parts)
 
     def summary(self) -> dict:
         return self._summary
@@ -58,6 +49,21 @@ class MergedVerification:
     def class_summary(self, phases: set[str], request_class: str) -> dict:
         parts = [self._classes.get((phase, request_class), {}) for phase in phases]
         return {key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches")}
+
+
+def combine_verification(parts: list[dict]) -> dict:
+    """Several load generators' verification summaries as one (counts summed, the worst scores kept, the gate as
+    theirs)."""
+    gate = next((Gate.from_dict(p["gate"]) for p in parts if p.get("gate")), GATES["auto"])
+    worst = WorstScores.combine([p["worst"] for p in parts if p.get("worst")])
+    passing = WorstScores.combine([p["worst_passing"] for p in parts if p.get("worst_passing")])
+    return {
+        "enabled": any(p.get("enabled") for p in parts), "workers": len(parts),
+        **{key: sum(p.get(key, 0) for p in parts) for key in ("checked", "mismatches", "unchecked", "references")},
+        "reference_errors": {k: v for p in parts for k, v in p.get("reference_errors", {}).items()},
+        "unstable_references": [u for p in parts for u in p.get("unstable_references", [])],
+        "sample_rate": parts[0].get("sample_rate") if parts else None, **gate_summary(gate, worst, passing),
+        "mismatch_examples": [m for p in parts for m in p.get("mismatch_examples", [])][:20]}
 
 
 def _counters(figures: Figures) -> Counters:
@@ -76,12 +82,7 @@ def _recorder(reports: list[Report], partial: Sequence[dict] = ()) -> Recorder:
     agents sent last (cluster/agent.py `poll`: 'histograms'; 'counters', 'class_counters' as Counters.to_dict())."""
     recorder = Recorder()
     for part in partial:
-        add_encoded(recorder, part["histograms"])
-        for phase, fields in part["counters"].items():
-            recorder.counters[phase].add(Counters.from_dict(fields))
-        for key, fields in part["class_counters"].items():
-            phase, name = key.split("\t")
-            recorder.class_counters[(phase, name)].add(Counters.from_dict(fields))
+        add_part(recorder, part)
     for report in reports:
         add_encoded(recorder, report.histograms or {})
         for phase in report.phases:
@@ -109,11 +110,14 @@ def _run(scenario: Scenario, reports: list[Report]) -> RunResult:
                      any(r.interrupted for r in reports), first.target.url, first.target.protocol, first.target.model)
 
 
-def merged_timeline(reports: list[Report], hlogs: list[Path]) -> list[dict]:
-    """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs."""
-    return combine_timelines([(report.timeline_epoch_s, report.timeline, read_log(hlog) if hlog.is_file() else [])
-                              for report, hlog in zip(reports, hlogs)
-                              if not isinstance(report.timeline_epoch_s, Absent)])
+def merged_timeline(reports: list[Report], hlogs: list[Path], partial: Sequence[dict] = ()) -> list[dict]:
+    """The workers' rows on one time grid (see timeline.combine), percentiles from their own interval logs; with the
+    rows lost cluster agents sent before they were lost (`partial`: 'timeline', 'timeline_epoch_s', 'hlog')."""
+    parts = [(report.timeline_epoch_s, report.timeline, read_log(hlog) if hlog.is_file() else [])
+             for report, hlog in zip(reports, hlogs) if not isinstance(report.timeline_epoch_s, Absent)]
+    parts += [(p["timeline_epoch_s"], p["timeline"], read_log(p["hlog"]) if Path(p["hlog"]).is_file() else [])
+              for p in partial if p.get("timeline")]
+    return combine_timelines(parts)
 
 
 def merge_reports(scenario: Scenario, reports: Sequence[dict | Report], hlogs: list[Path], embedded: bool,
@@ -123,7 +127,7 @@ def merge_reports(scenario: Scenario, reports: Sequence[dict | Report], hlogs: l
     parsed = [Report.from_json(r) if isinstance(r, dict) else r for r in reports]
     first = parsed[0]
     merged = run_report(scenario, _run(scenario, parsed), _recorder(parsed, partial), embedded=embedded,
-                        verifier=MergedVerification(parsed), timeline=merged_timeline(parsed, hlogs),
+                        verifier=MergedVerification(parsed), timeline=merged_timeline(parsed, hlogs, partial),
                         gpu=first.gpu, metrics_url=first.metrics_url)
     merged.workers = len(parsed)
     client = combine_clients([{**r.client.to_json(), "name": f"worker {r.worker}"} for r in parsed if r.client])

@@ -234,6 +234,7 @@ class CapacityStep(JsonObject):
     passed: bool = False
     stages: dict | None = None
     interrupted: bool = False
+    partial: str | Absent = ABSENT  # capacity --cluster: an agent was lost during the step (it ran again; no vote)
     client: ClientUsageSummary | None | Absent = ABSENT
     rate_per_s: float | Absent = ABSENT
     completion_rate_per_s: float | None | Absent = ABSENT
@@ -275,6 +276,9 @@ class CapacityReport(JsonObject):
     client: ClientUsageSummary | None = None
     verification: Verification = field(default_factory=Verification)
     machine: dict | Absent = ABSENT
+    cluster: dict | Absent = ABSENT  # capacity --cluster: as the run report's
+    agents: list[dict] | Absent = ABSENT  # capacity --cluster: one row per agent, its counts over every step
+    agent_losses: list[dict] | Absent = ABSENT  # capacity --cluster: when (step, s into it) and why
     extra: dict = field(default_factory=dict)
 
 

@@ -10,8 +10,11 @@ is taken between the first and last completion of the step, so a long latency al
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Protocol
 
 from flux_async.load.engine import Engine
 from flux_async.measure.client_usage import ClientUsage, warning_line
@@ -67,19 +70,71 @@ def slo_thresholds(expressions: list[str], mode: str) -> list[Threshold]:
             thresholds.append(parse_threshold(expr))
     return thresholds + [parse_threshold("mismatches == 0")]
 
-class CapacitySearch:
-    """Runs the steps against an opened target; `steps` keeps every run's figures."""
+@dataclass
+class StepResult:
+    """What one step measured, wherever its load came from: the search judges it."""
 
-    def __init__(self, scenario: Scenario, target: Target, config: CapacityConfig, slo: list[str], verifier=None,
-                 console=None):
-        self.scenario, self.target, self.config, self.verifier, self.console = (scenario, target, config, verifier,
-                                                                                 console)
+    recorder: Recorder
+    completions: CompletionClock  # its successful requests' completion instants, on one clock
+    duration_s: float
+    stages: dict | None  # Triton's per-model statistics over the step
+    interrupted: bool
+    client: dict | None
+    verification: dict  # {"checked", "mismatches"} of the step
+    class_verification: dict[str, dict] = field(default_factory=dict)  # the same per request class
+    partial: str | None = None  # why part of the load was not generated (a lost cluster agent): the step is re-run
+
+
+class StepRunner(Protocol):
+    """Runs one capacity step's phase and measures it (here: LocalSteps; over a Ray cluster's agents: ClusterSteps)."""
+
+    async def run(self, phase: Executor) -> StepResult: ...
+
+    def stop(self) -> None: ...
+
+
+class LocalSteps:
+    """Steps run by one engine in this process, against the opened target (a cluster agent runs its share so)."""
+
+    def __init__(self, scenario: Scenario, target: Target, verifier=None, job_stream: int = 0):
+        self.scenario, self.target, self.verifier, self.job_stream = scenario, target, verifier, job_stream
+        self.engine: Engine | None = None
+        self.recorder: Recorder | None = None
+
+    async def run(self, phase: Executor, start_at_ns: int | None = None) -> StepResult:
+        """Run `phase` (from `start_at_ns` on this process's perf_counter clock, if given) and measure it."""
+        recorder, clock = Recorder(), CompletionClock()
+        self.recorder = recorder
+        self.engine = engine = Engine(replace(self.scenario, phases=[phase]), self.target, recorder,
+                                      verifier=self.verifier, observers=[clock], job_stream=self.job_stream)
+        if start_at_ns is not None:
+            await asyncio.sleep(max(0.0, (start_at_ns - time.perf_counter_ns()) / 1e9))
+        usage = ClientUsage()
+        run = await engine.run()
+        client = usage.finish(run.phases[0].scheduled, recorder, engine)
+        name, verifier = phase.name, self.verifier
+        verification = verifier.phase_summary(name) if verifier else {"checked": 0, "mismatches": 0}
+        classes = {c: verifier.class_summary({name}, c) for c in recorder.classes({name})} if verifier else {}
+        return StepResult(recorder, clock, run.phases[0].duration_s, run.phases[0].stages, run.interrupted, client,
+                          verification, classes)
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+
+class CapacitySearch:
+    """Runs the steps (through `steps`: here or over cluster agents); `steps` keeps every run's figures."""
+
+    def __init__(self, scenario: Scenario, runner: StepRunner, config: CapacityConfig, slo: list[str], console=None):
+        self.scenario, self.runner, self.config, self.console = scenario, runner, config, console
         self.slo_expressions = slo
         self.thresholds = slo_thresholds(slo, config.mode)
         self.steps: list[dict] = []
         self._index = 0
 
-    def _phase(self, load: float, name: str) -> Executor:
+    def phase(self, load: float, name: str) -> Executor:
+        """The phase one step runs at `load`."""
         duration = self.config.step_duration_s
         if self.config.mode == "rate":
             duration = max(duration, self.config.min_requests / load)
@@ -90,45 +145,46 @@ class CapacitySearch:
     async def _step(self, load: float, repeat: int, warmup: bool = False) -> dict:
         self._index += 1
         name = f"warm-up-{load:g}" if warmup else f"step-{self._index}"
-        phase = self._phase(load, name)
-        recorder, clock = Recorder(), CompletionClock()
-        engine = Engine(replace(self.scenario, phases=[phase]), self.target, recorder, verifier=self.verifier,
-                        observers=[clock])
-        self.engine = engine
-        usage = ClientUsage()
-        run = await engine.run()
-        client = usage.finish(run.phases[0].scheduled, recorder, engine)
-        seconds = run.phases[0].duration_s
+        measured = await self.runner.run(self.phase(load, name))
+        recorder, seconds, verification = measured.recorder, measured.duration_s, measured.verification
         scope = figures(recorder, {name}, seconds, goodput=has_slo(self.scenario))
-        verification = self.verifier.phase_summary(name) if self.verifier else {"checked": 0, "mismatches": 0}
 
         def mismatches(request_class: str | None) -> int:
-            if request_class is None or self.verifier is None:
+            if request_class is None:
                 return verification["mismatches"]
-            return self.verifier.class_summary({name}, request_class)["mismatches"]
+            return measured.class_verification.get(request_class, {}).get("mismatches", 0)
 
         results = [r.to_json() for r in evaluate(self.thresholds, recorder, {name}, seconds, mismatches)]
-        completion_rate = clock.rate_per_s()
+        completion_rate = measured.completions.rate_per_s()
         if self.config.mode == "rate":  # keeping up: a backlog that grows within the step shows here first
             results.append(keep_up_result(load, completion_rate))
         step = {"step": self._index, "mode": self.config.mode, "load": load, "repeat": repeat,
                 "warmup": warmup, **scope.to_json(), "achieved_requests_per_s": scope.throughput.requests_per_s,
                 "verification": verification, "slo": results, "passed": all(r["ok"] for r in results),
-                "stages": run.phases[0].stages, "interrupted": run.interrupted, "client": client}
+                "stages": measured.stages, "interrupted": measured.interrupted, "client": measured.client}
         if self.config.mode == "rate":
             step["rate_per_s"], step["completion_rate_per_s"] = load, completion_rate
         else:
             step["concurrency"] = int(load)
+        if measured.partial:
+            step["partial"] = measured.partial
         self.steps.append(step)
         if self.console is not None:
             self.console.print(describe_step(step), soft_wrap=True)
         return step
 
+    async def _vote(self, load: float, repeat: int) -> bool:
+        """One run of `load`; a step cut short (a lost agent) does not vote: it runs again."""
+        step = await self._step(load, repeat)
+        while step.get("partial") and not step["interrupted"]:
+            step = await self._step(load, repeat)
+        return step["passed"]
+
     async def _candidate(self, load: float) -> bool:
         """Run `load` `repeats` times; if the runs disagree, one more decides (majority)."""
-        votes = [(await self._step(load, r + 1))["passed"] for r in range(self.config.repeats)]
+        votes = [await self._vote(load, r + 1) for r in range(self.config.repeats)]
         if len(set(votes)) > 1 and len(votes) % 2 == 0:
-            votes.append((await self._step(load, len(votes) + 1))["passed"])
+            votes.append(await self._vote(load, len(votes) + 1))
         return sum(votes) * 2 > len(votes)
 
     @property
@@ -162,7 +218,8 @@ class CapacitySearch:
         return self._summary(low, high)
 
     def _summary(self, low: float | None, high: float | None) -> dict:
-        passing = [s for s in self.steps if not s["warmup"] and s["load"] == low and s["passed"]]
+        passing = [s for s in self.steps if not s["warmup"] and s["load"] == low and s["passed"]
+                   and not s.get("partial")]
         knee = max(passing, key=lambda s: s["achieved_requests_per_s"]) if passing else None
         if self.config.mode == "rate":
             max_rate = float(low or 0.0)
@@ -191,11 +248,14 @@ def describe_step(step: dict) -> str:
             f"{step['throughput']['images_per_s']:.2f} img/s, p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, "
             f"errors {step['requests']['errors']}, dropped {step['requests']['dropped']}, mismatches "
             f"{step['verification']['mismatches']} → {verdict}" + (f" ({', '.join(failed)})" if failed else "")
-            + (f" [yellow]{warning}[/yellow]" if (warning := warning_line(step.get("client"))) else ""))
+            + (f" [yellow]{warning}[/yellow]" if (warning := warning_line(step.get("client"))) else "")
+            + (f" [yellow]partial ({step['partial']}): not counted, run again[/yellow]" if step.get("partial") else ""))
 
 
-def capacity_report(scenario: Scenario, target: Target, section: dict, started_at: datetime, verifier=None) -> dict:
-    """The capacity JSON: the run report's identity keys, `capacity`, and the verification summary."""
+def capacity_report(scenario: Scenario, target: Target, section: dict, started_at: datetime,
+                    verification: dict | None = None, cluster: dict | None = None) -> dict:
+    """The capacity JSON: the run report's identity keys, `capacity`, and the verification summary (None: disabled);
+    `cluster`: a search over cluster agents adds `cluster`, `agents` and `agent_losses` (cluster/capacity.py)."""
     client = combine_clients([{**step["client"], "name": f"step {step['step']}"} for step in section["steps"]
                               if step.get("client")])
     return CapacityReport(
@@ -204,7 +264,8 @@ def capacity_report(scenario: Scenario, target: Target, section: dict, started_a
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         passed=section["max_rate_per_s"] > 0 and not section["interrupted"],
         capacity=CapacitySection.from_json(section), client=ClientUsageSummary.from_json(client) if client else None,
-        verification=Verification.from_json(verifier.summary() if verifier else DISABLED_VERIFICATION)).to_json()
+        verification=Verification.from_json(verification or DISABLED_VERIFICATION),
+        **(cluster or {})).to_json()
 
 def describe_capacity(report: dict | CapacityReport, console) -> None:
     """The step table and the verdict."""
@@ -239,6 +300,14 @@ def describe_capacity(report: dict | CapacityReport, console) -> None:
                                              if section.lowest_failing_load is not None else ""), soft_wrap=True)
     for line in verification_lines(report.verification):
         console.print(line, soft_wrap=True)
+    if isinstance(report.cluster, dict):
+        cluster = report.cluster
+        console.print(f"cluster: {cluster['agents']} agents on {cluster['nodes']} nodes of {cluster['address']}, "
+                      f"clock offsets within ±{cluster['clock_uncertainty_max_ms']:.2f} ms", soft_wrap=True)
+    for loss in report.agent_losses or []:
+        console.print(f"[red]AGENT LOST[/red] agent {loss['agent']} on {loss['address']} in step {loss['step']} after "
+                      f"{loss['at_s']:.1f}s ({loss['reason']}); the later steps ran on the agents left",
+                      soft_wrap=True)
     warning = warning_line(client_json(report.client))
     if warning:
         console.print(f"[yellow]{warning}[/yellow]", soft_wrap=True)

@@ -21,12 +21,12 @@ from flux_async.measure.triton_metrics import MetricsScraper
 from flux_async.report.hlog import HlogWriter
 from flux_async.report.json_report import build_report, print_summary
 from flux_async.report.progress import show_progress
-from flux_async.run.capacity import CapacitySearch, capacity_report, describe_capacity
+from flux_async.run.capacity import CapacitySearch, LocalSteps, capacity_report, describe_capacity
 from flux_async.run.outputs import finish
 from flux_async.run.request_log import RequestLog
 from flux_async.run.session import RunOptions, Session, apply_overrides, session
 from flux_async.run.workers import divide
-from flux_async.scenario.config import Scenario, unknown_class
+from flux_async.scenario.config import CapacityConfig, Scenario, unknown_class
 from flux_async.scenario.thresholds import parse_threshold
 
 
@@ -71,7 +71,8 @@ def check_faults(scenario: Scenario, options: RunOptions) -> None:
 async def run_session(s: Session, options: RunOptions, console, *, start_at_ns: int | None = None,
                on_engine: Callable | None = None, handle_signals: bool = True) -> tuple[dict, int]:
     """One process's run. A cluster agent (cluster/agent.py) starts at `start_at_ns` on its own perf_counter clock,
-    is handed the engine (`on_engine`) to poll and stop it, and installs no signal handlers (not on the main thread)."""
+    is handed the engine, recorder, interval log and timeline (`on_engine`) to poll and stop it, and installs no
+    signal handlers (not on the main thread)."""
     scenario, target, verifier = s.scenario, s.target, s.verifier
     if options.worker is not None:
         scenario = divide(scenario, *options.worker)
@@ -101,7 +102,7 @@ async def run_session(s: Session, options: RunOptions, console, *, start_at_ns: 
                     lost_after_s=None if any(f.action == "kill-server" for f in scenario.faults) else
                     min(5.0, scenario.target.request_timeout_s), request_log=request_log)
     if on_engine is not None:
-        on_engine(engine, recorder, hlog)
+        on_engine(engine, recorder, hlog, timeline)
     if start_at_ns is not None:
         await asyncio.sleep(max(0.0, (start_at_ns - time.perf_counter_ns()) / 1e9))
     progress = asyncio.create_task(show_progress(engine, console)) if options.progress else None
@@ -145,9 +146,9 @@ async def run_session(s: Session, options: RunOptions, console, *, start_at_ns: 
     return finish(report, options, plot_run, print_summary, console)
 
 
-async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
-                       console) -> tuple[dict, int]:
-    """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
+def capacity_settings(scenario: Scenario, slo: list[str], overrides: dict) -> tuple[list[str], CapacityConfig]:
+    """The SLO expressions (--slo, or the scenario's thresholds) and the search's settings with the command line's
+    overrides; UsageError when there is no SLO or it names an unknown class."""
     expressions = slo or [t.expr for t in scenario.thresholds]
     if not expressions:
         raise UsageError("give the SLO with --slo EXPR (e.g. --slo 'p(99) < 2s'), or thresholds in the scenario")
@@ -158,15 +159,23 @@ async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], 
             raise UsageError(f"--slo: {exc}") from None
         if problem:
             raise UsageError(f"--slo: {problem}")
-    config = replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
+    return expressions, replace(scenario.capacity, **{k: v for k, v in overrides.items() if v is not None})
+
+
+async def run_capacity(scenario: Scenario, options: RunOptions, slo: list[str], overrides: dict,
+                       console) -> tuple[dict, int]:
+    """Search the capacity; (report, exit code 0 when a capacity under the SLO was found)."""
+    expressions, config = capacity_settings(scenario, slo, overrides)
     started_at = datetime.now(timezone.utc)
     async with session(scenario, options, console) as s:
-        search = CapacitySearch(s.scenario, s.target, config, expressions, s.verifier, console)
-        with stop_on_signals(lambda: search.engine.stop() if getattr(search, "engine", None) else None):
+        steps = LocalSteps(s.scenario, s.target, s.verifier)
+        search = CapacitySearch(s.scenario, steps, config, expressions, console)
+        with stop_on_signals(steps.stop):
             section = await search.run()
         if s.verifier is not None:
             await s.verifier.settle()
-        report = capacity_report(s.scenario, s.target, section, started_at, s.verifier)
+        report = capacity_report(s.scenario, s.target, section, started_at,
+                                 s.verifier.summary() if s.verifier else None)
     from flux_async.report.plots import plot_capacity
 
     return finish(report, options, plot_capacity, describe_capacity, console)

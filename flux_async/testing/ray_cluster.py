@@ -380,9 +380,17 @@ class LocalRayCluster:
     def _apply_auth(self) -> None:
         """Give this process the cluster's auth variables and make Ray forget the mode and token it cached."""
         if self._saved_env is None:
-            self._saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+            self._saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+                                                              "RAY_ENABLE_UV_RUN_RUNTIME_ENV")}
         os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
         os.environ.update(self.auth_env)
+        # a driver under `uv run` (pytest through the README's command) would otherwise ship this checkout as the
+        # job's working_dir and start every worker with `uv run` there: a project build and an environment sync per
+        # worker, which outlasts the tests' timeouts
+        os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+        from ray._private import ray_constants  # read once, when Ray is imported: this process may have imported it
+
+        ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         # both are in the compiled module, not in the type stub Ray ships for it (ray/_raylet.pyi)
         from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 

@@ -33,6 +33,17 @@ def burst_run(triton_server, tmp_path_factory) -> BurstRun:
     return BurstRun(folder, result)
 
 
+@pytest.fixture(scope="module")
+def sleeper_server(tiny_weights):
+    """Triton serving tests/fixtures/sleep_repository: one `sleeper` instance, 100 ms per request, so 10 requests/s
+    at most (a capacity a search must find)."""
+    from flux_async.launch.triton_server import TritonServer
+
+    with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "sleep_repository",
+                      weights=str(tiny_weights)) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray cluster for the session: a head node (0 CPUs) and two worker nodes of 1 CPU each, separate

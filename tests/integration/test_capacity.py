@@ -7,21 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
-from flux_async.launch.triton_server import TritonServer
 from flux_async.run.runner import RunOptions, run_capacity
 from flux_async.scenario.config import parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = ROOT / "tests" / "fixtures" / "sleep_repository"
-
-
-@pytest.fixture(scope="module")
-def sleeper_server(tiny_weights):
-    with TritonServer(model_repository=SLEEPER, weights=str(tiny_weights)) as server:
-        yield server
 
 
 async def test_search_finds_one_over_the_service_time(sleeper_server, tmp_path):

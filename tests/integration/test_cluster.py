@@ -119,6 +119,8 @@ def test_a_lost_node_is_recorded_and_the_run_goes_on(ray_cluster, tmp_path):
     # the lost agent's requests until its last heartbeat (about 2.5 s into the run) are counted
     assert report["requests"]["sent"] == 140 + lost["requests"]["sent"] and lost["requests"]["sent"] >= 10
     assert any(row.get("partial") for row in report["timeline"])
+    # its timeline rows until its last heartbeat are on the timeline too (the survivors sent 140)
+    assert 150 <= sum(row["sent"] for row in report["timeline"]) <= report["requests"]["sent"]
     assert report["passed"] is False and "agents lost" in report["stop_reason"]
     assert "AGENT LOST" in output
 
@@ -178,3 +180,30 @@ def _is_agent(process: Path) -> bool:
         return (process / "cmdline").read_bytes().startswith(b"ray::LoadAgent")
     except OSError:
         return False
+
+
+def test_capacity_search_spreads_every_step_over_the_agents(ray_cluster, sleeper_server, tmp_path):
+    """`capacity --cluster --agents 2`: the sleeper (one instance, 100 ms a request: 10 requests/s) searched with the
+    load of two agents on the two worker nodes finds what one host finds, every step's requests split over both
+    agents, and the report and page list the agents with their counts adding up to the steps'."""
+    scenario = {"name": "sleeper", "target": {"url": sleeper_server.grpc_url, "model": "sleeper"}, "verify": False,
+                "workload": {"prompts": ["a"], "size": "64x64"},
+                "capacity": {"start": 4, "max": 16, "step_duration": "2s", "min_requests": 8, "repeats": 1,
+                             "precision": 0.2, "warmup": False}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", str(tmp_path / "s.yaml"), "--cluster",
+                             ray_cluster.address, "--agents", "2", "--slo", "p(99) < 300ms", "--report",
+                             str(tmp_path / "c.json"), "--html", str(tmp_path / "c.html")],
+                            cwd=ROOT, env=ray_cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    capacity, agents = report["capacity"], report["agents"]
+    assert 8 <= capacity["max_rate_per_s"] <= 12.5 and capacity["bounded_by"] == "the SLO", capacity
+    assert [s["load"] for s in capacity["steps"]][:3] == [4, 8, 16]
+    assert {a["node"] for a in agents} == {ray_cluster.node_id(1), ray_cluster.node_id(2)}
+    steps_sent = sum(s["requests"]["sent"] for s in capacity["steps"])
+    assert sum(a["requests"]["sent"] for a in agents) == steps_sent
+    assert all(a["requests"]["sent"] >= steps_sent // 2 - len(capacity["steps"]) for a in agents), agents
+    assert report["cluster"]["agents"] == 2 and report["agent_losses"] == [] and report["passed"]
+    assert "cluster: 2 agents on 2 nodes" in result.stdout
+    assert 'id="agent-table"' in (tmp_path / "c.html").read_text()
