@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The tests on the local Ray cluster in one pytest-xdist group (one cluster, on one worker), as the plugin groups
+    those on the session's Triton (`-n 2 --dist loadgroup` in pyproject.toml: the two run side by side)."""
+    for item in items:
+        if "ray_cluster" in item.fixturenames and "flux_server" not in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("ray_cluster"))
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A fresh tiny FLUX.1-schnell pipeline folder, built through `make-tiny-flux`'s code."""

@@ -7,7 +7,8 @@
 Fixtures: `flux_server` (one Triton per session: started on `flux_weights` — the tiny pipeline by default — or an
 existing one given with --flux-http-url/--flux-grpc-url), `run_scenario` (runs a scenario file or dict against it
 through the engine and returns the JSON report). Markers: `slow` and `gpu` tests are skipped unless --run-slow /
---run-gpu is given, and the skip says so.
+--run-gpu is given, and the skip says so. Under pytest-xdist with `--dist loadgroup`, the tests on `flux_server` run
+on one worker (one server for the session, as without xdist).
 """
 
 from __future__ import annotations
@@ -33,13 +34,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a GPU; skipped unless --run-gpu")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    """Skip `slow` and `gpu` tests unless asked; put every test on `flux_server` in one pytest-xdist group, so that
+    `pytest -n N --dist loadgroup` runs them on one worker and starts one server, not one per worker."""
     reasons = {"slow": None if config.getoption("--run-slow") else "slow: pass --run-slow to run it",
                "gpu": None if config.getoption("--run-gpu") else "gpu: needs a GPU; pass --run-gpu on a GPU machine"}
     for item in items:
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
+        if "flux_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("flux_server"))
 
 
 @dataclass

@@ -44,6 +44,17 @@ def sleeper_server(tiny_weights):
         yield server
 
 
+@pytest.fixture(scope="module")
+def stand_in_server(tiny_weights):
+    """Triton serving tests/fixtures/stand_in_repository: a `bls` with the contract's tensors answering black images
+    at once (starts in seconds; the tests that need the contract, not the pipeline)."""
+    from flux_async.launch.triton_server import TritonServer
+
+    with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "stand_in_repository",
+                      weights=str(tiny_weights)) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray cluster for the session: a head node (0 CPUs) and two worker nodes of 1 CPU each, separate

@@ -75,10 +75,10 @@ def test_agents_spread_over_the_nodes_and_merge_exactly(ray_cluster, tmp_path):
     assert "cluster: 2 agents on 2 nodes" in result.stdout
 
 
-def test_references_are_computed_once_and_every_agents_images_verified(ray_cluster, triton_server, tmp_path):
-    """Against the session's Triton, over Ray's client address: the coordinator computes the two references, the
-    agents compute none and check every image they receive."""
-    scenario = {"name": "cluster-verified", "target": {"url": f"grpc://{triton_server.grpc_url}"},
+def test_references_are_computed_once_and_every_agents_images_verified(ray_cluster, stand_in_server, tmp_path):
+    """Against a Triton with the bls contract (the stand-in: its images come at once), over Ray's client address: the
+    coordinator computes the two references, the agents compute none and check every image they receive."""
+    scenario = {"name": "cluster-verified", "target": {"url": f"grpc://{stand_in_server.grpc_url}"},
                 "workload": {"prompts": ["a lighthouse", "a red bicycle"], "seed": 7, "steps": 2, "size": "64x64",
                              "prompts_per_request": {1: 1, 2: 1}},
                 "phases": [{"name": "load", "executor": "constant-concurrency", "concurrency": 2, "requests": 8}]}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
-from test_serve import shm_segments, triton_processes  # pytest puts tests/integration on sys.path
+from test_serve import launched_by, shm_segments, triton_processes  # pytest puts tests/integration on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,18 +118,20 @@ def test_two_workers_share_an_embedded_server_and_leave_nothing_behind(tmp_path)
     once, so the start costs seconds, not the FLUX models' load) is shared by both workers; once the run ends, no
     tritonserver or python-backend stub and no /dev/shm segment of it is left. The FLUX models' own embedded start
     runs in test_failures' kill-server test."""
-    processes_before, shm_before = triton_processes(), shm_segments()
-    result = run_cli("scenarios/burst.yaml", "--workers", "2", "--duration", "1", "--no-verify",
-                     "--model-repository", str(ROOT / "tests/fixtures/stand_in_repository"),
-                     "--report", str(tmp_path / "r.json"), timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    process = subprocess.Popen([sys.executable, "-m", "flux_async", "run", "scenarios/burst.yaml", "--workers", "2",
+                                "--duration", "1", "--no-verify", "--no-progress", "--model-repository",
+                                str(ROOT / "tests/fixtures/stand_in_repository"), "--report", str(tmp_path / "r.json")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stdout + stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["workers"] == 2 and report["embedded_server"] and report["passed"]
-    assert "starting an embedded Triton server" in result.stdout
+    assert "starting an embedded Triton server" in stdout
     assert report["requests"]["sent"] == report["requests"]["ok"] == 6
     assert report["client"]["parts"] == 2
-    assert triton_processes() - processes_before == set(), "the embedded server's stubs outlived the run"
-    assert shm_segments() - shm_before == set(), "the embedded server left /dev/shm segments behind"
+    marker = launched_by(process.pid)  # the parent started the embedded server
+    assert triton_processes(marker) == set(), "the embedded server's stubs outlived the run"
+    assert shm_segments(marker) == set(), "the embedded server left /dev/shm segments behind"
 
 
 def test_bad_scenario_exits_2_listing_every_problem(tmp_path):

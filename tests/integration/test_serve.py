@@ -22,8 +22,10 @@ from flux_async.targets.bls_inputs import bls_inputs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def triton_processes() -> set[int]:
-    """PIDs of tritonserver and python-backend stub processes on this machine."""
+def triton_processes(marker: str = "") -> set[int]:
+    """PIDs of tritonserver and python-backend stub processes with `marker` in their command line: one launcher's
+    shm prefix (`TritonServer.shm_prefix`), or `launched_by(pid)` for every server one process started. Only this
+    test's, then: the tests running beside it (pytest -n) start servers of their own."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -31,13 +33,19 @@ def triton_processes() -> set[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"tritonserver" in cmdline or b"triton_python_backend_stub" in cmdline:
+            if (b"tritonserver" in cmdline or b"triton_python_backend_stub" in cmdline) and marker.encode() in cmdline:
                 pids.add(int(entry.name))
     return pids
 
 
-def shm_segments() -> set[str]:
-    return {p.name for p in Path("/dev/shm").iterdir()}
+def shm_segments(marker: str) -> set[str]:
+    """The /dev/shm segments whose names start with `marker` (as triton_processes)."""
+    return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(marker)}
+
+
+def launched_by(pid: int) -> str:
+    """The marker of every Triton process `pid` started: their shm prefix begins with it (launch/triton_server.py)."""
+    return f"flux_async_{pid}_"
 
 
 def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
@@ -112,7 +120,6 @@ def server_pid(grpc_url: str) -> int:
 def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_signal, repository, infer):
     from flux_async.contract import ENV_WEIGHTS
 
-    processes_before, shm_before = triton_processes(), shm_segments()
     # with the stand-in: the front end, and the tutorial-shaped example (wrapping bls) served beside it
     frontend_args = (["--openai-port", "0", "--nim-port", "0", "--extra-repository", str(TUTORIAL)]
                      if repository == STAND_IN else [])
@@ -137,8 +144,8 @@ def test_serve_prints_endpoints_serves_and_stops_cleanly(tiny_weights, stop_sign
         rest = process.communicate(timeout=120)[0]
     assert process.returncode == 0, rest
     assert "server stopped" in rest
-    assert triton_processes() - processes_before == set(), "stub or server processes outlived serve"
-    assert shm_segments() - shm_before == set(), "serve left /dev/shm segments behind"
+    assert triton_processes(launched_by(process.pid)) == set(), "stub or server processes outlived serve"
+    assert shm_segments(launched_by(process.pid)) == set(), "serve left /dev/shm segments behind"
 
 
 def test_serve_starts_the_flux_repository_by_default(tmp_path, tiny_weights):
@@ -180,7 +187,6 @@ def process_environment(pid: int) -> dict:
 def test_serve_gpus_runs_one_server_per_gpu_each_seeing_only_its_own(tiny_weights):
     """`serve --gpus 0,1`: two servers on the base ports and base + 10, each with CUDA_VISIBLE_DEVICES set to its GPU
     (and one CUDA pool, device 0 of what it sees); both serve; Ctrl-C stops both and their stubs."""
-    processes_before, shm_before = triton_processes(), shm_segments()
     base = free_port_block([0, 1, 2, 10, 11, 12])
     process, lines = start_serve("--gpus", "0,1", "--model-repository", str(NOOP), "--weights", str(tiny_weights),
                                  "--http-port", str(base), "--grpc-port", str(base + 1),
@@ -192,7 +198,7 @@ def test_serve_gpus_runs_one_server_per_gpu_each_seeing_only_its_own(tiny_weight
         assert grpc_urls == [f"localhost:{base + 1}", f"localhost:{base + 11}"]
         assert f"every server: --url localhost:{base + 1},localhost:{base + 11}" in text
         servers = {}
-        for pid in triton_processes() - processes_before:
+        for pid in triton_processes(launched_by(process.pid)):
             args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             port = next((a.split("=")[1] for a in args if a.startswith("--grpc-port=")), None)
             if port:
@@ -206,8 +212,8 @@ def test_serve_gpus_runs_one_server_per_gpu_each_seeing_only_its_own(tiny_weight
         process.send_signal(signal.SIGINT)
         rest = process.communicate(timeout=120)[0]
     assert process.returncode == 0 and "server stopped" in rest, rest
-    assert triton_processes() - processes_before == set(), "a server or stub outlived serve --gpus"
-    assert shm_segments() - shm_before == set()
+    assert triton_processes(launched_by(process.pid)) == set(), "a server or stub outlived serve --gpus"
+    assert shm_segments(launched_by(process.pid)) == set()
 
 
 def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(tiny_weights):
@@ -216,7 +222,6 @@ def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(ti
     from flux_async.launch.fleet import ServerFleet
     from flux_async.launch.triton_server import ServerConfig, ServerError
 
-    processes_before = triton_processes()
     base = free_port_block([0, 1, 2, 10, 11, 12])
     with socket.socket() as taken:  # the second server's gRPC port
         taken.bind(("127.0.0.1", base + 11))
@@ -228,7 +233,7 @@ def test_a_fleet_whose_member_cannot_start_stops_the_others_and_names_the_gpu(ti
             fleet.start()
     assert "the server on GPU 0" not in str(failure.value)
     assert all(server.process is None for server in fleet.servers)
-    assert triton_processes() - processes_before == set()
+    assert not any(triton_processes(server.shm_prefix) for server in fleet.servers)
 
 
 def test_serve_rejects_a_bad_gpu_list_or_ports_past_the_top_with_exit_2():
@@ -330,9 +335,9 @@ async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
     from flux_async.launch.triton_server import TritonServer
     from flux_async.targets.bls_inputs import make_input
 
-    processes_before, shm_before = triton_processes(), shm_segments()
     async with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "noop_repository",
                             weights=str(tiny_weights)) as server:
+        assert triton_processes(server.shm_prefix)  # the marker finds it while it runs
         client = grpc_aio.InferenceServerClient(server.grpc_url)
         try:
             assert await client.is_server_ready()
@@ -341,5 +346,5 @@ async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
             np.testing.assert_array_equal(result.as_numpy("OUTPUT"), values)
         finally:
             await client.close()
-    assert triton_processes() - processes_before == set()
-    assert shm_segments() - shm_before == set()
+    assert triton_processes(server.shm_prefix) == set()
+    assert shm_segments(server.shm_prefix) == set()
