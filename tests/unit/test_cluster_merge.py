@@ -91,3 +91,26 @@ def test_on_agent_loss_is_checked(value, ok):
     else:
         with pytest.raises(ScenarioError, match="on_agent_loss: must be continue or abort"):
             parse_scenario(data)
+
+
+def test_mismatch_images_travel_from_the_agents_host_into_one_gallery(tmp_path):
+    """An agent reads the images its mismatch examples name (its host's files), the coordinator writes them into its
+    gallery folder and points the examples there; a file gone on the agent stays named as it was."""
+    from flux_async.cluster.agent import mismatch_files
+    from flux_async.cluster.coordinator import land_mismatches
+
+    agent_folder = tmp_path / "agent-host"
+    agent_folder.mkdir()
+    for name in ("m0-single.png", "m0-batched.png"):
+        (agent_folder / name).write_bytes(b"\x89PNG" + name.encode())
+    summary = {"mismatch_examples": [{"prompt": "a", "files": [str(agent_folder / "m0-single.png"),
+                                                               str(agent_folder / "m0-batched.png"),
+                                                               str(agent_folder / "gone.png")]}]}
+    files = mismatch_files(summary)
+    assert set(files) == {str(agent_folder / "m0-single.png"), str(agent_folder / "m0-batched.png")}
+    gallery = tmp_path / "report-mismatches" / "agent-1"
+    land_mismatches(summary, files, gallery)
+    landed = summary["mismatch_examples"][0]["files"]
+    assert landed[:2] == [str(gallery / "m0-single.png"), str(gallery / "m0-batched.png")]
+    assert (gallery / "m0-batched.png").read_bytes() == b"\x89PNGm0-batched.png"
+    assert landed[2] == str(agent_folder / "gone.png")

@@ -33,6 +33,13 @@ def test_capacity_verdicts():
     assert verdict_reasons({"kind": "capacity", "capacity": section}) == ["no load met the SLO (p(99) < 2s)"]
     section["max_rate_per_s"] = 12.5
     assert verdict_reasons({"kind": "capacity", "capacity": section})[0].startswith("capacity 12.5 requests/s")
+    # capacity --cluster: a lost agent is a reason too, unless the scenario allowed it
+    loss = {"agent": 1, "address": "10.0.0.2", "step": 3, "at_s": 1.5, "reason": "ActorDiedError: node died"}
+    lost = {"kind": "capacity", "capacity": section, "agent_losses": [loss],
+            "cluster": {"on_agent_loss": None}}
+    assert verdict_reasons(lost)[1] == "agent 1 on 10.0.0.2 lost in step 3 after 1.5 s: ActorDiedError: node died"
+    lost["cluster"]["on_agent_loss"] = "continue"
+    assert len(verdict_reasons(lost)) == 1
 
 
 def fake_run(tmp_path, stall: bool):
@@ -88,3 +95,14 @@ def test_reports_older_than_the_tester_verdict_still_render(client_run):
                              "slo": ["p(99) < 2s"], "slo_limits_ms": [2000.0], "bounded_by": "not found",
                              "interrupted": True, "knee": None, "lowest_failing_load": None}}
     assert "µs CPU per request" not in render_html(capacity)
+    # a search over cluster agents lists them, and a step with a lost agent reads as run again
+    step = {"step": 1, "mode": "rate", "load": 4.0, "repeat": 1, "warmup": False, "passed": True, "slo": [],
+            "partial": "agent 1 lost: ActorDiedError", "achieved_requests_per_s": 3.9, "throughput": {
+                "images_per_s": 3.9}, "latency_ms": {"p50": 100.0, "p99": 200.0},
+            "requests": {"errors": 0, "dropped": 0}, "verification": {"checked": 0, "mismatches": 0}}
+    agent = {"agent": 0, "node": "ab" * 20, "address": "10.0.0.1", "host": "h", "share": "0/2", "client_cpu_s": 1.0,
+             "requests": {"sent": 40, "ok": 40, "errors": 0, "dropped": 0}, "clock_offset_ms": 0.2,
+             "clock_uncertainty_ms": 0.1, "lost": None}
+    html = render_html({**capacity, "capacity": {**capacity["capacity"], "steps": [step]}, "agents": [agent],
+                        "cluster": {"address": "ray://head:10001", "agents": 2, "nodes": 2}})
+    assert 'id="agent-table"' in html and "capacity --cluster" in html and "partial: ran again" in html
