@@ -12,13 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """The tests on the local Ray cluster in one pytest-xdist group (one cluster, on one worker), as the plugin groups
     those on the session's Triton (`-n 2 --dist loadgroup` in pyproject.toml: the two run side by side)."""
-    for item in items:
-        if "ray_cluster" in item.fixturenames and "flux_server" not in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("ray_cluster"))
+    if "ray_cluster" in item.fixturenames and "flux_server" not in item.fixturenames:
+        item.add_marker(pytest.mark.xdist_group("ray_cluster"))
+
+
+def pytest_collection_finish(session):
+    """On a pytest-xdist worker: stop at once if a group would not stay on one worker (each worker would start its own
+    FLUX server and Ray cluster); a pytest that ignores xdist's group ids did (pytest-xdist#1386)."""
+    if getattr(session.config.option, "loadgroup", False):
+        loose = [i.nodeid for i in session.items if any(i.iter_markers("xdist_group")) and "@" not in i.nodeid]
+        if loose:
+            raise pytest.UsageError(f"pytest-xdist did not group {len(loose)} tests (e.g. {loose[0]}): this pytest "
+                                    "ignores xdist_group; use the locked versions (uv sync)")
 
 
 @pytest.fixture(scope="session")

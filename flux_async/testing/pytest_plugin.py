@@ -34,18 +34,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a GPU; skipped unless --run-gpu")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Skip `slow` and `gpu` tests unless asked; put every test on `flux_server` in one pytest-xdist group, so that
-    `pytest -n N --dist loadgroup` runs them on one worker and starts one server, not one per worker."""
+    """Skip `slow` and `gpu` tests unless asked."""
     reasons = {"slow": None if config.getoption("--run-slow") else "slow: pass --run-slow to run it",
                "gpu": None if config.getoption("--run-gpu") else "gpu: needs a GPU; pass --run-gpu on a GPU machine"}
     for item in items:
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
-        if "flux_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("flux_server"))
+
+
+def pytest_itemcollected(item):
+    """Every test on `flux_server` in one pytest-xdist group: `pytest -n N --dist loadgroup` runs them on one worker,
+    which starts one server, not one per worker (marked as each test is collected, before xdist reads the groups)."""
+    if "flux_server" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("flux_server"))
 
 
 @dataclass

@@ -46,8 +46,8 @@ def sleeper_server(tiny_weights):
 
 @pytest.fixture(scope="module")
 def stand_in_server(tiny_weights):
-    """Triton serving tests/fixtures/stand_in_repository: a `bls` with the contract's tensors answering black images
-    at once (starts in seconds; the tests that need the contract, not the pipeline)."""
+    """Triton serving tests/fixtures/stand_in_repository: a `bls` with the contract's tensors answering at once with an
+    image drawn from each seed (starts in seconds; the tests that need the contract, not the pipeline)."""
     from flux_async.launch.triton_server import TritonServer
 
     with TritonServer(model_repository=ROOT / "tests" / "fixtures" / "stand_in_repository",

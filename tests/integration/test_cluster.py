@@ -157,11 +157,12 @@ def test_a_run_whose_every_agent_is_lost_still_writes_its_report(ray_cluster, tm
     heartbeats — the requests they had sent, the phase they were in — interrupted and failed."""
     scenario = {**FAKE, "phases": [{"name": "steady", "executor": "constant-arrival-rate", "rate": "20/s",
                                     "duration": "30s"}]}
+    before = _agent_pids()  # an earlier test's agents may still be on their way out
     process = started(ray_cluster, command(tmp_path, scenario, ray_cluster.address))
     try:
         time.sleep(5)
-        agents = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_agent(p)]
-        assert len(agents) == 2
+        agents = _agent_pids() - before
+        assert len(agents) == 2, agents
         for pid in agents:
             os.kill(pid, signal.SIGKILL)
         assert process.stdout is not None
@@ -173,6 +174,11 @@ def test_a_run_whose_every_agent_is_lost_still_writes_its_report(ray_cluster, tm
     assert len(report["agent_losses"]) == 2 and report["interrupted"] and not report["passed"]
     assert [p["name"] for p in report["phases"]] == ["steady"]
     assert sum(a["requests"]["sent"] for a in report["agents"]) == report["requests"]["sent"] >= 20
+
+
+def _agent_pids() -> set[int]:
+    """The PIDs of the LoadAgent actors' processes on this machine."""
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_agent(p)}
 
 
 def _is_agent(process: Path) -> bool:

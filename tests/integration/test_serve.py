@@ -61,7 +61,7 @@ def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
 
 
 NOOP = ROOT / "tests" / "fixtures" / "noop_repository"
-STAND_IN = ROOT / "tests" / "fixtures" / "stand_in_repository"  # a bls answering black images at once
+STAND_IN = ROOT / "tests" / "fixtures" / "stand_in_repository"  # a bls answering at once, an image per seed
 TUTORIAL = ROOT / "examples" / "triton_tutorial"
 
 
@@ -109,8 +109,8 @@ def server_pid(grpc_url: str) -> int:
 
 
 # No FLUX start here (half a minute each): serve's code is the same whatever the repository. SIGINT with the OpenAI/NIM
-# front end before a stand-in bls (black images at once), SIGTERM on the no-op repository; both start in seconds. What
-# the FLUX repository adds is asserted where it is served anyway: serve's default repository
+# front end before a stand-in bls (an image per seed, at once), SIGTERM on the no-op repository; both start in
+# seconds. What the FLUX repository adds is asserted where it is served anyway: serve's default repository
 # (test_serve_starts_the_flux_repository_by_default), FLUX images from the session server and from the front end before
 # it (test_openai_nim), and no FLUX stub or /dev/shm segment left after the embedded run (test_run_scenarios, the one
 # FLUX start of its own).
