@@ -251,8 +251,15 @@ async def watch(agents: list[Agent], scenario: Scenario, options: RunOptions, co
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, "stopped by a signal")
+    display = None
+    if options.progress:
+        from rich.live import Live
+
+        from flux_async.cluster.live import render
+
+        display = Live(render(agents, 0.0), console=console, refresh_per_second=2, transient=True)
+        display.start()
     try:
-        last_line = 0.0
         while any(a.active for a in agents):
             # up to POLL_S for every run to end (no wait once all have), then a heartbeat to those still running
             running = {a.run_ref: a for a in agents if a.active}
@@ -266,10 +273,11 @@ async def watch(agents: list[Agent], scenario: Scenario, options: RunOptions, co
             lost = [a for a in agents if a.lost]
             if lost and scenario.on_agent_loss == "abort" and not stopping.is_set():
                 stop(f"agent {lost[0].index} lost (on_agent_loss: abort)")
-            if options.progress and time.monotonic() - last_line >= 5:
-                last_line = time.monotonic()
-                console.print(_progress_line(agents, t0))
+            if display is not None:
+                display.update(render(agents, _since(t0)))
     finally:
+        if display is not None:
+            display.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -304,15 +312,6 @@ def _since(t0: int) -> float:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _progress_line(agents: list[Agent], t0: int) -> str:
-    counters = [c for a in agents for c in a.last.get("counters", {}).values()]
-    sent, ok, errors = (sum(c[k] for c in counters) for k in ("sent", "ok", "errors"))
-    in_flight = sum(a.last.get("in_flight", 0) for a in agents if a.active)
-    alive = sum(1 for a in agents if not a.lost)
-    return (f"  t={_since(t0):6.1f}s  agents {alive}/{len(agents)}  sent {sent}  ok {ok}  errors {errors}  "
-            f"in flight {in_flight}")
 
 
 def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: float, options: RunOptions) -> dict:

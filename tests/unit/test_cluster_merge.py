@@ -114,3 +114,35 @@ def test_mismatch_images_travel_from_the_agents_host_into_one_gallery(tmp_path):
     assert landed[:2] == [str(gallery / "m0-single.png"), str(gallery / "m0-batched.png")]
     assert (gallery / "m0-batched.png").read_bytes() == b"\x89PNGm0-batched.png"
     assert landed[2] == str(agent_folder / "gone.png")
+
+
+def test_the_live_display_adds_the_agents_heartbeats():
+    """Two agents' cumulative heartbeats: the view's counts are their sums, its p99 that of every sample, and a lost
+    agent's row says so."""
+    import io
+
+    from rich.console import Console
+
+    from flux_async.cluster.clock import ClockOffset
+    from flux_async.cluster.coordinator import Agent
+    from flux_async.cluster.live import merged_so_far, render
+    from flux_async.measure.recorder import encode_part
+
+    agents = []
+    for index, (sent, latency_us) in enumerate([(30, 100_000), (10, 900_000)]):
+        recorder = Recorder()
+        for _ in range(sent):
+            recorder.count("steady", "sent")
+            recorder.count("steady", "ok")
+        recorder.record("steady", "latency", "grpc", 1, latency_us)
+        agent = Agent(index, None, {"address": f"10.0.0.{index}", "node": "n", "host": "h"}, ClockOffset(0, 0))
+        agent.last = {**encode_part(recorder), "phase": "steady", "in_flight": index + 2}
+        agent.seen_s = 4.0
+        agents.append(agent)
+    agents[1].lost = {"reason": "ActorDiedError: its node died", "at_s": 4.0}
+    assert merged_so_far([a.last for a in agents]).counters["steady"].sent == 40
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render(agents, 5.0))
+    text = console.file.getvalue()
+    assert "sent 40  ok 40" in text and "p99 9" in text and "agents 1/2" in text
+    assert "LOST: ActorDiedError" in text and "1.0s ago" in text
