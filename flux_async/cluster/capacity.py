@@ -57,6 +57,8 @@ class ClusterSteps:
         alive = [a for a in self.agents if not a.lost]
         if not alive or self._stopped:
             return StepResult(Recorder(), CompletionClock(), 0.0, None, True, None, {"checked": 0, "mismatches": 0})
+        for share in range(len(alive)):
+            phase.split(share, len(alive))  # WorkerSplitError here, not from inside an agent (which reads as lost)
         t0 = time.perf_counter_ns() + int(STEP_LEAD_S * 1e9)
         for share, agent in enumerate(alive):
             agent.result, agent.last, agent.hlog, agent.rows, agent.seen_s, agent.missed = None, {}, "", [], 0.0, 0
