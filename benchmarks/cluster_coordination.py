@@ -1,7 +1,8 @@
 """The cost of coordinating agents on Ray (`run --cluster --agents N`): the coordinator's CPU, the heartbeat's round
 trip (how late an agent's interval reaches the coordinator beyond the 1 s poll), the clocks' uncertainty, and the
 agents' own CPU per request, for 2, 4 and 8 agents on a local cluster (a head with no CPUs and two worker nodes of
-N/2 logical CPUs each: every agent shares this machine's cores) against the fake target.
+N/2 logical CPUs each: every agent shares this machine's cores) against the fake target. Then, on the same cluster,
+`capacity --cluster --agents N`: what each step costs beyond its own length (the start lead, the results' return).
 
     uv run python benchmarks/cluster_coordination.py [--agents 2 4 8] [--rate 40] [--duration 10]
 """
@@ -37,11 +38,13 @@ def measure(agents: int, rate: float, duration_s: float) -> dict:
                                  str(folder / "r.json")], cwd=ROOT, env=cluster.env, capture_output=True, text=True,
                                 timeout=600)
         wall = time.monotonic() - started
+        capacity = measure_capacity(cluster, agents, folder)
     if result.returncode not in (0, 1):
         raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
     report = json.loads((folder / "r.json").read_text())
     cluster_info, rows = report["cluster"], report["agents"]
-    return {"agents": agents, "nodes": cluster_info["nodes"], "requests": report["requests"]["sent"],
+    return {"agents": agents, "capacity": capacity, "nodes": cluster_info["nodes"],
+            "requests": report["requests"]["sent"],
             "requests_per_s": round(report["throughput"]["requests_per_s"], 2),
             "coordinator_cpu_s": cluster_info["coordinator_cpu_s"],
             "coordinator_cpu_share": round(cluster_info["coordinator_cpu_s"] / report["duration_s"], 4),
@@ -49,6 +52,32 @@ def measure(agents: int, rate: float, duration_s: float) -> dict:
             "clock_uncertainty_max_ms": cluster_info["clock_uncertainty_max_ms"],
             "agent_cpu_us_per_request": round(sum(r["cpu_us_per_request"] or 0 for r in rows) / len(rows), 1),
             "schedule_lag_p99_ms": report["schedule_lag_ms"]["p99"], "wall_s": round(wall, 1)}
+
+
+def measure_capacity(cluster: LocalRayCluster, agents: int, folder: Path, step_s: float = 2.0) -> dict:
+    """`capacity --cluster` on the fake target (no limit: the search doubles to its max): each step's wall time beyond
+    its own length, from the search's start (agents placed, clocks measured, sessions open) to its end."""
+    scenario = {"name": "coordination-capacity", "target": {"url": "fake://?latency=20ms"}, "verify": False,
+                "workload": {"prompts": ["a", "b"], "size": "64x64"},
+                "capacity": {"start": 10, "max": 40, "step_duration": f"{step_s:g}s", "min_requests": 4,
+                             "repeats": 1, "warmup": False}}
+    (folder / "c.json").write_text(json.dumps(scenario))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "flux_async", "capacity", str(folder / "c.json"), "--slo",
+                             "p(99) < 1s", "--cluster", cluster.address, "--agents", str(agents), "--report",
+                             str(folder / "cap.json")], cwd=ROOT, env=cluster.env, capture_output=True, text=True,
+                            timeout=600)
+    wall = time.monotonic() - started
+    if result.returncode not in (0, 1):
+        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+    report = json.loads((folder / "cap.json").read_text())
+    steps = report["capacity"]["steps"]
+    lengths = [s["duration_s"] for s in steps]
+    return {"steps": len(steps), "step_s": step_s, "wall_s": round(wall, 1),
+            "steps_wall_s": round(sum(lengths), 2), "coordinator_cpu_s": report["cluster"]["coordinator_cpu_s"],
+            "max_rate_per_s": report["capacity"]["max_rate_per_s"],
+            "agents_sent": sum(a["requests"]["sent"] for a in report["agents"]),
+            "steps_sent": sum(s["requests"]["sent"] for s in steps)}
 
 
 def main() -> None:

@@ -664,6 +664,18 @@ def cluster_coordination(data: dict) -> list[str]:
                      f"{beat.get('p50', '–')} | {beat.get('p99', '–')} | {beat.get('max', '–')} | "
                      f"{row['clock_uncertainty_max_ms']} | {row['agent_cpu_us_per_request']} | "
                      f"{row['schedule_lag_p99_ms']} |")
+    capacity = [row for row in data["rows"] if row.get("capacity")]
+    if capacity:
+        lines += ["", "`capacity --cluster --agents N` on the same cluster and target (no limit: the search doubles "
+                  "from 10/s to 40/s in steps of 2 s); per step: the command's wall time (Ray connection, placement, "
+                  "clocks and the agents' sessions included) less the steps' own time, over the steps.", "",
+                  "| agents | steps | steps' time s | command s | beyond the steps, per step s | coordinator CPU s | "
+                  "requests (agents = steps) |", "|---|---|---|---|---|---|---|"]
+        for row in capacity:
+            cap = row["capacity"]
+            lines.append(f"| {row['agents']} | {cap['steps']} | {cap['steps_wall_s']} | {cap['wall_s']} | "
+                         f"{(cap['wall_s'] - cap['steps_wall_s']) / max(1, cap['steps']):.2f} | "
+                         f"{cap['coordinator_cpu_s']} | {cap['agents_sent']} = {cap['steps_sent']} |")
     return lines + [""]
 
 
