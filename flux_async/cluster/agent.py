@@ -48,10 +48,14 @@ class LoadAgent:
         """This agent's monotonic clock (the coordinator measures its offset by round trips)."""
         return time.perf_counter_ns()
 
-    async def run(self, scenario: Scenario, options: RunOptions, start_at_ns: int, references: dict) -> dict:
+    async def run(self, scenario: Scenario, options: RunOptions, start_at_ns: int, references: dict,
+                  files: dict[str, bytes] | None = None) -> dict:
         """Run this agent's share from `start_at_ns` (its own clock): the worker report (with its encoded histograms)
-        and the interval log's text. `references`: the verification references the coordinator computed."""
+        and the interval log's text. `references`: the verification references the coordinator computed; `files`:
+        the coordinator's copies of the files the phases read (traces), used in place of this host's."""
         from flux_async.run.runner import run_session
+
+        scenario = self._with_copies(scenario, files or {})
 
         options = replace(options, worker=(self.index, self.count), report=None, html=None, plot=None,
                           hlog=self.folder / "agent.hlog", mismatch_dir=self.folder / "mismatches", progress=False,
@@ -65,6 +69,16 @@ class LoadAgent:
         return {"report": report, "hlog": (self.folder / "agent.hlog").read_text(encoding="utf-8"),
                 "request_log": (self.folder / "agent.jsonl").read_text() if options.request_log else None,
                 "mismatch_files": mismatch_files(report["verification"])}
+
+    def _with_copies(self, scenario: Scenario, files: dict[str, bytes]) -> Scenario:
+        """The scenario reading the coordinator's copies of its files, written into this agent's folder."""
+        paths = {}
+        for number, (name, data) in enumerate(files.items()):
+            copy = self.folder / "files" / f"{number}-{Path(name).name}"
+            copy.parent.mkdir(exist_ok=True)
+            copy.write_bytes(data)
+            paths[Path(name)] = copy
+        return replace(scenario, phases=[phase.relocated(paths) for phase in scenario.phases])
 
     async def open(self, scenario: Scenario, options: RunOptions, references: dict) -> None:
         """A capacity search's start: open the target and the verifier (holding the coordinator's `references`),

@@ -167,12 +167,15 @@ async def run_cluster(scenario: Scenario, address: str, count: int, options: Run
                       place_timeout_s: float = PLACE_TIMEOUT_S) -> tuple[dict, int]:
     """Run `scenario` over `count` agents of the cluster at `address`; (merged report, exit code)."""
     scenario = check_cluster_scenario(scenario, count, options)
+    ray = _ray()
     async with cluster_session(scenario, address, count, options, console, place_timeout_s) as cluster:
         agents = cluster.agents
         t0 = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
         t0_epoch = time.time() + START_LEAD_S
+        files = ray.put(phase_files(scenario))  # the traces the agents replay, read here once
         for agent in agents:
-            agent.run_ref = agent.handle.run.remote(scenario, options, agent.clock.agent_time(t0), cluster.references)
+            agent.run_ref = agent.handle.run.remote(scenario, options, agent.clock.agent_time(t0), cluster.references,
+                                                    files)
         cpu = time.process_time()
         await watch(agents, scenario, options, console, t0)
         cpu = time.process_time() - cpu
@@ -190,6 +193,11 @@ async def run_cluster(scenario: Scenario, address: str, count: int, options: Run
     from flux_async.report.plots import plot_run
 
     return finish(report, options, plot_run, print_summary, console)
+
+
+def phase_files(scenario: Scenario) -> dict[str, bytes]:
+    """The local files the scenario's phases read as they run (traces), by path: agents on other hosts get copies."""
+    return {str(path): path.read_bytes() for phase in scenario.phases for path in phase.files()}
 
 
 def heartbeat_figures(agents: list[Agent]) -> dict:

@@ -4,6 +4,7 @@ agent's last heartbeat added into the merged report."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from flux_async.cluster.clock import measure_offset
 from flux_async.measure.recorder import Counters, Recorder, encode_histograms, new_histogram
 from flux_async.report.hlog_merge import add_by_interval, parse_intervals, write_intervals
 from flux_async.report.merge_reports import _recorder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_shortest_round_trip_bounds_the_offset():
@@ -146,3 +149,30 @@ def test_the_live_display_adds_the_agents_heartbeats():
     text = console.file.getvalue()
     assert "sent 40  ok 40" in text and "p99 9" in text and "agents 1/2" in text
     assert "LOST: ActorDiedError" in text and "1.0s ago" in text
+
+
+def test_agents_replay_the_coordinators_copy_of_a_trace(tmp_path):
+    """A trace the scenario names is read once by the coordinator and written into each agent's folder; the agent's
+    phases read that copy (its host need not have the file at the same path)."""
+    import shutil
+
+    from flux_async.cluster.agent import LoadAgent
+    from flux_async.cluster.coordinator import phase_files
+    from flux_async.scenario.config import parse_scenario
+
+    trace = tmp_path / "shared" / "trace.jsonl"
+    trace.parent.mkdir()
+    shutil.copy(ROOT / "scenarios" / "traces" / "example.jsonl", trace)
+    scenario = parse_scenario({"name": "replay", "target": {"url": "fake://"}, "verify": False,
+                               "workload": {"prompts": ["a"]},
+                               "phases": [{"name": "warm", "executor": "constant-concurrency", "concurrency": 2,
+                                           "requests": 2},
+                                          {"name": "replay", "executor": "trace", "file": str(trace)}]})
+    files = phase_files(scenario)
+    assert files == {str(trace): trace.read_bytes()}
+    shutil.rmtree(trace.parent)  # not on the agent's host
+    local = LoadAgent(1, 2)._with_copies(scenario, files)
+    copy = local.phases[1].file
+    assert copy != trace and copy.read_bytes() == files[str(trace)]
+    assert local.phases[0] == scenario.phases[0]
+    assert len(list(local.phases[1].split(1, 2).arrivals(None))) > 0  # its stripe, read from the copy

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from flux_async.errors import WorkerSplitError
@@ -98,6 +99,15 @@ class Executor(ABC):
     @abstractmethod
     def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
         """Generator `index`'s share of this executor's own fields, as keyword arguments for `replace`."""
+
+    # ---- running elsewhere -----------------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        """The local files this phase reads while it runs (a cluster ships them to agents on other hosts)."""
+        return []
+
+    def relocated(self: E, paths: dict[Path, Path]) -> E:
+        """This phase reading its files from `paths` (old path: new path), e.g. an agent's copies."""
+        return self
 
     def report_fields(self) -> dict[str, Any]:
         """What the report's phase says about this executor beyond its figures (a trace: its file and lines)."""

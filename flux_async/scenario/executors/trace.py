@@ -11,7 +11,7 @@ streamed again while the phase runs: memory stays constant whatever its length.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,12 @@ class TraceReplay(OpenLoop):
 
     def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
         return {"stripe": (index, count)}
+
+    def files(self) -> list[Path]:
+        return [self.file]
+
+    def relocated(self, paths: dict[Path, Path]) -> TraceReplay:
+        return replace(self, file=paths.get(self.file, self.file))
 
     def report_fields(self) -> dict[str, Any]:
         summary = self.summary
