@@ -1,7 +1,8 @@
 """`run --workers N`: N load-generator processes share a scenario's load, and their results merge exactly.
 
-Each worker runs the scenario with 1/N of every phase's load (rates, concurrency, burst sizes, request counts and
-in-flight caps divided; Poisson seeds and prompt draws varied per worker) and writes its report with its raw HDR
+Each worker runs the scenario with 1/N of every phase's load (open-loop arrivals interleaved: worker i sends arrivals
+i, i + N, ... of the one schedule; concurrency, burst sizes, closed-loop request counts and in-flight caps divided;
+prompt draws varied per worker) and writes its report with its raw HDR
 histograms; the parent merges them (report/merge_reports.py: HDR histograms add without loss, counters and the
 verification sum) and writes one report, one merged .hlog and the plot.
 """

@@ -113,18 +113,36 @@ def test_closed_loop_executors_give_their_concurrency_over_time():
     assert [ramp.concurrency_at(t) for t in (0, 2, 4, 5, 60)] == [1, 3, 5, 3.5, 2]
 
 
-def test_split_shares_whole_numbers_and_divides_rates():
+def test_split_shares_whole_numbers_and_interleaves_arrivals():
     concurrency = ConstantConcurrency(name="c", concurrency=5, requests=11)
     shares = [concurrency.split(i, 3) for i in range(3)]
     assert [(s.concurrency, s.requests, s.seed) for s in shares] == [(2, 4, 0), (2, 4, 1), (1, 3, 2)]
     rate = PoissonArrivalRate(name="p", rate=9, duration_s=3.0, max_in_flight=4, seed=10)
-    assert [(s.rate, s.max_in_flight, s.seed) for s in (rate.split(i, 2) for i in range(2))] == [(4.5, 2, 10),
-                                                                                                (4.5, 2, 11)]
+    # open loop: the same schedule (rate, seed) everywhere, each generator its stripe of it
+    assert [(s.rate, s.max_in_flight, s.seed, s.stripe) for s in (rate.split(i, 2) for i in range(2))] == [
+        (9, 2, 10, (0, 2)), (9, 2, 10, (1, 2))]
     burst = Burst(name="b", burst_size=7, every_s=1.0, bursts=2).split(2, 3)
-    assert (burst.burst_size, burst.bursts, burst.every_s) == (2, 2, 1.0)
+    assert (burst.burst_size, burst.bursts, burst.every_s, burst.stripe) == (2, 2, 1.0, (0, 1))
     ramp = RampingArrivalRate(name="r", start=2, stages=[Stage(8, 2)]).split(1, 4)
-    assert (ramp.start, ramp.stages) == (0.5, [Stage(2, 2)])
-    assert type(ramp) is RampingArrivalRate and rate.rate == 9  # the original is left as it was
+    assert (ramp.start, ramp.stages, ramp.stripe) == (2, [Stage(8, 2)], (1, 4))
+    assert type(ramp) is RampingArrivalRate and rate.stripe == (0, 1)  # the original is left as it was
+
+
+@pytest.mark.parametrize("phase", [
+    ConstantArrivalRate(name="r", rate=10, duration_s=2.0),
+    ConstantArrivalRate(name="n", rate=7, requests=23),
+    PoissonArrivalRate(name="p", rate=30, duration_s=3.0, seed=4),
+    RampingArrivalRate(name="ramp", start=1, stages=[Stage(40, 2), Stage(5, 1)]),
+], ids=["rate", "requests", "poisson", "ramp"])
+@pytest.mark.parametrize("count", [2, 3, 8])
+def test_split_open_loop_generators_send_exactly_the_whole_schedule_interleaved(phase, count):
+    """N generators' requests together are the one generator's, offset for offset; none sends two in a row of the
+    whole schedule (at 10/s over 8 generators: 20 requests, not 8 x 3 = 24 all at the same instants)."""
+    whole = [offset for offset, _ in phase.schedule(None)]
+    parts = [[offset for offset, _ in phase.split(i, count).schedule(None)] for i in range(count)]
+    assert sorted(o for part in parts for o in part) == whole
+    for index, part in enumerate(parts):
+        assert part == whole[index::count]
 
 
 @pytest.mark.parametrize("phase, message", [

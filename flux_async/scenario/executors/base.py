@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -89,9 +90,13 @@ class Executor(ABC):
         (requests, concurrency, ...) is smaller than `count`."""
         where = f"phase {self.name!r}:"
         parts = self.split_own(index, count, where)
-        parts["seed"] = self.seed + index
+        striped = "stripe" in parts  # every generator makes the whole schedule (same seed) and sends its stripe
+        if not striped:
+            parts["seed"] = self.seed + index
         if self.requests is not None:
-            parts["requests"] = share(self.requests, index, count, f"{where} requests")
+            requests = share(self.requests, index, count, f"{where} requests")  # too few to split: an error
+            if not striped:
+                parts["requests"] = requests
         if self.max_in_flight is not None:
             parts["max_in_flight"] = share(self.max_in_flight, index, count, f"{where} max_in_flight")
         return replace(self, **parts)
@@ -114,17 +119,26 @@ class Executor(ABC):
         return {}
 
 
+@dataclass(kw_only=True)
 class OpenLoop(Executor):
-    """Sends each request at its intended time, whether or not earlier ones have answered."""
+    """Sends each request at its intended time, whether or not earlier ones have answered. Split over N load
+    generators, each makes the whole schedule and sends every N-th arrival from its index (`stripe`): together they
+    send exactly the one generator's arrivals, interleaved, never N at the same instant."""
+
+    stripe: tuple[int, int] = (0, 1)  # (index, count): this generator sends arrivals index, index + count, ...
 
     @abstractmethod
     def arrivals(self, cap_s: float | None) -> Iterator[float]:
-        """Intended start offsets, in seconds from the phase start, of request 0, 1, 2, ..."""
+        """Intended start offsets, in seconds from the phase start, of request 0, 1, 2, ... (the whole schedule)."""
 
     def schedule(self, cap_s: float | None) -> Iterator[tuple[float, TraceLine | None]]:
-        """(intended offset, the request) of request 0, 1, 2, ...: None is the workload's next request; a trace
+        """(intended offset, the request) of this generator's requests: None is the workload's next request; a trace
         gives each its own line."""
-        return ((offset, None) for offset in self.arrivals(cap_s))
+        index, count = self.stripe
+        return itertools.islice(((offset, None) for offset in self.arrivals(cap_s)), index, None, count)
+
+    def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
+        return {"stripe": (index, count)}
 
 
 class ClosedLoop(Executor):

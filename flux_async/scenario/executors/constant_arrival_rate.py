@@ -35,5 +35,3 @@ class ConstantArrivalRate(OpenLoop):
     def arrivals(self, cap_s: float | None) -> Iterator[float]:
         return schedules.constant(self.rate, self.planned_s(cap_s), self.requests)
 
-    def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
-        return {"rate": self.rate / count}

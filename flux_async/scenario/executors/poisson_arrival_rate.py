@@ -34,5 +34,3 @@ class PoissonArrivalRate(OpenLoop):
     def arrivals(self, cap_s: float | None) -> Iterator[float]:
         return schedules.poisson(self.rate, self.seed, self.planned_s(cap_s), self.requests)
 
-    def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
-        return {"rate": self.rate / count}

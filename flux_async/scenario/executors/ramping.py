@@ -72,6 +72,8 @@ class RampingArrivalRate(Ramped, OpenLoop):
     def arrivals(self, cap_s: float | None) -> Iterator[float]:
         return schedules.bounded(schedules.ramping(self.start, self.stages), self.planned_s(cap_s), None)
 
+    split_own = OpenLoop.split_own  # interleaved arrivals, not Ramped's divided rates
+
 
 @dataclass(kw_only=True)
 class RampingConcurrency(Ramped, ClosedLoop):

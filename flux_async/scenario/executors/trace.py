@@ -33,7 +33,6 @@ class TraceReplay(OpenLoop):
     end_s: float | None = None  # the offset where it ends (lines from there on are left out)
     loop: bool = False  # start over at `start` when the window ends, every (end - start) (or last - start)
     skip_bad_lines: bool = False  # count and leave out bad lines instead of refusing the trace
-    stripe: tuple[int, int] = (0, 1)  # (index, count): with --workers, line k of the window goes to worker k % count
     summary: TraceSummary | None = field(default=None, compare=False, repr=False)  # from the check at parse time
 
     @classmethod
@@ -122,9 +121,6 @@ class TraceReplay(OpenLoop):
                 lines.close()
             if not found or period_ms <= 0:
                 return
-
-    def split_own(self, index: int, count: int, where: str) -> dict[str, Any]:
-        return {"stripe": (index, count)}
 
     def files(self) -> list[Path]:
         return [self.file]
