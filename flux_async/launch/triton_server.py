@@ -37,6 +37,9 @@ DEFAULT_REPOSITORY = (_PACKAGED_REPOSITORY if _PACKAGED_REPOSITORY.is_dir()
 sysconfig.get_config_vars()  # filled on first use, which is not thread-safe: a fleet starts its servers from threads
 
 
+PORT_ATTEMPTS = 3  # starts on newly picked free ports when one was taken meanwhile
+
+
 def free_port() -> int:
     """A TCP port that is free on localhost right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -269,19 +272,28 @@ class TritonServer:
         env = self._environment(binary)
         env[contract.ENV_WEIGHTS] = resolve_weights(cfg.weights).describe()  # builds the tiny default once, here
         check_stub_links(backends / "python" / "triton_python_backend_stub", env)
-        self.http_port = cfg.http_port or free_port()
-        self.grpc_port = cfg.grpc_port or free_port()
-        self.metrics_port = cfg.metrics_port or free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="flux_async_server_"))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self._command(binary, backends), cwd=self.workdir, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self._wait_ready(cfg.startup_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        picked = not (cfg.http_port and cfg.grpc_port and cfg.metrics_port)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.http_port = cfg.http_port or free_port()
+            self.grpc_port = cfg.grpc_port or free_port()
+            self.metrics_port = cfg.metrics_port or free_port()
+            self.workdir = Path(tempfile.mkdtemp(prefix="flux_async_server_"))
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(self._command(binary, backends), cwd=self.workdir, env=env,
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self._wait_ready(cfg.startup_timeout_s)
+                return self
+            except ServerError as exc:
+                self.stop()
+                # a port found free was taken before Triton bound it (another process starting beside this one):
+                # pick new ones
+                if not (picked and "already in use" in str(exc) and attempt < PORT_ATTEMPTS):
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

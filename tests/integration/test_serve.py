@@ -348,3 +348,24 @@ async def test_async_context_manager_starts_serves_and_stops(tiny_weights):
             await client.close()
     assert triton_processes(server.shm_prefix) == set()
     assert shm_segments(server.shm_prefix) == set()
+
+
+def test_a_port_taken_before_triton_binds_it_is_picked_again(tiny_weights, monkeypatch):
+    """A free port found, then taken by another process before Triton binds it (servers starting side by side): the
+    server starts again on newly picked ports instead of failing."""
+    import socket
+
+    from flux_async.launch import triton_server
+
+    blocker = socket.socket()
+    blocker.bind(("0.0.0.0", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    picks = iter([taken])  # the first pick (the HTTP port) is the taken one
+    real = triton_server.free_port
+    monkeypatch.setattr(triton_server, "free_port", lambda: next(picks, None) or real())
+    try:
+        with triton_server.TritonServer(model_repository=NOOP, weights=str(tiny_weights)) as server:
+            assert server.http_port != taken and server.is_ready()
+    finally:
+        blocker.close()
