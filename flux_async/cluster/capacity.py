@@ -6,6 +6,7 @@
    divided), one start instant converted to each agent's clock, heartbeats while it runs.
 3. The agents' recorders are added exactly (histograms, counters), completion instants put on one clock (each
    from its own start), and the search judges the step as one (run/capacity.py, the same code as on one host).
+   Clock offsets are measured again before every step (clocks drift over a long search).
 4. A step during which an agent was lost is recorded as partial and run again on the survivors (its vote does not
    count); `on_agent_loss: abort` ends the search, and unless `continue` allows it the verdict fails.
 """
@@ -16,12 +17,13 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
-from flux_async.cluster.clock import REFUSE_UNCERTAINTY_MS, WARN_UNCERTAINTY_MS
+from flux_async.cluster.clock import REFUSE_UNCERTAINTY_MS, WARN_UNCERTAINTY_MS, ClockOffset
 from flux_async.cluster.coordinator import (
     Agent,
     _ray,
     _reason,
     check_cluster_scenario,
+    clock_of,
     cluster_session,
     heartbeat_figures,
     land_mismatches,
@@ -59,6 +61,7 @@ class ClusterSteps:
             return StepResult(Recorder(), CompletionClock(), 0.0, None, True, None, {"checked": 0, "mismatches": 0})
         for share in range(len(alive)):
             phase.split(share, len(alive))  # WorkerSplitError here, not from inside an agent (which reads as lost)
+        await self._measure_clocks(alive)
         t0 = time.perf_counter_ns() + int(STEP_LEAD_S * 1e9)
         for share, agent in enumerate(alive):
             agent.result, agent.last, agent.hlog, agent.rows, agent.seen_s, agent.missed = None, {}, "", [], 0.0, 0
@@ -72,6 +75,14 @@ class ClusterSteps:
             self.console.print(f"[red]AGENT LOST[/red] agent {agent.index} on {agent.where['address']} during step "
                                f"{self._step} ({loss.get('reason')})", soft_wrap=True)
         return self._measured(phase, alive, lost)
+
+    async def _measure_clocks(self, agents: list[Agent]) -> None:
+        """Each agent's clock offset again (clocks drift over a long search); the last one is kept where a measurement
+        fails (a lost agent shows in the step's heartbeats) or is too uncertain to start by."""
+        clocks = await asyncio.gather(*(clock_of(a.handle) for a in agents), return_exceptions=True)
+        for agent, clock in zip(agents, clocks):
+            if isinstance(clock, ClockOffset) and clock.uncertainty_ns / 1e6 <= REFUSE_UNCERTAINTY_MS:
+                agent.clock = clock
 
     def _measured(self, phase: Executor, alive: list[Agent], lost: list[Agent]) -> StepResult:
         """The step as one: the finished agents' recorders and the lost agents' last heartbeats added."""

@@ -226,18 +226,29 @@ async def _prepare_agents(count: int, group) -> list[Agent]:
     ray = _ray()
     handles = start_agents(count, group)
     wheres = await asyncio.to_thread(ray.get, [h.where.remote() for h in handles], timeout=PLACE_TIMEOUT_S)
-    agents = []
-    for index, (handle, where) in enumerate(zip(handles, wheres)):
-        def read_clock(h=handle) -> int:
-            return ray.get(h.clock.remote())
+    clocks = await asyncio.gather(*(clock_of(handle) for handle in handles))
+    for index, (where, clock) in enumerate(zip(wheres, clocks)):
+        check_clock(index, where, clock)
+    return [Agent(index, handle, where, clock) for index, (handle, where, clock) in
+            enumerate(zip(handles, wheres, clocks))]
 
-        offset = await asyncio.to_thread(measure_offset, read_clock)
-        if offset.uncertainty_ns / 1e6 > REFUSE_UNCERTAINTY_MS:
-            raise ClusterUnavailable(f"agent {index} on {where['address']}: its clock offset is uncertain by "
-                                     f"±{offset.uncertainty_ns / 1e6:.1f} ms (over {REFUSE_UNCERTAINTY_MS:g} ms): the "
-                                     "agents cannot start together")
-        agents.append(Agent(index, handle, where, offset))
-    return agents
+
+async def clock_of(handle) -> ClockOffset:
+    """The agent's clock offset from this process's, over round trips (cluster/clock.py)."""
+    ray = _ray()
+
+    def read_clock() -> int:
+        return ray.get(handle.clock.remote())
+
+    return await asyncio.to_thread(measure_offset, read_clock)
+
+
+def check_clock(index: int, where: dict, clock: ClockOffset) -> None:
+    """ClusterUnavailable when the offset is too uncertain for the agents to start together."""
+    if clock.uncertainty_ns / 1e6 > REFUSE_UNCERTAINTY_MS:
+        raise ClusterUnavailable(f"agent {index} on {where['address']}: its clock offset is uncertain by "
+                                 f"±{clock.uncertainty_ns / 1e6:.1f} ms (over {REFUSE_UNCERTAINTY_MS:g} ms): the "
+                                 "agents cannot start together")
 
 
 async def watch(agents: list[Agent], scenario: Scenario, options: RunOptions, console, t0: int) -> None:
