@@ -96,8 +96,6 @@ class LoadAgent:
         assert self._session is not None, "open() first"
         s = self._session
         self._steps = steps = LocalSteps(s.scenario, s.target, s.verifier, job_stream=share[0])
-        self.engine = self.recorder = None
-        self._hlog_read = 0
         result = await steps.run(phase.split(*share), start_at_ns)
         return {"part": encode_part(result.recorder), "done_ns": [n - start_at_ns for n in result.completions.done_ns],
                 "duration_s": result.duration_s, "stages": result.stages, "interrupted": result.interrupted,

@@ -17,13 +17,15 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
-from flux_async.cluster.clock import REFUSE_UNCERTAINTY_MS, WARN_UNCERTAINTY_MS, ClockOffset
+from flux_async.cluster.clock import REFUSE_UNCERTAINTY_MS, ClockOffset
 from flux_async.cluster.coordinator import (
     Agent,
     _ray,
     _reason,
+    agent_row,
     check_cluster_scenario,
     clock_of,
+    cluster_section,
     cluster_session,
     heartbeat_figures,
     land_mismatches,
@@ -93,17 +95,13 @@ class ClusterSteps:
             assert result is not None
             add_part(recorder, result["part"])
             completions.done_ns += result["done_ns"]  # each from its own agent's start: one clock
-            counters = result["part"]["counters"].get(phase.name, {})
-            for key in self.totals[agent.index]:
-                self.totals[agent.index][key] += counters.get(key, 0)
+            self._tally(agent, result["part"], phase)
             if result["client"]:
                 self.clients[agent.index].append(result["client"])
         for agent in lost:
             if agent.last:
                 add_part(recorder, agent.last)
-                counters = agent.last["counters"].get(phase.name, {})
-                for key in self.totals[agent.index]:
-                    self.totals[agent.index][key] += counters.get(key, 0)
+                self._tally(agent, agent.last, phase)
         results = [a.result for a in finished if a.result is not None]
         verification = {key: sum(r["verification"][key] for r in results) for key in ("checked", "mismatches")}
         classes: dict[str, dict] = {}
@@ -124,17 +122,19 @@ class ClusterSteps:
                           results[0]["stages"] if results else None, interrupted, client, verification, classes,
                           partial)
 
+    def _tally(self, agent: Agent, part: dict, phase: Executor) -> None:
+        """Add the step's counts in `part` (recorder.encode_part's shape) to the agent's totals over the search."""
+        counters = part["counters"].get(phase.name, {})
+        for key in self.totals[agent.index]:
+            self.totals[agent.index][key] += counters.get(key, 0)
+
     def stop(self) -> None:
         self._stopped = True
 
 
 def _agent_row(agent: Agent, steps: ClusterSteps, count: int) -> dict:
-    """The report's row for one agent over the whole search (run --cluster's row, summed over the steps)."""
-    client = combine_clients(steps.clients[agent.index]) or {}
-    return {"agent": agent.index, "node": agent.where["node"], "address": agent.where["address"],
-            "host": agent.where["host"], "share": f"{agent.index}/{count}", "requests": steps.totals[agent.index],
-            "client_cpu_s": client.get("cpu_s"), "cpu_us_per_request": client.get("cpu_us_per_request"),
-            **agent.clock.as_dict(), "lost": agent.lost}
+    """The report's row for one agent, its counts and cost summed over the steps."""
+    return agent_row(agent, count, steps.totals[agent.index], combine_clients(steps.clients[agent.index]) or {})
 
 
 def check_splits(config: CapacityConfig, count: int) -> None:
@@ -183,10 +183,7 @@ async def capacity_cluster(scenario: Scenario, address: str, count: int, options
         losses = steps.losses
         report = capacity_report(scenario, cluster.session.target, section, started_at, verification, cluster={
             "agents": [_agent_row(a, steps, count) for a in agents], "agent_losses": losses,
-            "cluster": {"address": address, "agents": count, "nodes": len({a.where["node"] for a in agents}),
-                        "on_agent_loss": scenario.on_agent_loss, "references_shared": cluster.computed,
-                        "clock_uncertainty_max_ms": round(max(a.clock.uncertainty_ns for a in agents) / 1e6, 3),
-                        "clock_warn_ms": WARN_UNCERTAINTY_MS, "clock_refuse_ms": REFUSE_UNCERTAINTY_MS,
+            "cluster": {**cluster_section(address, agents, scenario), "references_shared": cluster.computed,
                         "coordinator_cpu_s": round(cpu, 3), **heartbeat_figures(agents)}})
     if losses and scenario.on_agent_loss != "continue":
         report["passed"] = False

@@ -370,10 +370,7 @@ def _merge(scenario: Scenario, agents: list[Agent], address: str, t0_epoch: floa
                "in_flight_lost": a.last.get("in_flight", 0)} for a in agents if a.lost]
     report["agents"] = [_agent_row(a, len(agents)) for a in agents]
     report["agent_losses"] = losses
-    report["cluster"] = {"address": address, "agents": len(agents),
-                         "nodes": len({a.where["node"] for a in agents}), "on_agent_loss": scenario.on_agent_loss,
-                         "clock_uncertainty_max_ms": round(max(a.clock.uncertainty_ns for a in agents) / 1e6, 3),
-                         "clock_warn_ms": WARN_UNCERTAINTY_MS, "clock_refuse_ms": REFUSE_UNCERTAINTY_MS}
+    report["cluster"] = cluster_section(address, agents, scenario)
     if losses:
         first = min(loss["at_s"] for loss in losses)
         for row in report.get("timeline", []):
@@ -423,7 +420,7 @@ def _lost_part(agent: Agent, t0_epoch: float, hlog: Path) -> dict:
 
 
 def _agent_row(agent: Agent, count: int) -> dict:
-    """The report's row for one agent: where it ran, its share, its counts, its cost, its clock and its fate."""
+    """The report's row for one agent after a run: its report's counts (warm-up included), or its last heartbeat's."""
     if agent.result is not None:
         report = agent.result["report"]
         requests, client = report["requests"], report.get("client") or {}
@@ -432,8 +429,21 @@ def _agent_row(agent: Agent, count: int) -> dict:
         counters = agent.last.get("counters", {}).values()
         requests = {k: sum(c[k] for c in counters) for k in ("sent", "ok", "errors", "dropped")}
         client = {}
+    return agent_row(agent, count, requests, client)
+
+
+def agent_row(agent: Agent, count: int, requests: dict, client: dict) -> dict:
+    """The report's row for one agent: where it ran, its share, its counts, its cost, its clock and its fate."""
     return {"agent": agent.index, "node": agent.where["node"], "address": agent.where["address"],
             "host": agent.where["host"], "share": f"{agent.index}/{count}", "requests": requests,
             "client_cpu_s": client.get("cpu_s"), "cpu_us_per_request": client.get("cpu_us_per_request"),
             **agent.clock.as_dict(), "lost": agent.lost}
+
+
+def cluster_section(address: str, agents: list[Agent], scenario: Scenario) -> dict:
+    """The report's `cluster`: where the agents ran, what a loss does, how closely their clocks agree."""
+    return {"address": address, "agents": len(agents), "nodes": len({a.where["node"] for a in agents}),
+            "on_agent_loss": scenario.on_agent_loss,
+            "clock_uncertainty_max_ms": round(max(a.clock.uncertainty_ns for a in agents) / 1e6, 3),
+            "clock_warn_ms": WARN_UNCERTAINTY_MS, "clock_refuse_ms": REFUSE_UNCERTAINTY_MS}
 
