@@ -315,6 +315,96 @@ def flux_gpu(data: dict, eager: dict | None, gap: dict | None) -> list[str]:
     return lines
 
 
+def _db_or_same(value) -> str:
+    return "identical" if value is None else f"{value:.1f}"
+
+
+def _row_of(served: dict, prompts: int, concurrency: int, encoding: str) -> dict | None:
+    return next((r for r in served.get("runs", []) if (r["prompts_per_request"], r["concurrency"],
+                                                       r["image_encoding"]) == (prompts, concurrency, encoding)), None)
+
+
+def _device_ms(row: dict | None, model: str, items: int = 1) -> str:
+    found = (row or {}).get("stage_device_ms", {}).get(f"{model}/{items}")
+    return "–" if not found else f"{found['median_ms']:.1f}"
+
+
+def flux_gpu_speed(data: dict) -> list[str]:
+    """The speed switches side by side (flux_bench.py's variants): in-process, served, start-up, image differences."""
+    inproc, served = data.get("in_process", {}), data.get("served", {})
+    lines = [f"## GPU: the served pipeline with its speed switches, against in-process FluxPipeline ({data['gpu']})",
+             "", _source(data, "bash benchmarks/gpu/run_flux_bench.sh OUT --part in-process; bash "
+                               "benchmarks/gpu/run_flux_bench.sh OUT --part served --memory (same machine, after "
+                               "benchmarks/gpu/prepare.sh here); then uv run python "
+                               "benchmarks/gpu/compare_flux_images.py OUT --machine h200"),
+             f"`{data['weights']}` (random weights), {data['dtype']}, {data['size']}², {data['steps']} steps, 256 text "
+             f"tokens, torch {data.get('torch', '?')}. Variants (docs/speed.md): *eager* = no compile, no fused QKV, "
+             "no channels_last (CUDA graphs on: the server before the switches); *bf16* = the GPU default, every "
+             "lossless switch on (torch.compile of the transformer and the VAE decoder, fused QKV, channels_last "
+             "VAE, CUDA graphs around the compiled forwards); *fp8* = bf16 plus the transformer blocks' linears in "
+             "float8 (torchao, row-wise dynamic activations).", ""]
+    if inproc:
+        lines += ["In-process FluxPipeline, the same switches applied to its modules (no CUDA graphs of ours):", "",
+                  "| variant | first call (compiles) s | batch 1 ms | batch 4 ms/image | transformer step ms | "
+                  "VAE decode ms | T5 ms | CLIP ms | peak GiB (batch 4) |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in inproc.items():
+            lines.append(f"| {name} | {r['first_call_ms'] / 1000:.1f} | {r['batch1_ms']:.1f} | "
+                         f"{r.get('batch4_ms_per_image', 0):.1f} | {r['dit_step_ms']:.1f} | {_ms(r.get('vae_ms'))} | "
+                         f"{_ms(r.get('t5_ms'))} | {_ms(r.get('clip_ms'))} | "
+                         f"{r.get('batch4_peak_memory_gib', 0):.1f} |")
+        lines.append("")
+    if served:
+        lines += ["Served (`serve --weights preset:flux1-schnell`, flux_async over gRPC, closed loop, concurrency 1 "
+                  "unless named; per-stage device times: CUDA events around each stage's forward, medians from the "
+                  "server's trace at 1 prompt):", "",
+                  "| variant | start s (cold cache) | first request s (cold) | start s (warm) | first request s (warm) "
+                  "| p50 ms, 1 prompt, FP32 | p50 ms, 1 prompt, UINT8 | images/s 1 prompt (UINT8) | images/s 4 prompts "
+                  "(UINT8) | 4 vs 1 | transformer step ms | VAE ms | T5 ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in served.items():
+            one32, one8, four8 = (_row_of(r, 1, 1, "fp32"), _row_of(r, 1, 1, "uint8"), _row_of(r, 4, 1, "uint8"))
+            gain = f"{four8['images_per_s'] / one8['images_per_s']:.3f}x" if one8 and four8 else "–"
+            warm = (f"{r['warm_start_s']:.0f} | {r['warm_first_request_ms'] / 1000:.1f}" if "warm_start_s" in r
+                    else "– | –")
+            lines.append(
+                f"| {name} | {r.get('start_s', 0):.0f} | {r.get('first_request_ms', 0) / 1000:.1f} | {warm} | "
+                f"{one32['latency_ms']['p50'] if one32 else '–'} | {one8['latency_ms']['p50'] if one8 else '–'} | "
+                f"{one8['images_per_s'] if one8 else 0:.3f} | {four8['images_per_s'] if four8 else 0:.3f} | {gain} | "
+                f"{_device_ms(one32, 'dit_transformer')} | {_device_ms(one32, 'vae_decoder')} | "
+                f"{_device_ms(one32, 't5_encoder')} |")
+        lines.append("")
+        for name, r in served.items():
+            more = [f"{p} prompt(s) at concurrency {c}, {e.upper()}: p50 {row['latency_ms']['p50']} ms, "
+                    f"{row['images_per_s']:.3f} images/s" for p, c, e in ((4, 1, "fp32"), (1, 2, "uint8"),
+                                                                            (4, 2, "uint8"))
+                    if (row := _row_of(r, p, c, e))]
+            memory = ", ".join(f"{k} {v}" for k, v in sorted(r.get("per_process_mib", {}).items()))
+            facts = more + ([f"GPU memory per process (MiB): {memory}"] if memory else [])
+            if facts:
+                lines.append(f"- {name}: " + "; ".join(facts) + ".")
+        lines.append("")
+    if data.get("image_differences"):
+        lines += ["Images of two reference requests (each prompt alone, seeds 0 and 1), judged by the default "
+                  f"verification gate ({data['image_differences'][0]['gate']}):", "",
+                  "| image | against | worst PSNR dB | worst 32x32 tile dB | passes the default gate |",
+                  "|---|---|---|---|---|"]
+        for row in data["image_differences"]:
+            psnrs = [i["psnr"] for i in row["images"] if i["psnr"] is not None]
+            tiles = [i["tile_psnr"] for i in row["images"] if i["tile_psnr"] is not None]
+            passed = sum(i["passes_default_gate"] for i in row["images"])
+            lines.append(f"| {row['received']} | {row['reference']} | {_db_or_same(min(psnrs) if psnrs else None)} "
+                         f"| {_db_or_same(min(tiles) if tiles else None)} | {passed} of {len(row['images'])} |")
+        lines.append("")
+    summary = data.get("summary", {})
+    if summary:
+        lines += ["Figures against the issue's targets: " + "; ".join(f"{k} {v:.3f}" if isinstance(v, float) else
+                                                                     f"{k} {v}" for k, v in summary.items()) + ".",
+                  ""]
+    if data.get("analysis"):
+        lines += [data["analysis"], ""]
+    return lines
+
+
 def scale_out(data: dict) -> list[str]:
     """Capacity against GPU count: one Triton per GPU, `capacity` over 1, 2, 4 of them."""
     gpus = len(data["placement_mib"]) or max(data["counts"])
@@ -701,7 +791,9 @@ def main() -> None:
     for path in sorted(RESULTS.glob("flux-gpu-*.json")):  # one per GPU; <name>-eager.json rides along
         if not path.stem.endswith("-eager"):
             gpu = path.stem.removeprefix("flux-gpu-")
-            lines += flux_gpu(_load(path.stem), _load(path.stem + "-eager"), _load(f"dit-gap-{gpu}"))
+            data = _load(path.stem)
+            lines += (flux_gpu_speed(data) if "variants" in data else
+                      flux_gpu(data, _load(path.stem + "-eager"), _load(f"dit-gap-{gpu}")))
     for path in sorted(RESULTS.glob("scale-*.json")):
         lines += scale_out(_load(path.stem))
     lines += ["## GPU smoke check and GPU tests", "", "Tiny weights on an H100: `benchmarks/gpu/smoke.py` and "

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from flux_async import contract
 from flux_async.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for readiness")
     serve.add_argument("--cuda-memory-pool-mb", type=_positive, default=1024,
                        help="Triton's CUDA memory pool per GPU, through which BLS tensors travel (default 1024)")
+    serve.add_argument("--precision", choices=("auto", "fp8"), default="auto",
+                       help="auto: every stage in the compute dtype (bfloat16 on a GPU, float32 on a CPU); fp8: the "
+                            "transformer's block linears in float8 through torchao (the fp8 extra; a GPU of compute "
+                            "capability 8.9+). The speed switches (compile, channels_last, fused QKV): docs/speed.md")
     serve.add_argument("--gpus", default=None, metavar="LIST",
                        help="one server per GPU, each seeing only its own: 'all' or indices such as 0,1; server i "
                             "listens on each port + 10*i (default: one server seeing every GPU)")
@@ -226,6 +231,8 @@ def cmd_serve(args) -> int:
         resolve_weights(args.weights)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(f"--weights: {exc}") from None
+    if args.precision == "fp8":
+        _check_fp8(nvml_gpu_count())
     for folder in args.extra_repository:
         if not (folder.is_dir() and any(folder.glob("*/config.pbtxt"))):
             raise UsageError(f"--extra-repository {folder}: not a model repository (a folder of model folders, "
@@ -237,7 +244,8 @@ def cmd_serve(args) -> int:
                               http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                               tritonserver=args.tritonserver, model_control_mode=args.model_control_mode,
                               torch_threads=args.torch_threads, startup_timeout_s=args.startup_timeout,
-                              cuda_memory_pool_mb=args.cuda_memory_pool_mb)
+                              cuda_memory_pool_mb=args.cuda_memory_pool_mb,
+                              env={contract.ENV_PRECISION: args.precision} if args.precision != "auto" else {})
         service = ServerFleet(gpus, config) if gpus else TritonServer(config)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -275,6 +283,16 @@ def cmd_serve(args) -> int:
     service.stop()
     print("flux_async: server stopped", flush=True)
     return code
+
+
+def _check_fp8(gpus: int | None) -> None:
+    """`serve --precision fp8` needs torchao here and a GPU; the models check the GPU's compute capability."""
+    import importlib.util
+
+    if not gpus:
+        raise UsageError("--precision fp8: no NVIDIA GPU found (float8 runs on compute capability 8.9 or newer)")
+    if importlib.util.find_spec("torchao") is None:
+        raise UsageError("--precision fp8 needs torchao: uv sync --extra fp8 (or pip install 'flux_async[fp8]')")
 
 
 def _start_frontend(args, server, service):

@@ -123,6 +123,13 @@ ENV_DTYPE = "FLUX_ASYNC_DTYPE"  # "float32" | "bfloat16" | "float16"; default fl
 ENV_TORCH_THREADS = "FLUX_ASYNC_TORCH_THREADS"  # intra-op threads per model process (default 1)
 ENV_CUDA_GRAPHS = "FLUX_ASYNC_CUDA_GRAPHS"  # "0": stage forwards eager on a GPU (default: through CUDA graphs)
 ENV_TRACE = "FLUX_ASYNC_TRACE"  # "1": bls logs each request's part timings (FLUX_TRACE lines in the server log)
+# speed switches (flux_async/pipeline/speedups.py): on by default on a GPU, off on a CPU; "0" turns one off
+ENV_COMPILE = "FLUX_ASYNC_COMPILE"  # torch.compile of the transformer and the VAE decoder
+ENV_COMPILE_MODE = "FLUX_ASYNC_COMPILE_MODE"  # "default" | "max-autotune-no-cudagraphs" (longer compile)
+ENV_CHANNELS_LAST = "FLUX_ASYNC_CHANNELS_LAST"  # the VAE's convolutions in channels_last memory format
+ENV_FUSE_QKV = "FLUX_ASYNC_FUSE_QKV"  # the transformer's Q, K, V projections as one matrix product
+ENV_PRECISION = "FLUX_ASYNC_PRECISION"  # "auto" (the compute dtype) | "fp8" (transformer linears in float8, torchao)
+ENV_COMPILE_CACHE = "FLUX_ASYNC_COMPILE_CACHE"  # Inductor's on-disk caches (default: <flux_async cache>/inductor)
 
 TRITON_DTYPES = {"float32": "FP32", "bfloat16": "BF16", "float16": "FP16"}
 

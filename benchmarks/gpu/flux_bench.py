@@ -1,9 +1,14 @@
-"""FLUX.1-schnell-sized pipeline on one GPU (random weights, bf16, 1024², 4 steps): in-process FluxPipeline
-(per-stage times, latency at batch 1 and 4, peak memory), then the same weights served by triton_models/ and
-driven by flux_async (p50/p99 and images/s for 1, 2, 4 prompts per request at concurrency 1, 2, 4; per-stage
-Triton statistics; GPU memory per image at batch 1, 2, 4, 8). Writes JSON to --out after every part. Run by
-run_flux_bench.sh. A dry run on a CPU with the tiny weights checks the script itself:
-    uv run python benchmarks/gpu/flux_bench.py --weights-spec TINY_DIR --size 128 --out /tmp/b.json
+"""FLUX.1-schnell-sized pipeline on one GPU (random weights, bf16, 1024², 4 steps), side by side per variant of the
+speed switches (flux_async/pipeline/speedups.py): `eager` (no compile, no fused QKV, no channels_last; CUDA graphs on,
+the server before these switches), `bf16` (the default: every lossless switch on) and `fp8` (bf16 plus torchao fp8).
+Part `in-process`: FluxPipeline in this process per variant (latency at batch 1 and 4, per-stage times, compile time,
+peak memory). Part `served`: triton_models/ per variant, driven by flux_async (p50 and images/s for 1 and 4 prompts per
+request, FP32 and UINT8 images; per-stage device times from the server's trace; start time and first-request latency,
+cold and warm compile cache; memory per process). Each variant's images of two reference requests go to
+--images DIR as float16 .npz (compared on a CPU by compare_flux_images.py). Writes JSON to --out after every part.
+Run by run_flux_bench.sh. A dry run on a CPU with the tiny weights checks the script itself:
+    uv run python benchmarks/gpu/flux_bench.py --weights-spec TINY_DIR --size 128 --variants eager,bf16 \
+        --out /tmp/b.json
 """
 
 from __future__ import annotations
@@ -13,17 +18,26 @@ import asyncio
 import gc
 import io
 import json
+import os
 import statistics
 import threading
 import time
 
+import numpy as np
 import torch
 from dit_gap import cuda_libraries  # this script's folder is on sys.path
 
 PROMPT = "A cat holding a sign that says hello world"
 SIZE, STEPS = 1024, 4
 GPU = torch.cuda.is_available()
-CUDA_GRAPHS = "1"  # --eager: "0"
+REFERENCE_PROMPTS = [PROMPT, "A lighthouse at dusk"]  # each alone, seeds 0 and 1: the images compared across variants
+# the environment of each variant (served: the server's; in-process: this process's); CUDA graphs stay on throughout
+VARIANTS = {
+    "eager": {"FLUX_ASYNC_COMPILE": "0", "FLUX_ASYNC_FUSE_QKV": "0", "FLUX_ASYNC_CHANNELS_LAST": "0"},
+    "bf16": {"FLUX_ASYNC_COMPILE": "1", "FLUX_ASYNC_FUSE_QKV": "1", "FLUX_ASYNC_CHANNELS_LAST": "1"},
+    "fp8": {"FLUX_ASYNC_COMPILE": "1", "FLUX_ASYNC_FUSE_QKV": "1", "FLUX_ASYNC_CHANNELS_LAST": "1",
+            "FLUX_ASYNC_PRECISION": "fp8"},
+}
 
 
 class GpuWatch:
@@ -109,33 +123,55 @@ def load_pipeline(spec: str, device, dtype):
     return pipe, source
 
 
-def in_process(spec: str, size: int, light: bool = False) -> dict:
-    """FluxPipeline in this process with the same weights as the server: latency at batch 1 and 4, per-stage times,
-    peak memory, and the GPU's clocks meanwhile. `light`: batch 1 and the transformer step only."""
+def save_images(path: str | None, images: dict[str, np.ndarray]) -> None:
+    """The reference images ({prompt index: [3, H, W] in [0, 1]}) as float16 .npz (a GPU call returns 16 MB a file)."""
+    if path:
+        np.savez_compressed(path, **{key: value.astype(np.float16) for key, value in images.items()})
+
+
+def in_process(spec: str, size: int, variant: str, images_path: str | None = None, light: bool = False) -> dict:
+    """FluxPipeline in this process under `variant`'s switches, with the same weights as the server: the first call
+    (compiling), latency at batch 1 and 4, per-stage times, peak memory, the GPU's clocks meanwhile, and the reference
+    images. `light`: batch 1 and the transformer step only."""
     global SIZE
     SIZE = size
+    os.environ.update(VARIANTS[variant])
+    from flux_async.pipeline.speedups import Speedups, channels_last, prepare_transformer, prepare_vae
+
     device = torch.device("cuda", 0) if GPU else torch.device("cpu")
     dtype = torch.bfloat16 if GPU else torch.float32
+    speedups = Speedups.for_device(device)
     pipe, source = load_pipeline(spec, device, dtype)
     pipe.set_progress_bar_config(disable=True)
+    prepare_transformer(pipe.transformer, speedups)
+    prepare_vae(pipe.vae, speedups)
     config = pipe.transformer.config
 
-    def generate(batch: int):
-        return pipe(prompt=[PROMPT] * batch, generator=[torch.Generator("cpu").manual_seed(i) for i in range(batch)],
+    def generate(batch: int, prompts=None, seeds=None):
+        prompts = prompts or [PROMPT] * batch
+        seeds = seeds if seeds is not None else list(range(batch))
+        return pipe(prompt=prompts, generator=[torch.Generator("cpu").manual_seed(i) for i in seeds],
                     num_inference_steps=STEPS, guidance_scale=0.0, height=SIZE, width=SIZE, max_sequence_length=256,
                     output_type="pt").images
 
-    result = {}
+    result: dict = {"variant": variant, "speedups": speedups.describe()}
+    started = time.perf_counter()
+    generate(1)
+    sync()
+    result["first_call_ms"] = (time.perf_counter() - started) * 1000  # compiles the transformer and the VAE
     if GPU:
         torch.cuda.reset_peak_memory_stats()
     for batch in (1,) if light else (1, 4):
         with GpuWatch() as watch:  # batch 1: as many back-to-back images as the served batch-1 row
-            ms = timed(lambda batch=batch: generate(batch), runs=8 if batch == 1 else 3)
+            ms = timed(lambda batch=batch: generate(batch), runs=6 if batch == 1 else 2)
         result[f"batch{batch}_ms"] = ms
         result[f"batch{batch}_ms_per_image"] = ms / batch
         result[f"batch{batch}_gpu"] = watch.summary()
         if GPU:
             result[f"batch{batch}_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if not light:
+        save_images(images_path, {str(i): generate(1, [prompt], [i])[0].float().cpu().numpy()
+                                  for i, prompt in enumerate(REFERENCE_PROMPTS)})
     with torch.inference_mode(), GpuWatch() as watch:
         if not light:
             result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
@@ -149,12 +185,12 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
         result["dit_step_ms"] = timed(lambda: pipe.transformer(
             hidden_states=latents, timestep=torch.full((1,), 0.5, device=device, dtype=dtype), guidance=None,
             pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
-            return_dict=False), runs=12)
+            return_dict=False), runs=10)
         if not light:
             scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-            vae_latents = torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale, SIZE // scale, device=device,
-                                      dtype=dtype)
-            result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False))
+            vae_latents = channels_last(torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale,
+                                                    SIZE // scale, device=device, dtype=dtype), speedups)
+            result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False), runs=5)
     result["stages_gpu"] = watch.summary()
     result["libraries"] = cuda_libraries()
     pipe = None  # the closures above hold it: drop it so gc.collect frees its GPU memory
@@ -162,32 +198,91 @@ def in_process(spec: str, size: int, light: bool = False) -> dict:
     return result
 
 
-def served(tritonserver: str | None, spec: str, results: dict, dump) -> None:
-    """Start the server on `spec`, measure memory per image, then every row: prompts {1, 2, 4} x concurrency {1, 2, 4}
-    over gRPC. (The device image lacks tritonclient's HTTP dependencies, and the carried wheels are near the tool's
-    size limit.)"""
+def first_request_ms(url: str) -> float:
+    """Wall milliseconds of one 1-prompt request (after a start: it pays for whatever compiles on first use)."""
+    import tritonclient.grpc as grpcclient
+
+    from flux_async.targets.bls_inputs import bls_inputs
+
+    client = grpcclient.InferenceServerClient(url)
+    started = time.perf_counter()
+    client.infer("bls", bls_inputs(grpcclient, [PROMPT], seeds=[0], height=SIZE, width=SIZE,
+                                   num_inference_steps=STEPS, max_sequence_length=256), client_timeout=900)
+    return (time.perf_counter() - started) * 1000
+
+
+def reference_images(url: str) -> dict[str, np.ndarray]:
+    """Each reference prompt alone (seed = its index), FP32 images."""
+    import tritonclient.grpc as grpcclient
+
+    from flux_async.targets.bls_inputs import bls_inputs
+
+    client = grpcclient.InferenceServerClient(url)
+    return {str(i): client.infer("bls", bls_inputs(grpcclient, [prompt], seeds=[i], height=SIZE, width=SIZE,
+                                                   num_inference_steps=STEPS, max_sequence_length=256),
+                                 client_timeout=900).as_numpy("images")[0]
+            for i, prompt in enumerate(REFERENCE_PROMPTS)}
+
+
+def start_server(tritonserver: str | None, spec: str, env: dict):
     from flux_async.launch.triton_server import TritonServer
 
-    results["runs"] = []
+    server = TritonServer(weights=spec, tritonserver=tritonserver, startup_timeout_s=900, env=env)
     started = time.perf_counter()
-    with TritonServer(weights=spec, tritonserver=tritonserver, startup_timeout_s=900,
-                      env={"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_CUDA_GRAPHS": CUDA_GRAPHS}) as server:
-        results["server_start_s"] = time.perf_counter() - started
-        results["memory"] = memory_per_image(server.grpc_url)  # first: the allocators have not grown yet
-        results["memory"]["per_process_mib"] = per_process_memory()
-        results["libraries"] = {model: cuda_libraries(pid) for pid, model in stub_models().items()}
+    server.start()
+    return server, time.perf_counter() - started
+
+
+def served(tritonserver: str | None, spec: str, variant: str, rows: list[tuple[int, int, str]], cache: str,
+           results: dict, dump, images_path: str | None = None, restart: bool = False, memory: bool = False) -> None:
+    """Serve `spec` under `variant` with an empty compile cache `cache`: start time and first request (cold), the
+    reference images, then each row (prompts, concurrency, image encoding) over gRPC; with `restart`, start again on
+    the now-filled cache (warm) and time the first request again. (The device image lacks tritonclient's HTTP
+    dependencies, and the carried wheels are near the tool's size limit.)"""
+    env = {"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_COMPILE_CACHE": cache, **VARIANTS[variant]}
+    results.update(variant=variant, runs=[])
+    server, results["start_s"] = start_server(tritonserver, spec, env)
+    try:
+        results["first_request_ms"] = first_request_ms(server.grpc_url)
         dump()
-        for prompts, concurrency in [(p, c) for p in (1, 2, 4) for c in (1, 2, 4)]:
-            row = measure_row(server, prompts, concurrency)
+        save_images(images_path, reference_images(server.grpc_url))
+        results["libraries"] = {model: cuda_libraries(pid) for pid, model in stub_models().items()}
+        for prompts, concurrency, encoding in rows:
+            row = measure_row(server, prompts, concurrency, encoding)
             results["runs"].append(row)
             dump()
-            print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "images_per_s")}
-                             | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"],
-                                "gpu": row["gpu"]}), flush=True)
+            print(json.dumps({k: row[k] for k in ("prompts_per_request", "concurrency", "image_encoding",
+                                                   "images_per_s")}
+                             | {"p50": row["latency_ms"]["p50"], "stage_device_ms": row["stage_device_ms"]}),
+                  flush=True)
+        results["per_process_mib"] = per_process_memory()
+        if memory:
+            results["memory"] = memory_per_image(server.grpc_url)
         results["server_log_tail"] = server.log_text()[-2000:]
+    finally:
+        server.stop()
+    dump()
+    if restart:  # the same cache, now filled: what a restarted server pays
+        server, results["warm_start_s"] = start_server(tritonserver, spec, env)
+        try:
+            results["warm_first_request_ms"] = first_request_ms(server.grpc_url)
+        finally:
+            server.stop()
+        dump()
 
 
-def measure_row(server, prompts: int, concurrency: int) -> dict:
+def uint8_contract() -> dict:
+    """bls's contract asking for 8-bit NHWC images (image_encoding uint8, docs/bls.md)."""
+    from flux_async.scenario.model_contract import BLS, contract_yaml
+
+    contract = contract_yaml(BLS)
+    contract["outputs"]["images"] = {"name": "images_uint8", "datatype": "UINT8", "format": "tensor",
+                                     "layout": "NHWC", "range": "0..255"}
+    contract["constants"] = [{"name": "image_encoding", "datatype": "BYTES", "shape": "[1]", "value": "uint8"}]
+    return contract
+
+
+def measure_row(server, prompts: int, concurrency: int, encoding: str = "fp32") -> dict:
     """One closed-loop flux_async run (a warm-up phase, then the measured one) and what the server logged meanwhile."""
     from rich.console import Console
 
@@ -195,9 +290,11 @@ def measure_row(server, prompts: int, concurrency: int) -> dict:
     from flux_async.scenario.config import parse_scenario
 
     requests = max(3, 8 // prompts) if concurrency == 1 else max(2 * concurrency, 12 // prompts)
+    target = {"url": server.grpc_url, "request_timeout": "300s"}
+    if encoding == "uint8":
+        target.update(model="bls", contract=uint8_contract())
     scenario = parse_scenario({
-        "name": f"gpu-{prompts}p-c{concurrency}",
-        "target": {"url": server.grpc_url, "request_timeout": "300s"}, "verify": False,
+        "name": f"gpu-{prompts}p-c{concurrency}-{encoding}", "target": target, "verify": False,
         "workload": {"prompts": [PROMPT, "A lighthouse at dusk", "A bowl of ramen", "A red bicycle"],
                      "seed": 1, "steps": STEPS, "guidance": 0.0, "size": f"{SIZE}x{SIZE}",
                      "max_sequence_length": 256, "prompts_per_request": prompts},
@@ -211,7 +308,7 @@ def measure_row(server, prompts: int, concurrency: int) -> dict:
                                              Console(file=io.StringIO())))
     measured = next(p for p in report["phases"] if p["name"] == "measure")
     log = server.log_text()[log_start:]
-    return {"prompts_per_request": prompts, "concurrency": concurrency,
+    return {"prompts_per_request": prompts, "concurrency": concurrency, "image_encoding": encoding,
             "requests": measured["requests"]["ok"], "errors": measured["requests"]["errors"],
             "latency_ms": measured["latency_ms"], "images_per_s": measured["throughput"]["images_per_s"],
             "stages": measured.get("stages"), "bls_parts_ms": parts(log), "stage_device_ms": stage_traces(log),
@@ -317,54 +414,90 @@ def memory_per_image(url: str) -> dict:
             "gib_per_added_image": {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) / 2**30 for a, b in pairs}}
 
 
+SERVED_ROWS = {  # (prompts, concurrency, image encoding)
+    "bf16": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8"), (4, 1, "fp32"), (1, 2, "uint8"), (4, 2, "uint8")],
+    "eager": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8")],
+    "fp8": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8")],
+}
+
+
 def main() -> None:
-    global SIZE, CUDA_GRAPHS
+    global SIZE
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")
     parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
     parser.add_argument("--size", type=int, default=SIZE)
-    parser.add_argument("--eager", action="store_true", help="serve without CUDA graphs")
-    parser.add_argument("--in-process-after", action="store_true",
-                        help="time FluxPipeline (batch 1, transformer step) again after the served runs")
+    parser.add_argument("--part", choices=("in-process", "served", "all"), default="all")
+    parser.add_argument("--variants", default="eager,bf16,fp8", help="comma-separated, of " + ", ".join(VARIANTS))
+    parser.add_argument("--images", default=None, help="folder for each variant's reference images (.npz)")
+    parser.add_argument("--cache", default="/tmp/flux-compile-cache", help="compile caches, one folder per variant "
+                                                                         "below this (emptied first)")
+    parser.add_argument("--memory", action="store_true", help="served bf16: GPU memory while 1, 2, 4, 8 prompts run")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    CUDA_GRAPHS = "0" if args.eager else "1"
     SIZE = args.size
-    report = {"gpu": torch.cuda.get_device_name(0) if GPU else "none (CPU dry run)", "weights": args.weights_spec,
-              "size": SIZE, "steps": STEPS, "dtype": "bfloat16" if GPU else "float32", "cuda_graphs": not args.eager}
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    report: dict = {"gpu": torch.cuda.get_device_name(0) if GPU else "none (CPU dry run)",
+                    "weights": args.weights_spec, "size": SIZE, "steps": STEPS,
+                    "dtype": "bfloat16" if GPU else "float32", "variants": {v: VARIANTS[v] for v in variants},
+                    "torch": torch.__version__,
+                    "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if os.path.exists(args.out):  # the other part's results, from an earlier call
+        with open(args.out) as existing:
+            earlier = json.load(existing)
+        report = earlier | report | {"variants": earlier.get("variants", {}) | report["variants"]}
 
     def dump():  # after every part: a run cut short still leaves what it measured
         with open(args.out, "w") as out:
             json.dump(report, out, indent=1)
 
+    def images(part: str, variant: str) -> str | None:
+        return os.path.join(args.images, f"images-{part}-{variant}.npz") if args.images else None
+
     import multiprocessing
+    import shutil
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # its own process: its GPU memory is freed after
-        report["in_process"] = pool.apply(in_process, (args.weights_spec, SIZE))
-    print(json.dumps(report["in_process"]), flush=True)
+    if args.part in ("in-process", "all"):
+        report.setdefault("in_process", {})
+        for variant in variants:  # each in its own process: its GPU memory is freed after, its switches its own
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                report["in_process"][variant] = pool.apply(in_process, (args.weights_spec, SIZE, variant,
+                                                                        images("in-process", variant)))
+            print(json.dumps({k: v for k, v in report["in_process"][variant].items() if k != "libraries"}),
+                  flush=True)
+            dump()
+    if args.part in ("served", "all"):
+        report.setdefault("served", {})
+        for variant in variants:
+            cache = os.path.join(args.cache, variant)
+            shutil.rmtree(cache, ignore_errors=True)
+            report["served"][variant] = {}
+            served(args.tritonserver, args.weights_spec, variant, SERVED_ROWS[variant], cache,
+                   report["served"][variant], dump, images("served", variant), restart=variant != "eager",
+                   memory=args.memory and variant == "bf16")
+    report["summary"] = summary(report)
+    print(json.dumps(report["summary"]), flush=True)
     dump()
-    report["served"] = {}
-    served(args.tritonserver, args.weights_spec, report["served"], dump)
-    if args.in_process_after:  # the same GPU after minutes of load: are the clocks what they were?
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            report["in_process_after"] = pool.apply(in_process, (args.weights_spec, SIZE, True))
-        print(json.dumps(report["in_process_after"]), flush=True)
-        dump()
 
-    def row(prompts):
-        return next(r for r in report["served"]["runs"] if (r["prompts_per_request"], r["concurrency"]) == (prompts, 1))
 
-    one, four = row(1), row(4)
-    # against the faster in-process figure (before or after the served rows): in-process varies between runs
-    report["in_process_batch1_ms_fastest"] = min(r["batch1_ms"] for r in (report["in_process"],
-                                                                         report.get("in_process_after")) if r)
-    report["overhead_ratio_batch1"] = one["latency_ms"]["p50"] / report["in_process_batch1_ms_fastest"]
-    report["images_per_s_gain_4_vs_1"] = four["images_per_s"] / one["images_per_s"]
-    report["in_process_images_per_s_gain_4_vs_1"] = (report["in_process"]["batch1_ms"]
-                                                     / report["in_process"]["batch4_ms_per_image"])
-    print(json.dumps({k: report[k] for k in ("overhead_ratio_batch1", "images_per_s_gain_4_vs_1",
-                                             "in_process_images_per_s_gain_4_vs_1")}), flush=True)
-    dump()
+def summary(report: dict) -> dict:
+    """The issue's figures from whatever parts ran: served p50 at 1 prompt, images/s gain 4 vs 1, served/in-process."""
+    found: dict = {}
+    for variant, result in report.get("served", {}).items():
+        rows = {(r["prompts_per_request"], r["concurrency"], r["image_encoding"]): r for r in result.get("runs", [])}
+        for encoding in ("fp32", "uint8"):
+            one, four = rows.get((1, 1, encoding)), rows.get((4, 1, encoding))
+            if one:
+                found[f"{variant}_served_p50_ms_{encoding}"] = one["latency_ms"]["p50"]
+            if one and four:
+                found[f"{variant}_images_per_s_gain_4_vs_1_{encoding}"] = four["images_per_s"] / one["images_per_s"]
+        inproc = report.get("in_process", {}).get(variant)
+        if inproc and (1, 1, "fp32") in rows:
+            found[f"{variant}_served_over_in_process"] = rows[(1, 1, "fp32")]["latency_ms"]["p50"] / inproc["batch1_ms"]
+    return found
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ for entry in "$image_site"/*; do
     [[ "$name" =~ $deny || "$name" == *.pth ]] || ln -sfn "$entry" "/tmp/fa/image-site/$name"
 done
 echo /tmp/fa/image-site > "$site/zz_image_site_packages.pth"
-mkdir -p /tmp/srv && tar -C /tmp/srv -xJf .whl/tritonserver-py3.12.tar.xz
-tar -C /tmp -xJf .whl/tiny-flux.tar.xz
+bash benchmarks/gpu/unpack_server.sh
+tar -C /tmp -xJf .whl/tiny-flux-tokenizers.tar.xz
+[ ! -f .whl-tiny/tiny-flux.tar.xz ] || tar -C /tmp -xJf .whl-tiny/tiny-flux.tar.xz  # the tiny weights: GPU tests
 /tmp/fa/bin/python -c 'import numpy, torch, diffusers, transformers, tritonclient.grpc, flux_async; print("numpy", numpy.__version__, "torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
 # the presets take their tokenizers and scheduler from the tiny folder in the cache: put the carried one there
 for variant in schnell dev; do  # both presets read the same tokenizers; building a tiny folder here needs open_clip

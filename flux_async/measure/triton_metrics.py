@@ -1,5 +1,5 @@
-"""Triton's Prometheus /metrics, scraped once per interval: the nv_inference_* counters (as deltas per model)
-and the nv_gpu_* gauges."""
+"""Triton's Prometheus /metrics, scraped once per interval: the nv_inference_* counters (as deltas per model),
+the nv_gpu_* gauges, and what each FLUX model says it runs (`flux_model_settings`: dtype, precision, speed switches)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_
             "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
             "nv_inference_request_duration_us")
 GAUGES = ("nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage")
+SETTINGS = "flux_model_settings"  # flux_async/serving/runtime.py publishes it: one sample per model, labels = settings
 
 
 def parse(text: str) -> dict[str, dict[str, float]]:
@@ -33,6 +34,18 @@ def parse(text: str) -> dict[str, dict[str, float]]:
     return values
 
 
+def model_settings(text: str) -> dict[str, dict[str, str]]:
+    """{model: {setting: value}} from the `flux_model_settings` samples (empty for a server that has none)."""
+    found: dict[str, dict[str, str]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == SETTINGS:
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                model = labels.pop("flux_model", "") or labels.pop("model", "")
+                found[model] = {k: v for k, v in sorted(labels.items()) if k != "version"}
+    return found
+
+
 class MetricsScraper:
     """An async sampler: each call returns the counters' change since the previous call and the gauges' values."""
 
@@ -40,6 +53,7 @@ class MetricsScraper:
         self.url = url
         self._previous: dict[str, dict[str, float]] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.model_settings: dict[str, dict[str, str]] = {}  # the server's models' settings, as last read
 
     async def __call__(self) -> dict:
         import aiohttp
@@ -48,7 +62,9 @@ class MetricsScraper:
             self._session = client_session(timeout=aiohttp.ClientTimeout(total=5))
         async with self._session.get(self.url) as response:
             response.raise_for_status()
-            current = parse(await response.text())
+            text = await response.text()
+        current = parse(text)
+        self.model_settings.update(model_settings(text))
         previous, self._previous = self._previous, current
         result = {name: current.get(name, {}) for name in GAUGES if name in current}
         if previous is not None:

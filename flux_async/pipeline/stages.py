@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from flux_async.pipeline.cuda_graphs import GraphCache
+from flux_async.pipeline.speedups import Speedups, channels_last, prepare_transformer, prepare_vae
 from flux_async.pipeline.weights import WeightsSource, load_module, load_tokenizer
 
 
@@ -43,11 +44,14 @@ class T5Stage:
 
 
 class DitStage:
-    """FLUX transformer: one denoising prediction for a batch that shares the latent grid and text length."""
+    """FLUX transformer: one denoising prediction for a batch that shares the latent grid and text length.
+    `speedups` (default: this device's, from the environment) may fuse, quantize and compile it."""
 
-    def __init__(self, source: WeightsSource, device, dtype):
+    def __init__(self, source: WeightsSource, device, dtype, speedups: Speedups | None = None):
         self.device, self.dtype = torch.device(device), dtype
+        self.speedups = Speedups.for_device(self.device) if speedups is None else speedups
         self.transformer = load_module(source, "transformer", self.device, dtype)
+        prepare_transformer(self.transformer, self.speedups)
         self.guidance_embeds = bool(self.transformer.config.guidance_embeds)
         self.forward = GraphCache(self._transformer, self.device)
 
@@ -77,13 +81,16 @@ class DitStage:
 
 
 class VaeStage:
-    """VAE decoder: unpacked latents [N, C, h, w] → RGB images [N, 3, H, W] in [0, 1], float32."""
+    """VAE decoder: unpacked latents [N, C, h, w] → RGB images [N, 3, H, W] in [0, 1], float32; `speedups` as
+    DitStage's (channels_last, compiled decoder)."""
 
-    def __init__(self, source: WeightsSource, device, dtype):
+    def __init__(self, source: WeightsSource, device, dtype, speedups: Speedups | None = None):
         from diffusers.image_processor import VaeImageProcessor
 
         self.device, self.dtype = torch.device(device), dtype
+        self.speedups = Speedups.for_device(self.device) if speedups is None else speedups
         self.vae = load_module(source, "vae", self.device, dtype)
+        prepare_vae(self.vae, self.speedups)
         scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=scale * 2)
 
@@ -91,5 +98,5 @@ class VaeStage:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         cfg = self.vae.config
         latents = (latents.to(self.device, self.dtype) / cfg.scaling_factor) + cfg.shift_factor
-        image = self.vae.decode(latents, return_dict=False)[0]
-        return self.image_processor.postprocess(image, output_type="pt").float()
+        image = self.vae.decode(channels_last(latents, self.speedups), return_dict=False)[0]
+        return self.image_processor.postprocess(image, output_type="pt").float().contiguous()

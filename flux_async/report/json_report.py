@@ -330,6 +330,17 @@ def client_json(client: ClientUsageSummary | Absent | None) -> dict | None:
     return client.to_json() if client else None
 
 
+def server_line(server: dict[str, dict[str, str]]) -> str:
+    """What the server's models run, from their `flux_model_settings` (one clause per model)."""
+    clauses = []
+    for model, settings in sorted(server.items()):
+        on = [name for name, value in settings.items() if value == "on"]
+        precision = settings.get("precision", "auto")
+        clauses.append(f"{model} {settings.get('dtype', '?')}" + (f" {precision}" if precision != "auto" else "")
+                       + (f" ({', '.join(on)})" if on else ""))
+    return "; ".join(clauses)
+
+
 def print_summary(report: dict | Report, console) -> None:
     """Two tables (requests; latency), one row per phase and the measured total, then thresholds and the verdict."""
     from rich import box
@@ -389,6 +400,8 @@ def print_summary(report: dict | Report, console) -> None:
                    + ("?" if fault["revert_took_s"] is None else f"{fault['revert_took_s']:.1f}s")
                    + f", {recovery} after the revert began"
                    + (f" [red]({fault['error']})[/red]" if fault["error"] else ""))
+    if report.server:
+        print_line("server: " + server_line(report.server))
     for line in verification_lines(report.verification):
         print_line(line)
     client = report.client

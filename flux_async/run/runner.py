@@ -137,6 +137,8 @@ async def run_session(s: Session, options: RunOptions, console, *, start_at_ns: 
                           timeline=timeline.rows, gpu=gpu_summary, metrics_url=metrics_url,
                           faults=injector.summary() if injector else None)
     report["client"] = client
+    if scraper is not None and scraper.model_settings:
+        report["server"] = scraper.model_settings
     if options.worker is not None:
         report["worker"] = f"{options.worker[0]}/{options.worker[1]}"
         report["histograms"] = encode_histograms(recorder)

@@ -14,7 +14,11 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from flux_async import contract
+from flux_async.pipeline.speedups import SWITCHES, Speedups
 from flux_async.pipeline.weights import WeightsSource, resolve_weights
+
+SETTINGS_METRIC = "flux_model_settings"  # an info gauge: one sample per model, its settings as labels
+_published: list = []  # the stub drops a metric whose Python object is collected
 
 
 def parse_args(args: dict | None) -> dict:
@@ -63,6 +67,25 @@ def setup(args: dict | None) -> tuple[dict, torch.device, torch.dtype, WeightsSo
     dtype = getattr(torch, contract.compute_dtype_name(device.type == "cuda"))
     source = resolve_weights(parameter(config, "weights", contract.ENV_WEIGHTS))
     return config, device, dtype, source
+
+
+def speedups(config: dict, device: torch.device) -> Speedups:
+    """The model's speed switches: its config.pbtxt parameters, else the environment (pipeline/speedups.py)."""
+    return Speedups.for_device(device, {name: parameter(config, name, env) for name, env in SWITCHES.items()})
+
+
+def publish_settings(model_name: str, dtype: torch.dtype, speedups: Speedups) -> None:
+    """Expose what the model runs (dtype, precision, each switch) on Triton's /metrics as `flux_model_settings`, an
+    info gauge a load tester reads into its report. Skipped where the stub has no custom-metrics API."""
+    family_class = getattr(pb_utils, "MetricFamily", None)
+    if family_class is None:
+        return
+    family = family_class(name=SETTINGS_METRIC, description="FLUX stage model settings (value 1; see labels)",
+                          kind=family_class.GAUGE)
+    metric = family.Metric(labels={"flux_model": model_name, "dtype": str(dtype).removeprefix("torch."),
+                                   **speedups.describe()})
+    metric.set(1)
+    _published.append((family, metric))
 
 
 def complete_config(auto_complete_model_config, model_name: str):

@@ -29,8 +29,11 @@ class StageModel:
 
     def initialize(self, args=None):
         self.config, self.device, self.dtype, self.source = runtime.setup(args)
-        self.stage = self.stage_class(self.source, self.device, self.dtype)
+        self.stage = self.make_stage()
         self.trace = runtime.trace_enabled(self.config)
+
+    def make_stage(self):
+        return self.stage_class(self.source, self.device, self.dtype)
 
     def parse(self, request) -> tuple[tuple, dict]:
         """Return (group key, inputs with a leading batch dimension)."""
@@ -159,6 +162,11 @@ class DitTransformerModel(StageModel):
 
     model_name, stage_class = contract.DIT_TRANSFORMER, DitStage
 
+    def make_stage(self):
+        speedups = runtime.speedups(self.config, self.device)
+        runtime.publish_settings(self.model_name, self.dtype, speedups)
+        return DitStage(self.source, self.device, self.dtype, speedups)
+
     def parse(self, request):
         items = {name: _required(request, name)
                  for name in ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep")}
@@ -192,6 +200,11 @@ class VaeDecoderModel(StageModel):
     """latents [N, C, h, w] → images [N, 3, H, W] FP32 in [0, 1]."""
 
     model_name, stage_class = contract.VAE_DECODER, VaeStage
+
+    def make_stage(self):
+        speedups = runtime.speedups(self.config, self.device)
+        runtime.publish_settings(self.model_name, self.dtype, speedups)
+        return VaeStage(self.source, self.device, self.dtype, speedups)
 
     def parse(self, request):
         latents = _required(request, "latents")

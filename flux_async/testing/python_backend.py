@@ -153,6 +153,34 @@ class Logger:
     log_warn = log_error = log_verbose = log_info
 
 
+class MetricFamily:
+    """The stub's custom-metrics family; each metric's labels and value are kept in `MetricFamily.values`."""
+
+    COUNTER, GAUGE, HISTOGRAM = range(3)
+    values: dict[tuple[str, tuple], float] = {}  # (family name, sorted labels) -> value
+
+    def __init__(self, name: str, description: str, kind: int):
+        self.name, self.description, self.kind = name, description, kind
+
+    def Metric(self, labels: dict | None = None) -> _Metric:  # noqa: N802  (the stub's name)
+        return _Metric(self.name, tuple(sorted((labels or {}).items())))
+
+
+class _Metric:
+    def __init__(self, family: str, labels: tuple):
+        self.key = (family, labels)
+        MetricFamily.values[self.key] = 0.0
+
+    def set(self, value: float) -> None:
+        MetricFamily.values[self.key] = float(value)
+
+    def increment(self, value: float) -> None:
+        MetricFamily.values[self.key] += float(value)
+
+    def value(self) -> float:
+        return MetricFamily.values[self.key]
+
+
 def _real_utils_path() -> Path:
     dist = importlib.metadata.distribution("nvidia-pytriton")
     # a PathDistribution locates its files as pathlib paths; str() only satisfies the SimplePath protocol
@@ -167,7 +195,7 @@ def install() -> types.ModuleType:
     assert spec is not None and spec.loader is not None  # a .py file always has a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for obj in (TritonError, Tensor, InferenceResponse, InferenceRequest, PreferredMemory, Logger):
+    for obj in (TritonError, Tensor, InferenceResponse, InferenceRequest, PreferredMemory, Logger, MetricFamily):
         setattr(module, obj.__name__, obj)
     extras = {"TRITONSERVER_MEMORY_CPU": 0, "TRITONSERVER_MEMORY_GPU": 2, "serve_in_process": serve_in_process,
               "unserve_in_process": unserve_in_process}
