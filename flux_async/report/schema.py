@@ -203,7 +203,7 @@ class Report(JsonObject):
     timeline: list[dict] = field(default_factory=list)
     gpu: dict = field(default_factory=lambda: {"available": False, "reason": "not sampled"})
     metrics_url: str | None = None
-    server: dict[str, dict[str, str]] | Absent = ABSENT  # per model: dtype, precision, speed switches (from metrics_url)
+    server: dict[str, dict[str, str]] | Absent = ABSENT  # per model: dtype, precision, speed switches (metrics)
     faults: list[dict] | Absent = ABSENT
     workers: int | Absent = ABSENT  # merged from `run --workers`
     client: ClientUsageSummary | None | Absent = ABSENT

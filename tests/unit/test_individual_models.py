@@ -340,7 +340,8 @@ def test_a_cuda_output_is_exported_with_its_own_device_current(pb_utils, monkeyp
 def test_the_transformer_and_the_vae_say_what_they_run_on_the_metrics_endpoint(models, pb_utils):
     """Each publishes a `flux_model_settings` gauge whose labels are its dtype, precision and speed switches (off on
     a CPU), which `run` reads into its report's `server` section."""
-    published = {dict(labels)["flux_model"]: dict(labels) for (family, labels), value in pb_utils.MetricFamily.values.items()
+    published = {dict(labels)["flux_model"]: dict(labels)
+                 for (family, labels), value in pb_utils.MetricFamily.values.items()
                  if family == "flux_model_settings" and value == 1.0}
     assert set(published) >= {"dit_transformer", "vae_decoder"}
     assert published["dit_transformer"] == {"flux_model": "dit_transformer", "dtype": "float32", "compile": "off",
