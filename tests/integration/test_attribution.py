@@ -35,3 +35,14 @@ async def test_stage_figures_add_up_without_a_slow_stage(run_scenario):
         assert figures["batch_items"] == 12 and figures["failures"] == 0
         assert sum(int(size) * count for size, count in figures["batch_sizes"].items()) == figures["batch_items"]
         assert figures["executions"] == sum(figures["batch_sizes"].values())
+
+
+async def test_the_report_says_what_each_model_runs(run_scenario, flux_server):
+    """The models' `flux_model_settings` gauge, read from Triton's /metrics: on this CPU every speed switch is off."""
+    report = await run_scenario(SCENARIO | {"phases": [SCENARIO["phases"][0] | {"requests": 4}]},
+                                metrics_url=flux_server.metrics_url)
+    assert report["server"]["dit_transformer"] == {"channels_last": "off", "compile": "off",
+                                                   "compile_mode": "default", "dtype": "float32", "fuse_qkv": "off",
+                                                   "precision": "auto"}
+    assert report["server"]["vae_decoder"]["compile"] == "off"
+    assert "server: dit_transformer float32; vae_decoder float32" in report["output"]
