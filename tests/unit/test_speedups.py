@@ -105,3 +105,39 @@ def test_a_run_reads_what_the_models_run_from_the_metrics_and_prints_it():
     assert server_line(settings) == ("dit_transformer bfloat16 fp8 (channels_last, compile, fuse_qkv); "
                                      "vae_decoder bfloat16")
     assert model_settings('nv_inference_count{model="bls",version="1"} 3\n') == {}
+
+
+def _relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value.float() - reference.float()).norm() / reference.float().norm())
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_default_switches_compute_the_eager_transformer_within_bf16_rounding():
+    source, device = resolve_weights(), GPU
+    eager, fast = DitStage(source, device, torch.bfloat16, Speedups()), DitStage(source, device, torch.bfloat16)
+    assert fast.speedups == Speedups(compile=True, channels_last=True, fuse_qkv=True)
+    config = eager.transformer.config
+    for batch in (1, 3):  # the second shape recompiles
+        inputs = (torch.randn(batch, 64, config.in_channels, device=device), torch.randn(
+            batch, 32, config.joint_attention_dim, device=device), torch.randn(
+            batch, config.pooled_projection_dim, device=device), torch.full((batch,), 700.0, device=device))
+        assert _relative_error(fast.predict(*inputs, (8, 8), None), eager.predict(*inputs, (8, 8), None)) < 2e-2
+    assert fast.forward.failure is None  # the compiled forward was captured in CUDA graphs
+
+
+@pytest.mark.gpu
+def test_fp8_quantizes_the_transformer_blocks_and_stays_near_bf16():
+    pytest.importorskip("torchao", reason="fp8 needs the fp8 extra (torchao)")
+    source, device = resolve_weights(), GPU
+    if torch.cuda.get_device_capability(device) < (8, 9):
+        pytest.skip("fp8 needs compute capability 8.9 or newer")
+    eager = DitStage(source, device, torch.bfloat16, Speedups())
+    fp8 = DitStage(source, device, torch.bfloat16, Speedups(compile=True, fuse_qkv=True, precision="fp8"))
+    linear = fp8.transformer.transformer_blocks[0].attn.to_qkv
+    assert "Float8" in type(linear.weight).__name__  # torchao's float8 tensor subclass
+    assert not type(fp8.transformer.x_embedder.weight).__name__.startswith("Float8")  # embedders stay bf16
+    config = eager.transformer.config
+    inputs = (torch.randn(2, 64, config.in_channels, device=device), torch.randn(
+        2, 32, config.joint_attention_dim, device=device), torch.randn(
+        2, config.pooled_projection_dim, device=device), torch.full((2,), 700.0, device=device))
+    assert _relative_error(fp8.predict(*inputs, (8, 8), None), eager.predict(*inputs, (8, 8), None)) < 0.1
