@@ -334,9 +334,9 @@ def flux_gpu_speed(data: dict) -> list[str]:
     inproc, served = data.get("in_process", {}), data.get("served", {})
     lines = [f"## GPU: the served pipeline with its speed switches, against in-process FluxPipeline ({data['gpu']})",
              "", _source(data, "bash benchmarks/gpu/run_flux_bench.sh OUT --part in-process; bash "
-                               "benchmarks/gpu/run_flux_bench.sh OUT --part served --memory (same machine, after "
-                               "benchmarks/gpu/prepare.sh here); then uv run python "
-                               "benchmarks/gpu/compare_flux_images.py OUT --machine h200"),
+                               "benchmarks/gpu/run_flux_bench.sh OUT2 --part served (after benchmarks/gpu/prepare.sh "
+                               "here; one device call each); then uv run python benchmarks/gpu/compare_flux_images.py "
+                               "OUT OUT2 --machine h200"),
              f"`{data['weights']}` (random weights), {data['dtype']}, {data['size']}², {data['steps']} steps, 256 text "
              f"tokens, torch {data.get('torch', '?')}. Variants (docs/speed.md): *eager* = no compile, no fused QKV, "
              "no channels_last (CUDA graphs on: the server before the switches); *bf16* = the GPU default, every "

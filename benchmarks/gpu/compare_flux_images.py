@@ -64,11 +64,14 @@ def main() -> None:
     parser.add_argument("--label", default="device tool, nvidia-h200 kind", help="how the GPU machine was had")
     args = parser.parse_args()
     data: dict = {}
+    times = []
     for folder in args.folders:  # later calls add their parts and variants
         part = json.loads((folder / "flux-bench.json").read_text())
         for key in ("in_process", "served", "variants"):
             part[key] = data.get(key, {}) | part.get(key, {})
+        times.append(part.get("measured_at", "?"))
         data |= part
+    data["measured_at"] = " and ".join(times)
     sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
     from flux_bench import summary
 
@@ -86,6 +89,8 @@ def main() -> None:
         print(f"{row['received']:>18} vs {row['reference']:<18} worst PSNR {worst} "
               f"passes: {all(i['passes_default_gate'] for i in row['images'])}")
     out = ROOT / "benchmarks" / "results" / f"flux-gpu-{args.machine}.json"
+    if out.is_file():  # the analysis is written by hand into the results: keep it across re-runs
+        data.setdefault("analysis", json.loads(out.read_text()).get("analysis"))
     out.write_text(json.dumps(data, indent=1) + "\n")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import render
