@@ -98,13 +98,27 @@ def compile_module(module: torch.nn.Module, speedups: Speedups) -> None:
     module.compile(mode=None if speedups.compile_mode == "default" else speedups.compile_mode)
 
 
+UNFUSED = ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj")
+
+
 def prepare_transformer(transformer: torch.nn.Module, speedups: Speedups) -> None:
     """In place, in this order: fuse QKV, quantize to fp8, compile."""
     if speedups.fuse_qkv:
         transformer.fuse_qkv_projections()  # type: ignore[operator]
+        drop_unfused(transformer)
     if speedups.precision == "fp8":
         quantize_fp8(transformer)
     compile_module(transformer, speedups)
+
+
+def drop_unfused(transformer: torch.nn.Module) -> None:
+    """Free the separate Q, K, V projections of every fused attention (its forward reads only the fused ones): 2.15 B
+    parameters of a FLUX.1 transformer, 4.3 GB in bf16, and no time spent quantizing them."""
+    for module in transformer.modules():
+        if getattr(module, "fused_projections", False):
+            for name in UNFUSED:
+                if isinstance(getattr(module, name, None), torch.nn.Module):
+                    delattr(module, name)
 
 
 def prepare_vae(vae: torch.nn.Module, speedups: Speedups) -> None:

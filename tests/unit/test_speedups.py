@@ -75,7 +75,10 @@ def test_every_optimisation_computes_what_the_eager_stages_compute(monkeypatch, 
     monkeypatch.setenv(contract.ENV_COMPILE_CACHE, str(tmp_path / "inductor"))
     source, fast = resolve_weights(), Speedups(compile=True, channels_last=True, fuse_qkv=True)
     eager_dit, fast_dit = DitStage(source, CPU, torch.float32, Speedups()), DitStage(source, CPU, torch.float32, fast)
-    assert fast_dit.transformer.transformer_blocks[0].attn.fused_projections
+    fused = fast_dit.transformer.transformer_blocks[0].attn
+    assert fused.fused_projections and not hasattr(fused, "to_q") and not hasattr(fused, "add_k_proj")
+    assert sum(p.numel() for p in fast_dit.transformer.parameters()) == sum(
+        p.numel() for p in eager_dit.transformer.parameters())  # fused, without keeping the unfused copies
     config = eager_dit.transformer.config
     inputs = (torch.randn(2, 16, config.in_channels), torch.randn(2, 8, config.joint_attention_dim),
               torch.randn(2, config.pooled_projection_dim), torch.full((2,), 500.0))
