@@ -30,6 +30,7 @@ from dit_gap import cuda_libraries  # this script's folder is on sys.path
 PROMPT = "A cat holding a sign that says hello world"
 SIZE, STEPS = 1024, 4
 GPU = torch.cuda.is_available()
+WARMUP = None  # --warmup: the served variants' FLUX_ASYNC_WARMUP
 REFERENCE_PROMPTS = [PROMPT, "A lighthouse at dusk"]  # each alone, seeds 0 and 1: the images compared across variants
 # the environment of each variant (served: the server's; in-process: this process's); CUDA graphs stay on throughout
 VARIANTS = {
@@ -37,6 +38,8 @@ VARIANTS = {
     "bf16": {"FLUX_ASYNC_COMPILE": "1", "FLUX_ASYNC_FUSE_QKV": "1", "FLUX_ASYNC_CHANNELS_LAST": "1"},
     "fp8": {"FLUX_ASYNC_COMPILE": "1", "FLUX_ASYNC_FUSE_QKV": "1", "FLUX_ASYNC_CHANNELS_LAST": "1",
             "FLUX_ASYNC_PRECISION": "fp8"},
+    # compile alone: against eager, compile's gain; against bf16, fused QKV's (transformer) and channels_last's (VAE)
+    "compiled": {"FLUX_ASYNC_COMPILE": "1", "FLUX_ASYNC_FUSE_QKV": "0", "FLUX_ASYNC_CHANNELS_LAST": "0"},
 }
 
 
@@ -239,7 +242,8 @@ def served(tritonserver: str | None, spec: str, variant: str, rows: list[tuple[i
     reference images, then each row (prompts, concurrency, image encoding) over gRPC; with `restart`, start again on
     the now-filled cache (warm) and time the first request again. (The device image lacks tritonclient's HTTP
     dependencies, and the carried wheels are near the tool's size limit.)"""
-    env = {"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_COMPILE_CACHE": cache, **VARIANTS[variant]}
+    env = {"FLUX_ASYNC_TRACE": "1", "FLUX_ASYNC_COMPILE_CACHE": cache, **VARIANTS[variant],
+           **({"FLUX_ASYNC_WARMUP": WARMUP} if WARMUP else {})}
     results.update(variant=variant, runs=[])
     server, results["start_s"] = start_server(tritonserver, spec, env)
     try:
@@ -418,11 +422,12 @@ SERVED_ROWS = {  # (prompts, concurrency, image encoding): what one 10-minute de
     "bf16": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8"), (4, 1, "fp32"), (1, 2, "uint8")],
     "fp8": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8")],
     "eager": [(1, 1, "fp32"), (1, 1, "uint8"), (4, 1, "uint8")],
+    "compiled": [(1, 1, "fp32")],
 }
 
 
 def main() -> None:
-    global SIZE
+    global SIZE, WARMUP
     parser = argparse.ArgumentParser()
     parser.add_argument("--tritonserver", default=None, help="default: the one bundled in nvidia-pytriton")
     parser.add_argument("--weights-spec", default="preset:flux1-schnell", help="a preset or a weights folder")
@@ -433,9 +438,12 @@ def main() -> None:
     parser.add_argument("--cache", default="/tmp/flux-compile-cache", help="compile caches, one folder per variant "
                                                                          "below this (emptied first)")
     parser.add_argument("--memory", action="store_true", help="served bf16: GPU memory while 1, 2, 4, 8 prompts run")
+    parser.add_argument("--warmup", default=None, metavar="SIZES",
+                        help="served: FLUX_ASYNC_WARMUP for the server (e.g. 1024x1024): compile at load, not in the "
+                             "first request")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    SIZE = args.size
+    SIZE, WARMUP = args.size, args.warmup
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -443,7 +451,7 @@ def main() -> None:
     report: dict = {"gpu": torch.cuda.get_device_name(0) if GPU else "none (CPU dry run)",
                     "weights": args.weights_spec, "size": SIZE, "steps": STEPS,
                     "dtype": "bfloat16" if GPU else "float32", "variants": {v: VARIANTS[v] for v in variants},
-                    "torch": torch.__version__,
+                    "torch": torch.__version__, "warmup": args.warmup,
                     "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if os.path.exists(args.out):  # the other part's results, from an earlier call
         with open(args.out) as existing:

@@ -88,6 +88,17 @@ def publish_settings(model_name: str, dtype: torch.dtype, speedups: Speedups) ->
     _published.append((family, metric))
 
 
+def warm_up(model_name: str, config: dict, run) -> None:
+    """`run(sizes)` for the sizes FLUX_ASYNC_WARMUP (or the `warmup` parameter) names, logging how long it took."""
+    from flux_async.serving.warmup import parse_sizes
+
+    sizes = parse_sizes(parameter(config, "warmup", contract.ENV_WARMUP))
+    if sizes:
+        seconds = run(sizes)
+        line = json.dumps({"model": model_name, "sizes": sizes, "s": round(seconds, 1)})
+        pb_utils.Logger.log_info(f"FLUX_WARMUP {line}")
+
+
 def complete_config(auto_complete_model_config, model_name: str):
     """Fill the model's inputs and outputs from `contract.py`, resolving COMPUTE tensors to this machine's dtype."""
     compute = contract.compute_dtype_name()

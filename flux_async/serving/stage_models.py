@@ -15,6 +15,7 @@ from flux_async import contract
 from flux_async.pipeline.stages import ClipStage, DitStage, T5Stage, VaeStage
 from flux_async.pipeline.validation import InvalidInput, decode_texts
 from flux_async.serving import runtime
+from flux_async.serving.warmup import warm_transformer, warm_vae
 
 
 class StageModel:
@@ -165,7 +166,9 @@ class DitTransformerModel(StageModel):
     def make_stage(self):
         speedups = runtime.speedups(self.config, self.device)
         runtime.publish_settings(self.model_name, self.dtype, speedups)
-        return DitStage(self.source, self.device, self.dtype, speedups)
+        stage = DitStage(self.source, self.device, self.dtype, speedups)
+        runtime.warm_up(self.model_name, self.config, lambda sizes: warm_transformer(stage, self.source, sizes))
+        return stage
 
     def parse(self, request):
         items = {name: _required(request, name)
@@ -204,7 +207,9 @@ class VaeDecoderModel(StageModel):
     def make_stage(self):
         speedups = runtime.speedups(self.config, self.device)
         runtime.publish_settings(self.model_name, self.dtype, speedups)
-        return VaeStage(self.source, self.device, self.dtype, speedups)
+        stage = VaeStage(self.source, self.device, self.dtype, speedups)
+        runtime.warm_up(self.model_name, self.config, lambda sizes: warm_vae(stage, self.source, sizes))
+        return stage
 
     def parse(self, request):
         latents = _required(request, "latents")

@@ -144,3 +144,36 @@ def test_fp8_quantizes_the_transformer_blocks_and_stays_near_bf16():
         2, 32, config.joint_attention_dim, device=device), torch.randn(
         2, config.pooled_projection_dim, device=device), torch.full((2,), 700.0, device=device))
     assert _relative_error(fp8.predict(*inputs, (8, 8), None), eager.predict(*inputs, (8, 8), None)) < 0.1
+
+
+def test_warm_up_sizes_are_parsed_or_refused_with_the_form():
+    from flux_async.serving.warmup import parse_sizes
+
+    assert parse_sizes(None) == parse_sizes("off") == parse_sizes(" 0 ") == []
+    assert parse_sizes("1024x1024, 512x768") == [(1024, 1024), (512, 768)]
+    for bad in ("1024", "1000x1024", "1024x1024,", "big"):
+        with pytest.raises(ValueError, match=r"FLUX_ASYNC_WARMUP \(parameter 'warmup'\) must be 'off' or sizes "):
+            parse_sizes(bad)
+
+
+def test_warm_up_runs_each_size_at_batch_1_and_2_with_the_shapes_a_request_would_bring(monkeypatch):
+    """The shapes bls would send for a 64x96 image (the tiny VAE's scale), at batch 1 then 2; then for real."""
+    from flux_async.pipeline.generate import Geometry
+    from flux_async.serving.warmup import warm_transformer, warm_vae
+
+    source = resolve_weights()
+    dit, vae = DitStage(source, CPU, torch.float32, Speedups()), VaeStage(source, CPU, torch.float32, Speedups())
+    h, w = Geometry.from_source(source).latent_grid(64, 96)
+    seen = []
+    monkeypatch.setattr(dit, "predict", lambda hidden, text, *rest: seen.append((hidden.shape, text.shape, rest[2])))
+    monkeypatch.setattr(vae, "decode", lambda latents: seen.append(latents.shape))
+    warm_transformer(dit, source, [(64, 96)])
+    warm_vae(vae, source, [(64, 96)])
+    tokens, channels, text = (h // 2) * (w // 2), dit.transformer.config.in_channels, (
+        256, dit.transformer.config.joint_attention_dim)
+    assert seen == [(torch.Size([1, tokens, channels]), torch.Size([1, *text]), (h // 2, w // 2)),
+                    (torch.Size([2, tokens, channels]), torch.Size([2, *text]), (h // 2, w // 2)),
+                    torch.Size([1, vae.vae.config.latent_channels, h, w]),
+                    torch.Size([2, vae.vae.config.latent_channels, h, w])]
+    monkeypatch.undo()
+    assert warm_transformer(dit, source, [(64, 96)]) >= 0 and warm_vae(vae, source, [(64, 96)]) >= 0
