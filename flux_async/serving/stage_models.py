@@ -23,6 +23,7 @@ class StageModel:
 
     model_name: str
     stage_class: type
+    optimised = False  # takes the speed switches (pipeline/speedups.py) and the warm-up
 
     @classmethod
     def auto_complete_config(cls, auto_complete_model_config):
@@ -34,7 +35,18 @@ class StageModel:
         self.trace = runtime.trace_enabled(self.config)
 
     def make_stage(self):
-        return self.stage_class(self.source, self.device, self.dtype)
+        """The stage; for the optimised ones (transformer, VAE) with their speed switches, published, and warmed up."""
+        if not self.optimised:
+            return self.stage_class(self.source, self.device, self.dtype)
+        speedups = runtime.speedups(self.config, self.device)
+        runtime.publish_settings(self.model_name, self.dtype, speedups)
+        stage = self.stage_class(self.source, self.device, self.dtype, speedups)
+        runtime.warm_up(self.model_name, self.config, lambda sizes: self.warm(stage, sizes))
+        return stage
+
+    def warm(self, stage, sizes: list[tuple[int, int]]) -> float:
+        """Run `stage` once per size (flux_async/serving/warmup.py); seconds taken."""
+        raise NotImplementedError
 
     def parse(self, request) -> tuple[tuple, dict]:
         """Return (group key, inputs with a leading batch dimension)."""
@@ -163,12 +175,10 @@ class DitTransformerModel(StageModel):
 
     model_name, stage_class = contract.DIT_TRANSFORMER, DitStage
 
-    def make_stage(self):
-        speedups = runtime.speedups(self.config, self.device)
-        runtime.publish_settings(self.model_name, self.dtype, speedups)
-        stage = DitStage(self.source, self.device, self.dtype, speedups)
-        runtime.warm_up(self.model_name, self.config, lambda sizes: warm_transformer(stage, self.source, sizes))
-        return stage
+    optimised = True
+
+    def warm(self, stage, sizes):
+        return warm_transformer(stage, self.source, sizes)
 
     def parse(self, request):
         items = {name: _required(request, name)
@@ -204,12 +214,10 @@ class VaeDecoderModel(StageModel):
 
     model_name, stage_class = contract.VAE_DECODER, VaeStage
 
-    def make_stage(self):
-        speedups = runtime.speedups(self.config, self.device)
-        runtime.publish_settings(self.model_name, self.dtype, speedups)
-        stage = VaeStage(self.source, self.device, self.dtype, speedups)
-        runtime.warm_up(self.model_name, self.config, lambda sizes: warm_vae(stage, self.source, sizes))
-        return stage
+    optimised = True
+
+    def warm(self, stage, sizes):
+        return warm_vae(stage, self.source, sizes)
 
     def parse(self, request):
         latents = _required(request, "latents")
