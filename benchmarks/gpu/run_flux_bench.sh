@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine (repository root, .whl/ carried): set up the environment if needed (setup_device.sh also puts the
+# On the GPU machine (repository root, .whl/ carried, and .whl-server/ for anything served): set up the environment if needed (setup_device.sh also puts the
 # carried tiny folder where the preset finds its tokenizers and scheduler), then run flux_bench.py.
 # Usage: bash benchmarks/gpu/run_flux_bench.sh OUT_DIR [flux_bench.py arguments, e.g. --part in-process]
 #        bash benchmarks/gpu/run_flux_bench.sh OUT_DIR --dit-gap   (the transformer-step probe, dit_gap.py, instead)

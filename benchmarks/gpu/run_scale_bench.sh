@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a multi-GPU machine (repository root, .whl/ carried): set up the environment if needed, then run scale_bench.py
+# On a multi-GPU machine (repository root, .whl/ carried, and .whl-server/ for anything served): set up the environment if needed, then run scale_bench.py
 # (one Triton per GPU; `capacity` against 1, 2, 4 of them).
 # Usage: bash benchmarks/gpu/run_scale_bench.sh OUT_DIR [scale_bench.py options, e.g. --counts 1,2,4]
 # Then, here: copy OUT_DIR/scale-bench.json to benchmarks/results/scale-<gpus>.json, add "machine" and "measured_at"

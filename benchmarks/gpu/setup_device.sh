@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine (run from the repository root, .whl/ carried): a venv whose own numpy<2 and protobuf<7 shadow
+# On the GPU machine (run from the repository root, .whl/ carried; .whl-server/ and .whl-tiny/ when carried): a venv whose own numpy<2 and protobuf<7 shadow
 # the image's (the python-backend stub needs them: docs/triton-from-pypi.md). It sees the image's packages (torch,
 # transformers, ...) through a folder of links appended by a .pth file, minus the image's numpy and the packages
 # built against numpy 2 that break beside numpy 1.26 (scipy first: transformers imports it when present).
