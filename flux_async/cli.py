@@ -233,6 +233,7 @@ def cmd_serve(args) -> int:
         raise UsageError(f"--weights: {exc}") from None
     if args.precision == "fp8":
         _check_fp8(nvml_gpu_count())
+    _check_model_settings()
     for folder in args.extra_repository:
         if not (folder.is_dir() and any(folder.glob("*/config.pbtxt"))):
             raise UsageError(f"--extra-repository {folder}: not a model repository (a folder of model folders, "
@@ -283,6 +284,23 @@ def cmd_serve(args) -> int:
     service.stop()
     print("flux_async: server stopped", flush=True)
     return code
+
+
+def _check_model_settings() -> None:
+    """The speed switches and the warm-up the models will read from this environment, checked before the server
+    starts: a bad value is a usage error naming the variable (the models would refuse to load)."""
+    import os
+
+    import torch
+
+    from flux_async.pipeline.speedups import Speedups
+    from flux_async.serving.warmup import parse_sizes
+
+    try:
+        Speedups.for_device(torch.device("cuda"))
+        parse_sizes(os.environ.get(contract.ENV_WARMUP))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_fp8(gpus: int | None) -> None:

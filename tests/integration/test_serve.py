@@ -252,6 +252,21 @@ def test_serve_rejects_a_bad_gpu_list_or_ports_past_the_top_with_exit_2():
     assert result.returncode == 2 and "before one Triton: not with --gpus" in result.stderr, result.stderr
 
 
+def test_serve_rejects_bad_speed_settings_and_fp8_without_a_gpu_with_exit_2():
+    """The models' switches are checked before the server starts, naming the variable and what it takes."""
+    def serve(*args, **env):
+        return subprocess.run([sys.executable, "-m", "flux_async", "serve", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=os.environ | env)
+
+    result = serve(FLUX_ASYNC_COMPILE="maybe")
+    assert result.returncode == 2 and "FLUX_ASYNC_COMPILE (parameter 'compile') must be one of 1/0" in result.stderr
+    result = serve(FLUX_ASYNC_WARMUP="1000x1024")
+    assert result.returncode == 2 and "FLUX_ASYNC_WARMUP (parameter 'warmup') must be 'off' or sizes" in result.stderr
+    result = serve("--precision", "fp8")  # this machine has no GPU
+    assert result.returncode == 2 and "--precision fp8: no NVIDIA GPU found" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_exits_3_when_a_model_cannot_load(tmp_path, tiny_weights):
     """A model whose model.py fails to import: exit 3, the reason and the log's tail on stderr."""
     broken = tmp_path / "repository" / "broken" / "1"
