@@ -289,16 +289,10 @@ def cmd_serve(args) -> int:
 def _check_model_settings() -> None:
     """The speed switches and the warm-up the models will read from this environment, checked before the server
     starts: a bad value is a usage error naming the variable (the models would refuse to load)."""
-    import os
-
-    import torch
-
-    from flux_async.pipeline.speedups import Speedups
-    from flux_async.serving.warmup import parse_sizes
+    from flux_async.pipeline.speedups import check_environment
 
     try:
-        Speedups.for_device(torch.device("cuda"))
-        parse_sizes(os.environ.get(contract.ENV_WARMUP))
+        check_environment()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -74,6 +74,30 @@ class Speedups:
                 for name, value in asdict(self).items()}
 
 
+def parse_sizes(value: str | None) -> list[tuple[int, int]]:
+    """'1024x1024,512x768' → [(1024, 1024), (512, 768)] (height x width); '', '0', 'off' → []. Raises ValueError
+    naming the setting and the form."""
+    text = (value or "").strip().lower()
+    if text in ("", "0", "off", "no", "false"):
+        return []
+    sizes = []
+    for item in text.split(","):
+        height, _, width = item.strip().partition("x")
+        if not (height.isdigit() and width.isdigit() and int(height) % 16 == 0 and int(width) % 16 == 0
+                and 16 <= int(height) <= 4096 and 16 <= int(width) <= 4096):
+            raise ValueError(f"{contract.ENV_WARMUP} (parameter 'warmup') must be 'off' or sizes HEIGHTxWIDTH, "
+                             f"multiples of 16 in [16, 4096], comma-separated (e.g. 1024x1024,512x512); got {value!r}")
+        sizes.append((int(height), int(width)))
+    return sizes
+
+
+def check_environment() -> None:
+    """The switches and the warm-up sizes this environment gives the models, as a GPU would read them; raises
+    ValueError naming the variable (what `serve` checks before starting Triton)."""
+    Speedups.for_device(torch.device("cuda"))
+    parse_sizes(os.environ.get(contract.ENV_WARMUP))
+
+
 def compile_cache() -> Path:
     """Where Inductor keeps compiled graphs and kernels: FLUX_ASYNC_COMPILE_CACHE, else TORCHINDUCTOR_CACHE_DIR, else
     <flux_async cache>/inductor. Set for this process (and the compile workers it starts); delete it to invalidate."""

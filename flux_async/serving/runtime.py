@@ -90,7 +90,7 @@ def publish_settings(model_name: str, dtype: torch.dtype, speedups: Speedups) ->
 
 def warm_up(model_name: str, config: dict, run) -> None:
     """`run(sizes)` for the sizes FLUX_ASYNC_WARMUP (or the `warmup` parameter) names, logging how long it took."""
-    from flux_async.serving.warmup import parse_sizes
+    from flux_async.pipeline.speedups import parse_sizes
 
     sizes = parse_sizes(parameter(config, "warmup", contract.ENV_WARMUP))
     if sizes:

@@ -16,23 +16,6 @@ from flux_async.pipeline.weights import WeightsSource
 BATCHES = (1, 2)  # two batch sizes: the second makes the compiled graphs' batch dimension dynamic
 
 
-def parse_sizes(value: str | None) -> list[tuple[int, int]]:
-    """'1024x1024,512x768' → [(1024, 1024), (512, 768)] (height x width); '', '0', 'off' → []. Raises ValueError
-    naming the setting and the form."""
-    text = (value or "").strip().lower()
-    if text in ("", "0", "off", "no", "false"):
-        return []
-    sizes = []
-    for item in text.split(","):
-        height, _, width = item.strip().partition("x")
-        if not (height.isdigit() and width.isdigit() and int(height) % 16 == 0 and int(width) % 16 == 0
-                and 16 <= int(height) <= 4096 and 16 <= int(width) <= 4096):
-            raise ValueError(f"{contract.ENV_WARMUP} (parameter 'warmup') must be 'off' or sizes HEIGHTxWIDTH, "
-                             f"multiples of 16 in [16, 4096], comma-separated (e.g. 1024x1024,512x512); got {value!r}")
-        sizes.append((int(height), int(width)))
-    return sizes
-
-
 @torch.inference_mode()
 def warm_transformer(stage: DitStage, source: WeightsSource, sizes: list[tuple[int, int]]) -> float:
     """Predict once per size and batch on random inputs (the variant's default text length); returns seconds."""

@@ -147,7 +147,7 @@ def test_fp8_quantizes_the_transformer_blocks_and_stays_near_bf16():
 
 
 def test_warm_up_sizes_are_parsed_or_refused_with_the_form():
-    from flux_async.serving.warmup import parse_sizes
+    from flux_async.pipeline.speedups import parse_sizes
 
     assert parse_sizes(None) == parse_sizes("off") == parse_sizes(" 0 ") == []
     assert parse_sizes("1024x1024, 512x768") == [(1024, 1024), (512, 768)]
