@@ -130,6 +130,8 @@ ENV_CHANNELS_LAST = "FLUX_ASYNC_CHANNELS_LAST"  # the VAE's convolutions in chan
 ENV_FUSE_QKV = "FLUX_ASYNC_FUSE_QKV"  # the transformer's Q, K, V projections as one matrix product
 ENV_PRECISION = "FLUX_ASYNC_PRECISION"  # "auto" (the compute dtype) | "fp8" (transformer linears in float8, torchao)
 ENV_COMPILE_CACHE = "FLUX_ASYNC_COMPILE_CACHE"  # Inductor's on-disk caches (default: <flux_async cache>/inductor)
+# the models' settings on Triton's /metrics: an info gauge, one sample per model, its settings as labels
+SETTINGS_METRIC = "flux_model_settings"
 ENV_WARMUP = "FLUX_ASYNC_WARMUP"  # "1024x1024,512x512": the transformer and the VAE run each size at load (default off)
 
 TRITON_DTYPES = {"float32": "FP32", "bfloat16": "BF16", "float16": "FP16"}

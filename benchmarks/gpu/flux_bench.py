@@ -132,10 +132,10 @@ def save_images(path: str | None, images: dict[str, np.ndarray]) -> None:
         np.savez_compressed(path, **{key: value.astype(np.float16) for key, value in images.items()})
 
 
-def in_process(spec: str, size: int, variant: str, images_path: str | None = None, light: bool = False) -> dict:
+def in_process(spec: str, size: int, variant: str, images_path: str | None = None) -> dict:
     """FluxPipeline in this process under `variant`'s switches, with the same weights as the server: the first call
     (compiling), latency at batch 1 and 4, per-stage times, peak memory, the GPU's clocks meanwhile, and the reference
-    images. `light`: batch 1 and the transformer step only."""
+    images."""
     global SIZE
     SIZE = size
     os.environ.update(VARIANTS[variant])
@@ -164,7 +164,7 @@ def in_process(spec: str, size: int, variant: str, images_path: str | None = Non
     result["first_call_ms"] = (time.perf_counter() - started) * 1000  # compiles the transformer and the VAE
     if GPU:
         torch.cuda.reset_peak_memory_stats()
-    for batch in (1,) if light else (1, 4):
+    for batch in (1, 4):
         with GpuWatch() as watch:  # batch 1: as many back-to-back images as the served batch-1 row
             ms = timed(lambda batch=batch: generate(batch), runs=6 if batch == 1 else 2)
         result[f"batch{batch}_ms"] = ms
@@ -172,14 +172,11 @@ def in_process(spec: str, size: int, variant: str, images_path: str | None = Non
         result[f"batch{batch}_gpu"] = watch.summary()
         if GPU:
             result[f"batch{batch}_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    if not light:
-        save_images(images_path, {str(i): generate(1, [prompt], [i])[0].float().cpu().numpy()
-                                  for i, prompt in enumerate(REFERENCE_PROMPTS)})
+    save_images(images_path, {str(i): generate(1, [prompt], [i])[0].float().cpu().numpy()
+                              for i, prompt in enumerate(REFERENCE_PROMPTS)})
     with torch.inference_mode(), GpuWatch() as watch:
-        if not light:
-            result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
-            result["t5_ms"] = timed(lambda: pipe._get_t5_prompt_embeds(PROMPT, max_sequence_length=256,
-                                                                       device=device))
+        result["clip_ms"] = timed(lambda: pipe._get_clip_prompt_embeds(PROMPT, device=device))
+        result["t5_ms"] = timed(lambda: pipe._get_t5_prompt_embeds(PROMPT, max_sequence_length=256, device=device))
         latents = torch.randn(1, (SIZE // 16) ** 2, config.in_channels, device=device, dtype=dtype)
         embeds = torch.randn(1, 256, config.joint_attention_dim, device=device, dtype=dtype)
         pooled = torch.randn(1, config.pooled_projection_dim, device=device, dtype=dtype)
@@ -189,11 +186,10 @@ def in_process(spec: str, size: int, variant: str, images_path: str | None = Non
             hidden_states=latents, timestep=torch.full((1,), 0.5, device=device, dtype=dtype), guidance=None,
             pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids,
             return_dict=False), runs=10)
-        if not light:
-            scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-            vae_latents = channels_last(torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale,
-                                                    SIZE // scale, device=device, dtype=dtype), speedups)
-            result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False), runs=5)
+        scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        vae_latents = channels_last(torch.randn(1, pipe.vae.config.latent_channels, SIZE // scale, SIZE // scale,
+                                                device=device, dtype=dtype), speedups)
+        result["vae_ms"] = timed(lambda: pipe.vae.decode(vae_latents, return_dict=False), runs=5)
     result["stages_gpu"] = watch.summary()
     result["libraries"] = cuda_libraries()
     pipe = None  # the closures above hold it: drop it so gc.collect frees its GPU memory

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from flux_async.contract import SETTINGS_METRIC
 from flux_async.http_session import client_session
 
 if TYPE_CHECKING:
@@ -16,7 +17,6 @@ COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_
             "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
             "nv_inference_request_duration_us")
 GAUGES = ("nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage")
-SETTINGS = "flux_model_settings"  # flux_async/serving/runtime.py publishes it: one sample per model, labels = settings
 
 
 def parse(text: str) -> dict[str, dict[str, float]]:
@@ -38,7 +38,7 @@ def model_settings(text: str) -> dict[str, dict[str, str]]:
     """{model: {setting: value}} from the `flux_model_settings` samples (empty for a server that has none)."""
     found: dict[str, dict[str, str]] = {}
     for family in text_string_to_metric_families(text):
-        if family.name == SETTINGS:
+        if family.name == SETTINGS_METRIC:
             for sample in family.samples:
                 labels = dict(sample.labels)
                 model = labels.pop("flux_model", "") or labels.pop("model", "")
@@ -53,7 +53,7 @@ class MetricsScraper:
         self.url = url
         self._previous: dict[str, dict[str, float]] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.model_settings: dict[str, dict[str, str]] = {}  # the server's models' settings, as last read
+        self.model_settings: dict[str, dict[str, str]] = {}  # the server's models' settings, read once
 
     async def __call__(self) -> dict:
         import aiohttp
@@ -64,7 +64,8 @@ class MetricsScraper:
             response.raise_for_status()
             text = await response.text()
         current = parse(text)
-        self.model_settings.update(model_settings(text))
+        if not self.model_settings:  # fixed while the models are loaded: not parsed again every interval
+            self.model_settings = model_settings(text)
         previous, self._previous = self._previous, current
         result = {name: current.get(name, {}) for name in GAUGES if name in current}
         if previous is not None:

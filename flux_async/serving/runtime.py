@@ -14,10 +14,9 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from flux_async import contract
-from flux_async.pipeline.speedups import SWITCHES, Speedups
+from flux_async.pipeline.speedups import SWITCHES, Speedups, parse_sizes
 from flux_async.pipeline.weights import WeightsSource, resolve_weights
 
-SETTINGS_METRIC = "flux_model_settings"  # an info gauge: one sample per model, its settings as labels
 _published: list = []  # the stub drops a metric whose Python object is collected
 
 
@@ -80,7 +79,7 @@ def publish_settings(model_name: str, dtype: torch.dtype, speedups: Speedups) ->
     family_class = getattr(pb_utils, "MetricFamily", None)
     if family_class is None:
         return
-    family = family_class(name=SETTINGS_METRIC, description="FLUX stage model settings (value 1; see labels)",
+    family = family_class(name=contract.SETTINGS_METRIC, description="FLUX stage model settings (value 1; see labels)",
                           kind=family_class.GAUGE)
     metric = family.Metric(labels={"flux_model": model_name, "dtype": str(dtype).removeprefix("torch."),
                                    **speedups.describe()})
@@ -90,8 +89,6 @@ def publish_settings(model_name: str, dtype: torch.dtype, speedups: Speedups) ->
 
 def warm_up(model_name: str, config: dict, run) -> None:
     """`run(sizes)` for the sizes FLUX_ASYNC_WARMUP (or the `warmup` parameter) names, logging how long it took."""
-    from flux_async.pipeline.speedups import parse_sizes
-
     sizes = parse_sizes(parameter(config, "warmup", contract.ENV_WARMUP))
     if sizes:
         seconds = run(sizes)
